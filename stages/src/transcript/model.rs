@@ -127,16 +127,24 @@ pub struct Message {
 
 impl Message {
     pub fn has_text(&self) -> bool {
-        self.blocks.iter().any(|b| matches!(b, ContentBlock::Text { .. }))
+        self.blocks
+            .iter()
+            .any(|b| matches!(b, ContentBlock::Text { .. }))
     }
     pub fn has_thinking(&self) -> bool {
-        self.blocks.iter().any(|b| matches!(b, ContentBlock::Thinking { .. }))
+        self.blocks
+            .iter()
+            .any(|b| matches!(b, ContentBlock::Thinking { .. }))
     }
     pub fn has_tool_use(&self) -> bool {
-        self.blocks.iter().any(|b| matches!(b, ContentBlock::ToolUse { .. }))
+        self.blocks
+            .iter()
+            .any(|b| matches!(b, ContentBlock::ToolUse { .. }))
     }
     pub fn has_tool_result(&self) -> bool {
-        self.blocks.iter().any(|b| matches!(b, ContentBlock::ToolResult { .. }))
+        self.blocks
+            .iter()
+            .any(|b| matches!(b, ContentBlock::ToolResult { .. }))
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use memchr::memchr;
+use serde::de::IgnoredAny;
 
 use super::model::{
     ContentBlock, LineError, Message, MessageKind, Metadata, ParsedTranscript, RecordCounts,
@@ -70,7 +71,10 @@ pub fn parse_bytes(bytes: &[u8], options: &ParseOptions) -> ParsedTranscript {
 
 /// Parses a transcript from a reader, holding at most one line (up to the limit) and a read
 /// buffer in memory besides the result.
-pub fn parse_reader<R: Read>(mut reader: R, options: &ParseOptions) -> io::Result<ParsedTranscript> {
+pub fn parse_reader<R: Read>(
+    mut reader: R,
+    options: &ParseOptions,
+) -> io::Result<ParsedTranscript> {
     const CHUNK: usize = 256 * 1024;
     let max = options.max_line_bytes;
     let mut parser = TranscriptParser::new(options.clone());
@@ -191,16 +195,20 @@ impl TranscriptParser {
     /// A line whose full shape did not parse: valid JSON of a type we skip anyway is counted as
     /// that type; anything else is a line error.
     fn reject(&mut self, line: &[u8], error: serde_json::Error) {
-        if let Ok(LineType { kind }) = serde_json::from_slice::<LineType>(line) {
-            let kind = kind.as_ref().map_or("", Str::as_str);
-            if !is_message_type(kind) {
-                self.count_skipped(kind);
-                return;
+        match serde_json::from_slice::<LineType>(line) {
+            Ok(LineType { kind }) => {
+                let kind = kind.as_ref().map_or("", Str::as_str);
+                if is_message_type(kind) {
+                    self.error(format!("unexpected shape of a `{kind}` record: {error}"));
+                } else {
+                    self.count_skipped(kind);
+                }
             }
-            self.error(format!("unexpected shape of a `{kind}` record: {error}"));
-            return;
+            Err(_) if serde_json::from_slice::<IgnoredAny>(line).is_ok() => {
+                self.error(format!("not a transcript record: {error}"));
+            }
+            Err(_) => self.error(format!("invalid JSON: {error}")),
         }
-        self.error(format!("invalid JSON: {error}"));
     }
 
     fn count_skipped(&mut self, kind: &str) {
@@ -219,7 +227,10 @@ impl TranscriptParser {
     }
 
     fn accept(&mut self, record: Line<'_>, line: &[u8]) {
-        let timestamp = record.timestamp.as_ref().and_then(|t| parse_timestamp(t.as_str()));
+        let timestamp = record
+            .timestamp
+            .as_ref()
+            .and_then(|t| parse_timestamp(t.as_str()));
         self.note_metadata(&record, timestamp);
 
         let kind = match record.kind.as_ref().map(Str::as_str) {
@@ -241,7 +252,7 @@ impl TranscriptParser {
 
         let wire = record.message;
         if matches!(kind, MessageKind::User | MessageKind::Assistant) && wire.is_none() {
-            self.error(format!("a `{}` record without `message`", kind.as_str()));
+            self.error(format!("`{}` record without `message`", kind.as_str()));
             return;
         }
         let (api_id, role, model, content, usage) = match wire {
@@ -293,7 +304,8 @@ impl TranscriptParser {
         if kind == MessageKind::Assistant
             && let Some(id) = &api_id
         {
-            self.by_api_id.insert(id.as_str().to_owned(), self.messages.len());
+            self.by_api_id
+                .insert(id.as_str().to_owned(), self.messages.len());
         }
         self.messages.push(Message {
             line_number: self.line_number,
@@ -427,5 +439,201 @@ fn block(wire: WireBlock<'_>) -> ContentBlock {
         other => ContentBlock::Other {
             kind: if other.is_empty() { "(none)" } else { other }.to_owned(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USER: &str = r#"{"type":"user","uuid":"u1","sessionId":"s1","timestamp":"2026-01-01T00:00:00Z","message":{"role":"user","content":"hello"}}"#;
+    const REPLY_1: &str = r#"{"type":"assistant","uuid":"a1","requestId":"r1","timestamp":"2026-01-01T00:00:01Z","message":{"id":"m1","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"thinking","thinking":"hm"}],"usage":{"input_tokens":3,"output_tokens":1}}}"#;
+    const REPLY_2: &str = r#"{"type":"assistant","uuid":"a2","requestId":"r1","timestamp":"2026-01-01T00:00:02Z","message":{"id":"m1","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"tool_use","id":"t1","name":"Read","input":{"file_path":"/x"}}],"usage":{"input_tokens":3,"output_tokens":40}}}"#;
+
+    fn parse(text: &str) -> ParsedTranscript {
+        parse_bytes(text.as_bytes(), &ParseOptions::default())
+    }
+
+    #[test]
+    fn a_half_written_last_line_is_recorded_and_the_rest_parses() {
+        let text = format!("{USER}\n{REPLY_1}\n{}", &REPLY_2[..90]);
+        let p = parse(&text);
+        assert_eq!(p.messages.len(), 2);
+        assert_eq!(p.line_errors.len(), 1);
+        assert_eq!(p.line_errors[0].line_number, 3);
+        assert!(
+            p.line_errors[0]
+                .error
+                .starts_with("invalid JSON: EOF while parsing"),
+            "{}",
+            p.line_errors[0].error
+        );
+    }
+
+    #[test]
+    fn split_reply_lines_fold_into_one_message_with_the_final_usage() {
+        let p = parse(&format!("{USER}\n{REPLY_1}\n{REPLY_2}\n"));
+        assert_eq!(p.messages.len(), 2);
+        let reply = &p.messages[1];
+        assert_eq!(reply.line_number, 2);
+        let kinds: Vec<_> = reply.blocks.iter().map(ContentBlock::block_type).collect();
+        assert_eq!(kinds, ["thinking", "tool_use"]);
+        assert_eq!(reply.usage.map(|u| u.output_tokens), Some(40));
+        assert_eq!(p.stats.tokens_out, 40);
+        assert_eq!(p.stats.duration_ms, Some(2000));
+        assert_eq!(p.records.merged, 1);
+        assert!(reply.has_thinking() && reply.has_tool_use() && !reply.has_text());
+    }
+
+    #[test]
+    fn unknown_and_bookkeeping_types_are_counted_never_errors() {
+        let text = [
+            r#"{"type":"file-history-snapshot","snapshot":{}}"#,
+            r#"{"type":"progress","message":"not an object","data":{}}"#,
+            r#"{"type":"x-new-thing-2027","message":42}"#,
+            r#"{"type":"x-new-thing-2027"}"#,
+            r#"{"no_type":true}"#,
+            USER,
+        ]
+        .join("\n");
+        let p = parse(&text);
+        assert!(p.line_errors.is_empty(), "{:?}", p.line_errors);
+        assert_eq!(p.records.bookkeeping.get("file-history-snapshot"), Some(&1));
+        assert_eq!(p.records.bookkeeping.get("progress"), Some(&1));
+        assert_eq!(p.records.unknown.get("x-new-thing-2027"), Some(&2));
+        assert_eq!(p.records.unknown.get("(none)"), Some(&1));
+        assert_eq!(p.messages.len(), 1);
+    }
+
+    #[test]
+    fn bad_lines_say_what_is_wrong() {
+        let text = [
+            "garbage{",
+            r#"{"type":"user","message":"a string, not a message"}"#,
+            r#"{"type":"assistant","uuid":"x"}"#,
+            "[1,2,3]",
+        ]
+        .join("\n");
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(b"\n{\"type\":\"user\",\"message\":{\"content\":\"\xff\xfe\"}}\n");
+        let p = parse_bytes(&bytes, &ParseOptions::default());
+        let errors: Vec<_> = p
+            .line_errors
+            .iter()
+            .map(|e| (e.line_number, e.error.as_str()))
+            .collect();
+        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert!(
+            errors[0]
+                .1
+                .starts_with("invalid JSON: expected value at line 1 column 1"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1]
+                .1
+                .starts_with("unexpected shape of a `user` record: invalid type: string"),
+            "{errors:?}"
+        );
+        assert_eq!(errors[2], (3, "`assistant` record without `message`"));
+        assert!(
+            errors[3]
+                .1
+                .starts_with("not a transcript record: invalid type"),
+            "{errors:?}"
+        );
+        assert_eq!(errors[4].0, 5);
+        assert!(
+            errors[4].1.contains("invalid unicode code point"),
+            "{errors:?}"
+        );
+        assert_eq!(p.records.errors, 5);
+    }
+
+    #[test]
+    fn blank_lines_crlf_and_repeated_entries_are_accounted_for() {
+        let text = format!("\n{USER}\r\n  \n{REPLY_1}\n{REPLY_1}\n\n");
+        let p = parse(&text);
+        assert_eq!(p.messages.len(), 2);
+        assert_eq!(p.records.lines, 6);
+        assert_eq!(p.records.blank, 3);
+        assert_eq!(p.records.duplicates, 1);
+        assert_eq!(p.usage.len(), 1);
+    }
+
+    #[test]
+    fn an_over_long_line_is_refused_in_memory_and_streaming() {
+        let options = ParseOptions {
+            max_line_bytes: 300,
+            ..ParseOptions::default()
+        };
+        let long = format!(
+            r#"{{"type":"user","message":{{"content":"{}"}}}}"#,
+            "x".repeat(500)
+        );
+        let text = format!("{USER}\n{long}\n{REPLY_1}\n{long}");
+        for p in [
+            parse_bytes(text.as_bytes(), &options),
+            parse_reader(text.as_bytes(), &options).unwrap(),
+        ] {
+            let errors: Vec<_> = p
+                .line_errors
+                .iter()
+                .map(|e| (e.line_number, e.error.clone()))
+                .collect();
+            let refused = format!("line is {} bytes, over the 300 byte limit", long.len());
+            assert_eq!(errors, [(2, refused.clone()), (4, refused)]);
+            assert_eq!(p.messages.len(), 2);
+        }
+    }
+
+    /// A reader yielding one endless line in small pieces, remembering the largest buffer the
+    /// parser offered it: that buffer is all the parser ever holds of the line.
+    struct EndlessLine {
+        left: usize,
+        largest_buffer: usize,
+    }
+
+    impl Read for EndlessLine {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.largest_buffer = self.largest_buffer.max(buf.len());
+            let n = buf.len().min(self.left).min(64 * 1024);
+            buf[..n].fill(b'a');
+            self.left -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_huge_line_is_not_buffered_beyond_the_limit() {
+        let mut reader = EndlessLine {
+            left: 40 * MAX_LINE_BYTES,
+            largest_buffer: 0,
+        };
+        let p = parse_reader(&mut reader, &ParseOptions::default()).unwrap();
+        assert_eq!(p.line_errors.len(), 1);
+        assert_eq!(
+            p.line_errors[0].error,
+            format!(
+                "line is {} bytes, over the {MAX_LINE_BYTES} byte limit",
+                40 * MAX_LINE_BYTES
+            )
+        );
+        assert!(
+            reader.largest_buffer <= MAX_LINE_BYTES + 256 * 1024,
+            "{}",
+            reader.largest_buffer
+        );
+    }
+
+    #[test]
+    fn raw_json_is_kept_only_when_asked() {
+        let options = ParseOptions {
+            keep_raw: true,
+            ..ParseOptions::default()
+        };
+        let p = parse_bytes(USER.as_bytes(), &options);
+        assert_eq!(p.messages[0].raw.as_deref(), Some(USER));
+        assert_eq!(parse(USER).messages[0].raw, None);
     }
 }

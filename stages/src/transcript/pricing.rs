@@ -69,9 +69,8 @@ pub struct ModelPrice {
 impl ModelPrice {
     /// The cost of one API response.
     pub fn cost(&self, usage: &TokenUsage) -> f64 {
-        let prompt = usage.input_tokens
-            + usage.cache_creation_input_tokens
-            + usage.cache_read_input_tokens;
+        let prompt =
+            usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens;
         match self.above_200k {
             Some(long) if prompt > LONG_CONTEXT_THRESHOLD => long.cost(usage),
             _ => self.base.cost(usage),
@@ -222,7 +221,10 @@ mod tests {
         let table = PricingTable::embedded();
         // opus 4.5: 5m writes 6.25/M, 1h writes 10/M.
         let cost = table
-            .cost("claude-opus-4-5-20251101", &tokens(0, 0, 3_000_000, 1_000_000, 0))
+            .cost(
+                "claude-opus-4-5-20251101",
+                &tokens(0, 0, 3_000_000, 1_000_000, 0),
+            )
             .unwrap_or_default();
         assert!((cost - (2.0 * 6.25 + 10.0)).abs() < 1e-9, "{cost}");
     }
@@ -231,13 +233,25 @@ mod tests {
     fn a_long_prompt_is_billed_entirely_at_long_context_rates() {
         let table = PricingTable::embedded();
         let short = table
-            .cost("claude-sonnet-4-5", &tokens(100_000, 1_000_000, 0, 0, 100_000))
+            .cost(
+                "claude-sonnet-4-5",
+                &tokens(100_000, 1_000_000, 0, 0, 100_000),
+            )
             .unwrap_or_default();
-        assert!((short - (0.1 * 3.0 + 15.0 + 0.1 * 0.3)).abs() < 1e-9, "{short}");
+        assert!(
+            (short - (0.1 * 3.0 + 15.0 + 0.1 * 0.3)).abs() < 1e-9,
+            "{short}"
+        );
         let long = table
-            .cost("claude-sonnet-4-5", &tokens(100_000, 1_000_000, 0, 0, 100_001))
+            .cost(
+                "claude-sonnet-4-5",
+                &tokens(100_000, 1_000_000, 0, 0, 100_001),
+            )
             .unwrap_or_default();
-        assert!((long - (0.1 * 6.0 + 22.5 + 0.100001 * 0.6)).abs() < 1e-9, "{long}");
+        assert!(
+            (long - (0.1 * 6.0 + 22.5 + 0.100001 * 0.6)).abs() < 1e-9,
+            "{long}"
+        );
     }
 
     #[test]
@@ -254,15 +268,27 @@ mod tests {
         .unwrap();
         let table = PricingTable::embedded_with_overrides(&path).unwrap();
         assert_eq!(table.as_of, "2030-01-01");
-        assert_eq!(table.cost("house-model", &tokens(1_000_000, 0, 0, 0, 0)), Some(1.0));
-        assert_eq!(table.cost("claude-opus-4-5-20251101", &tokens(0, 1_000_000, 0, 0, 0)), Some(2.0));
-        assert!(table.lookup("claude-sonnet-4").is_some(), "embedded models stay");
+        assert_eq!(
+            table.cost("house-model", &tokens(1_000_000, 0, 0, 0, 0)),
+            Some(1.0)
+        );
+        assert_eq!(
+            table.cost("claude-opus-4-5-20251101", &tokens(0, 1_000_000, 0, 0, 0)),
+            Some(2.0)
+        );
+        assert!(
+            table.lookup("claude-sonnet-4").is_some(),
+            "embedded models stay"
+        );
 
         std::fs::write(&path, "{not json").unwrap();
         let err = PricingTable::embedded_with_overrides(&path).unwrap_err();
         assert!(err.to_string().contains("prices.json"), "{err}");
         let err = PricingTable::embedded_with_overrides(&dir.join("missing.json")).unwrap_err();
-        assert!(err.to_string().starts_with("cannot read pricing file"), "{err}");
+        assert!(
+            err.to_string().starts_with("cannot read pricing file"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -37,7 +37,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub(crate) fn compute(messages: &[Message], models: &[ModelUsage], metadata: &Metadata) -> Self {
+    pub(crate) fn compute(
+        messages: &[Message],
+        models: &[ModelUsage],
+        metadata: &Metadata,
+    ) -> Self {
         let mut stats = Stats::default();
         for message in messages {
             stats.total_messages += 1;
@@ -119,9 +123,28 @@ const MARKUP_PREFIXES: [&str; 9] = [
 
 /// Slash commands Claude Code handles itself, without asking the model anything.
 const LOCAL_COMMANDS: [&str; 22] = [
-    "/add-dir", "/agents", "/clear", "/compact", "/config", "/context", "/cost", "/doctor",
-    "/exit", "/export", "/help", "/hooks", "/ide", "/login", "/logout", "/mcp", "/memory",
-    "/model", "/permissions", "/resume", "/status", "/usage",
+    "/add-dir",
+    "/agents",
+    "/clear",
+    "/compact",
+    "/config",
+    "/context",
+    "/cost",
+    "/doctor",
+    "/exit",
+    "/export",
+    "/help",
+    "/hooks",
+    "/ide",
+    "/login",
+    "/logout",
+    "/mcp",
+    "/memory",
+    "/model",
+    "/permissions",
+    "/resume",
+    "/status",
+    "/usage",
 ];
 
 fn prompt_of(text: &str) -> Option<String> {
@@ -160,9 +183,14 @@ mod tests {
 
     #[test]
     fn markup_is_not_a_prompt_but_a_command_with_arguments_is() {
-        assert_eq!(prompt_of("<local-command-stdout></local-command-stdout>"), None);
         assert_eq!(
-            prompt_of("<command-name>/clear</command-name>\n<command-message>clear</command-message>\n<command-args></command-args>"),
+            prompt_of("<local-command-stdout></local-command-stdout>"),
+            None
+        );
+        assert_eq!(
+            prompt_of(
+                "<command-name>/clear</command-name>\n<command-message>clear</command-message>\n<command-args></command-args>"
+            ),
             None
         );
         assert_eq!(

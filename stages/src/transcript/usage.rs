@@ -212,8 +212,18 @@ mod tests {
     #[test]
     fn an_unknown_model_is_unpriced_not_free() {
         let mut ledger = UsageLedger::new();
-        ledger.record(Some("a"), None, Some("claude-sonnet-4-20250514"), usage(0, 100_000));
-        ledger.record(Some("b"), None, Some("some-future-model"), usage(0, 100_000));
+        ledger.record(
+            Some("a"),
+            None,
+            Some("claude-sonnet-4-20250514"),
+            usage(0, 100_000),
+        );
+        ledger.record(
+            Some("b"),
+            None,
+            Some("some-future-model"),
+            usage(0, 100_000),
+        );
         let models = ledger.by_model(PricingTable::embedded());
         assert_eq!(models[0].cost_usd, Some(1.5));
         assert_eq!(models[1].model, "some-future-model");

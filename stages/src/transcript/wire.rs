@@ -240,9 +240,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for ResultContent<'a> {
             }
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 // Seen in the wild from MCP servers: a single object instead of a list.
-                let part =
-                    Part::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(ResultContent(part.text.map(|t| t.0).unwrap_or(Cow::Borrowed(""))))
+                let part = Part::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ResultContent(
+                    part.text.map(|t| t.0).unwrap_or(Cow::Borrowed("")),
+                ))
             }
         }
         deserializer.deserialize_any(ResultVisitor(std::marker::PhantomData))
