@@ -74,28 +74,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the parser threads")?;
     let keep_usage = !args.json;
-    let results: Vec<Result<FileReport, String>> = pool.install(|| {
-        files
-            .par_iter()
-            .map(|file| inspect_file(file, &options, keep_usage))
-            .collect()
-    });
-    let mut reports = Vec::with_capacity(results.len());
-    for result in results {
-        match result {
-            Ok(report) => reports.push(report),
-            Err(error) => unreadable.push(error),
-        }
-    }
-
-    let stdout = io::stdout().lock();
-    let mut out = BufWriter::new(stdout);
-    let written = if args.json {
-        write_json(&mut out, &reports)
+    let mut report = if args.json {
+        Report::Json
     } else {
-        write_table(&mut out, reports, &options.pricing)
+        Report::Table(Box::default())
     };
-    match written.and_then(|()| out.flush()) {
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut write = || -> io::Result<()> {
+        report.start(&mut out)?;
+        // Files are parsed a batch at a time and printed in order, so memory holds one batch of
+        // small reports, never the corpus.
+        for batch in files.chunks(BATCH) {
+            let results: Vec<Result<FileReport, String>> = pool.install(|| {
+                batch
+                    .par_iter()
+                    .map(|file| inspect_file(file, &options, keep_usage))
+                    .collect()
+            });
+            for result in results {
+                match result {
+                    Ok(file) => report.row(&mut out, file)?,
+                    Err(error) => unreadable.push(error),
+                }
+            }
+        }
+        report.finish(&mut out, &options.pricing)?;
+        out.flush()
+    };
+    match write() {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
         other => other.context("cannot write the report")?,
     }
@@ -118,16 +124,15 @@ fn default_projects_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// The transcript files under `paths`, in a stable order: files as given, directories searched
-/// for `*.jsonl` sorted by path. What cannot be read is reported in `unreadable`.
+/// for `*.jsonl` and sorted by path. What cannot be read is reported in `unreadable`.
 fn collect_files(paths: &[PathBuf], unreadable: &mut Vec<String>) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for path in paths {
         match std::fs::metadata(path) {
             Err(e) => unreadable.push(format!("cannot read {}: {e}", path.display())),
             Ok(meta) if meta.is_dir() => {
-                let walk = walkdir::WalkDir::new(path)
-                    .follow_links(true)
-                    .sort_by_file_name();
+                let first = files.len();
+                let walk = walkdir::WalkDir::new(path).follow_links(true);
                 for entry in walk {
                     match entry {
                         Ok(entry) => {
@@ -140,6 +145,8 @@ fn collect_files(paths: &[PathBuf], unreadable: &mut Vec<String>) -> Vec<PathBuf
                         Err(e) => unreadable.push(format!("cannot read {e}")),
                     }
                 }
+                // By path as text, so `<session>.jsonl` comes before `<session>/subagents/…`.
+                files[first..].sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
             }
             Ok(_) => files.push(path.clone()),
         }
@@ -172,41 +179,59 @@ fn inspect_file(
     })
 }
 
-fn write_json(out: &mut impl Write, reports: &[FileReport]) -> io::Result<()> {
-    for report in reports {
-        serde_json::to_writer(&mut *out, report)?;
-        out.write_all(b"\n")?;
-    }
-    Ok(())
-}
+/// Files parsed at once before their rows are printed.
+const BATCH: usize = 256;
 
 const FILE_WIDTH: usize = 48;
 
-fn write_table(
-    out: &mut impl Write,
-    reports: Vec<FileReport>,
-    pricing: &PricingTable,
-) -> io::Result<()> {
-    writeln!(
-        out,
-        "{:<FILE_WIDTH$}  {:<8}  {:>7}  {:>6}  {:>8}  {:>8}  {:>11}  {:>11}  {:>13}  {:>15}  {:>10}",
-        "FILE",
-        "SESSION",
-        "LINES",
-        "ERRORS",
-        "MESSAGES",
-        "BLOCKS",
-        "INPUT",
-        "OUTPUT",
-        "CACHE WRITE",
-        "CACHE READ",
-        "COST USD"
-    )?;
-    let file_count = reports.len();
-    let mut total = UsageLedger::new();
-    let (mut lines, mut errors, mut messages, mut blocks) = (0, 0, 0, 0);
-    let mut summed_responses = 0;
-    for report in reports.iter() {
+/// Where reports go: JSON lines, or a table with a running, deduplicated total.
+enum Report {
+    Json,
+    Table(Box<Totals>),
+}
+
+#[derive(Default)]
+struct Totals {
+    files: u64,
+    lines: u64,
+    errors: u64,
+    messages: u64,
+    blocks: u64,
+    /// Responses counted file by file, before deduplication across files.
+    responses: usize,
+    usage: UsageLedger,
+}
+
+impl Report {
+    fn start(&self, out: &mut impl Write) -> io::Result<()> {
+        match self {
+            Report::Json => Ok(()),
+            Report::Table(_) => writeln!(
+                out,
+                "{:<FILE_WIDTH$}  {:<8}  {:>7}  {:>6}  {:>8}  {:>8}  {:>11}  {:>11}  {:>13}  {:>15}  {:>10}",
+                "FILE",
+                "SESSION",
+                "LINES",
+                "ERRORS",
+                "MESSAGES",
+                "BLOCKS",
+                "INPUT",
+                "OUTPUT",
+                "CACHE WRITE",
+                "CACHE READ",
+                "COST USD"
+            ),
+        }
+    }
+
+    fn row(&mut self, out: &mut impl Write, report: FileReport) -> io::Result<()> {
+        let totals = match self {
+            Report::Json => {
+                serde_json::to_writer(&mut *out, &report)?;
+                return out.write_all(b"\n");
+            }
+            Report::Table(totals) => totals,
+        };
         let s = &report.stats;
         let unpriced = report.models.iter().any(|m| m.cost_usd.is_none());
         writeln!(
@@ -227,53 +252,59 @@ fn write_table(
             group(s.cache_read_tokens),
             cost(s.cost_estimate_usd, unpriced),
         )?;
-        lines += report.lines;
-        errors += report.parse_errors.len() as u64;
-        messages += report.messages as u64;
-        blocks += report.content_blocks as u64;
-        summed_responses += report.usage.len();
+        totals.files += 1;
+        totals.lines += report.lines;
+        totals.errors += report.parse_errors.len() as u64;
+        totals.messages += report.messages as u64;
+        totals.blocks += report.content_blocks as u64;
+        totals.responses += report.usage.len();
+        totals.usage.merge(report.usage);
+        Ok(())
     }
-    for report in reports {
-        total.merge(report.usage);
-    }
-    let models = total.by_model(pricing);
-    let tokens = total.totals();
-    let priced: f64 = models.iter().filter_map(|m| m.cost_usd).sum();
-    let unpriced: Vec<&str> = models
-        .iter()
-        .filter(|m| m.cost_usd.is_none())
-        .map(|m| m.model.as_str())
-        .collect();
-    writeln!(
-        out,
-        "{:<FILE_WIDTH$}  {:<8}  {:>7}  {:>6}  {:>8}  {:>8}  {:>11}  {:>11}  {:>13}  {:>15}  {:>10}",
-        format!("TOTAL ({} files)", group(file_count as u64)),
-        "",
-        group(lines),
-        group(errors),
-        group(messages),
-        group(blocks),
-        group(tokens.input_tokens),
-        group(tokens.output_tokens),
-        group(tokens.cache_creation_input_tokens),
-        group(tokens.cache_read_input_tokens),
-        cost(priced, !unpriced.is_empty()),
-    )?;
-    let repeated = summed_responses - total.len();
-    if repeated > 0 {
+
+    fn finish(&mut self, out: &mut impl Write, pricing: &PricingTable) -> io::Result<()> {
+        let Report::Table(totals) = self else {
+            return Ok(());
+        };
+        let models = totals.usage.by_model(pricing);
+        let tokens = totals.usage.totals();
+        let priced: f64 = models.iter().filter_map(|m| m.cost_usd).sum();
+        let unpriced: Vec<&str> = models
+            .iter()
+            .filter(|m| m.cost_usd.is_none())
+            .map(|m| m.model.as_str())
+            .collect();
         writeln!(
             out,
-            "{repeated} API responses appear in more than one file (resumed or forked sessions); the total counts each once."
+            "{:<FILE_WIDTH$}  {:<8}  {:>7}  {:>6}  {:>8}  {:>8}  {:>11}  {:>11}  {:>13}  {:>15}  {:>10}",
+            format!("TOTAL ({} files)", group(totals.files)),
+            "",
+            group(totals.lines),
+            group(totals.errors),
+            group(totals.messages),
+            group(totals.blocks),
+            group(tokens.input_tokens),
+            group(tokens.output_tokens),
+            group(tokens.cache_creation_input_tokens),
+            group(tokens.cache_read_input_tokens),
+            cost(priced, !unpriced.is_empty()),
         )?;
+        let repeated = totals.responses - totals.usage.len();
+        if repeated > 0 {
+            writeln!(
+                out,
+                "{repeated} API responses appear in more than one file (resumed or forked sessions); the total counts each once."
+            )?;
+        }
+        if !unpriced.is_empty() {
+            writeln!(
+                out,
+                "* unpriced models, tokens counted but no cost: {} (add them with --pricing FILE)",
+                unpriced.join(", ")
+            )?;
+        }
+        Ok(())
     }
-    if !unpriced.is_empty() {
-        writeln!(
-            out,
-            "* unpriced models, tokens counted but no cost: {} (add them with --pricing FILE)",
-            unpriced.join(", ")
-        )?;
-    }
-    Ok(())
 }
 
 fn cost(usd: f64, unpriced: bool) -> String {
