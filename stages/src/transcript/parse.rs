@@ -168,9 +168,15 @@ impl TranscriptParser {
             ));
             return;
         }
-        match serde_json::from_slice::<Line>(line) {
-            Ok(record) => self.accept(record, line),
-            Err(error) => self.reject(line, error),
+        // One SIMD pass validates the whole line, so serde_json need not check each string.
+        let Ok(text) = simdutf8::basic::from_utf8(line) else {
+            let error = std::str::from_utf8(line).err().map(|e| e.to_string());
+            self.error(format!("invalid UTF-8: {}", error.unwrap_or_default()));
+            return;
+        };
+        match serde_json::from_str::<Line>(text) {
+            Ok(record) => self.accept(record, text),
+            Err(error) => self.reject(text, error),
         }
     }
 
@@ -194,8 +200,8 @@ impl TranscriptParser {
 
     /// A line whose full shape did not parse: valid JSON of a type we skip anyway is counted as
     /// that type; anything else is a line error.
-    fn reject(&mut self, line: &[u8], error: serde_json::Error) {
-        match serde_json::from_slice::<LineType>(line) {
+    fn reject(&mut self, line: &str, error: serde_json::Error) {
+        match serde_json::from_str::<LineType>(line) {
             Ok(LineType { kind }) => {
                 let kind = kind.as_ref().map_or("", Str::as_str);
                 if is_message_type(kind) {
@@ -204,7 +210,7 @@ impl TranscriptParser {
                     self.count_skipped(kind);
                 }
             }
-            Err(_) if serde_json::from_slice::<IgnoredAny>(line).is_ok() => {
+            Err(_) if serde_json::from_str::<IgnoredAny>(line).is_ok() => {
                 self.error(format!("not a transcript record: {error}"));
             }
             Err(_) => self.error(format!("invalid JSON: {error}")),
@@ -226,7 +232,7 @@ impl TranscriptParser {
         }
     }
 
-    fn accept(&mut self, record: Line<'_>, line: &[u8]) {
+    fn accept(&mut self, record: Line<'_>, line: &str) {
         let timestamp = record
             .timestamp
             .as_ref()
@@ -324,10 +330,7 @@ impl TranscriptParser {
             is_compact_summary: record.is_compact_summary.unwrap_or(false),
             usage,
             blocks,
-            raw: self
-                .options
-                .keep_raw
-                .then(|| String::from_utf8_lossy(line).into_owned()),
+            raw: self.options.keep_raw.then(|| line.to_owned()),
         });
     }
 
@@ -544,7 +547,9 @@ mod tests {
         );
         assert_eq!(errors[4].0, 5);
         assert!(
-            errors[4].1.contains("invalid unicode code point"),
+            errors[4]
+                .1
+                .starts_with("invalid UTF-8: invalid utf-8 sequence of 1 bytes from index 37"),
             "{errors:?}"
         );
         assert_eq!(p.records.errors, 5);
