@@ -3,6 +3,7 @@
 
 mod gen_corpus;
 mod inspect;
+mod migrate;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,7 @@ struct Cli {
 enum Command {
     Inspect(inspect::Args),
     GenCorpus(gen_corpus::Args),
+    Migrate(migrate::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::GenCorpus(args) => gen_corpus::run(args),
+        Command::Migrate(args) => migrate::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -1,0 +1,321 @@
+//! The Postgres store: the schema's migrations, session rows and their lifecycle transitions,
+//! and the persisting of parsed transcripts.
+//!
+//! Every state change is one conditional statement (or one transaction) so that any number of
+//! workers can race on a session and exactly one wins; see [`lifecycle`].
+
+pub mod lifecycle;
+mod persist;
+
+use chrono::{DateTime, Utc};
+use sqlx::migrate::{MigrateDatabase, MigrateError, Migrator};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row};
+
+pub use lifecycle::{Lifecycle, ParseStatus, UnknownState};
+pub use persist::{PERSIST_GROUP_ROWS, PersistOutcome};
+
+/// The schema, from `migrations/` at the workspace root.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot reach the database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] MigrateError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("session {session}: moving {from} → {to} is not an allowed transition")]
+    TransitionRefused {
+        session: String,
+        from: Lifecycle,
+        to: Lifecycle,
+    },
+    #[error(transparent)]
+    UnknownState(#[from] UnknownState),
+}
+
+/// A session row, as the stages and the API read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub id: String,
+    pub workspace_id: String,
+    pub lifecycle: Lifecycle,
+    pub parse_status: ParseStatus,
+    pub transcript_key: Option<String>,
+    pub parse_error: Option<String>,
+    pub total_messages: i32,
+    pub tokens_in: i64,
+    pub tokens_out: i64,
+    pub cost_estimate_usd: f64,
+    pub initial_prompt: Option<String>,
+    pub summary: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The columns [`SessionRow`] reads, for `concat!` into static SQL.
+macro_rules! session_columns {
+    () => {
+        "id, workspace_id, lifecycle, parse_status, transcript_key, parse_error, total_messages, \
+         tokens_in, tokens_out, cost_estimate_usd, initial_prompt, summary, updated_at"
+    };
+}
+
+impl SessionRow {
+    fn from_row(row: &PgRow) -> Result<Self, StoreError> {
+        Ok(SessionRow {
+            id: row.try_get("id")?,
+            workspace_id: row.try_get("workspace_id")?,
+            lifecycle: row.try_get::<&str, _>("lifecycle")?.parse()?,
+            parse_status: row.try_get::<&str, _>("parse_status")?.parse()?,
+            transcript_key: row.try_get("transcript_key")?,
+            parse_error: row.try_get("parse_error")?,
+            total_messages: row.try_get("total_messages")?,
+            tokens_in: row.try_get("tokens_in")?,
+            tokens_out: row.try_get("tokens_out")?,
+            cost_estimate_usd: row.try_get("cost_estimate_usd")?,
+            initial_prompt: row.try_get("initial_prompt")?,
+            summary: row.try_get("summary")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+/// What a pipeline run finds when it tries to claim a session for parsing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The run owns the session's parse now (`parse_status = parsing`).
+    Claimed(SessionRow),
+    NotFound,
+    NoTranscript,
+    NotEnded(Lifecycle),
+    /// Another run holds it.
+    AlreadyParsing,
+}
+
+/// A new session to record.
+#[derive(Debug, Clone, Default)]
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    pub workspace_id: &'a str,
+    pub lifecycle: Option<Lifecycle>,
+    pub transcript_key: Option<&'a str>,
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// Handle on the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects to `url`, creating the database if it does not exist, and applies every pending
+    /// migration.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let connect = |source| StoreError::Connect {
+            url: redact(url),
+            source,
+        };
+        if !Postgres::database_exists(url).await.map_err(connect)? {
+            Postgres::create_database(url).await.map_err(connect)?;
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await
+            .map_err(connect)?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Store { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Records a workspace if it is new.
+    pub async fn ensure_workspace(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO workspaces (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a session (and its workspace) unless one with that id exists; true if it was new.
+    pub async fn create_session(&self, new: &NewSession<'_>) -> Result<bool, StoreError> {
+        self.ensure_workspace(new.workspace_id).await?;
+        let created = sqlx::query(
+            "INSERT INTO sessions (id, workspace_id, lifecycle, transcript_key, started_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(new.id)
+        .bind(new.workspace_id)
+        .bind(new.lifecycle.unwrap_or(Lifecycle::Detected).as_str())
+        .bind(new.transcript_key)
+        .bind(new.started_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(created.rows_affected() == 1)
+    }
+
+    pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(SessionRow::from_row).transpose()
+    }
+
+    /// Moves a session from any of `from` to `to` in one conditional statement. `Ok(None)`: the
+    /// session was not in any of `from` (another process moved it first, or it does not exist).
+    pub async fn transition(
+        &self,
+        id: &str,
+        from: &[Lifecycle],
+        to: Lifecycle,
+    ) -> Result<Option<SessionRow>, StoreError> {
+        for &source in from {
+            if !source.can_move_to(to) {
+                return Err(StoreError::TransitionRefused {
+                    session: id.to_owned(),
+                    from: source,
+                    to,
+                });
+            }
+        }
+        let from: Vec<&str> = from.iter().map(|l| l.as_str()).collect();
+        let row = sqlx::query(concat!(
+            "UPDATE sessions SET lifecycle = $2, updated_at = now() \
+             WHERE id = $1 AND ($3::text[] IS NOT NULL) RETURNING ",
+            session_columns!()
+        ))
+        .bind(id)
+        .bind(to.as_str())
+        .bind(&from)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(SessionRow::from_row).transpose()
+    }
+
+    /// Moves a session that has not yet been summarized to `failed`, with the reason. False if
+    /// it was already past the point of failing (summarized, archived, failed) or unknown.
+    pub async fn fail_session(&self, id: &str, error: &str) -> Result<bool, StoreError> {
+        let from: Vec<&str> = Lifecycle::NON_TERMINAL.iter().map(|l| l.as_str()).collect();
+        let done = sqlx::query(
+            "UPDATE sessions SET lifecycle = 'failed', \
+                 parse_status = CASE WHEN parse_status = 'completed' THEN parse_status ELSE 'failed' END, \
+                 parse_error = $2, updated_at = now() \
+             WHERE id = $1 AND lifecycle = ANY($3)",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(&from)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Claims an `ended` session with a transcript for one pipeline run (`parse_status →
+    /// parsing`), or says why not without changing anything.
+    pub async fn claim_for_parse(&self, id: &str) -> Result<Claim, StoreError> {
+        let claimed = sqlx::query(concat!(
+            "UPDATE sessions SET parse_status = 'parsing', parse_error = NULL, updated_at = now() \
+             WHERE id = $1 AND lifecycle = 'ended' AND transcript_key IS NOT NULL \
+               AND parse_status <> 'parsing' \
+             RETURNING ",
+            session_columns!()
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = claimed {
+            return Ok(Claim::Claimed(SessionRow::from_row(&row)?));
+        }
+        Ok(match self.session(id).await? {
+            None => Claim::NotFound,
+            Some(s) if s.transcript_key.is_none() => Claim::NoTranscript,
+            Some(s) if s.lifecycle != Lifecycle::Ended => Claim::NotEnded(s.lifecycle),
+            Some(_) => Claim::AlreadyParsing,
+        })
+    }
+
+    /// Forgets what was parsed from a session — its messages, blocks, stats and summary — and
+    /// returns it to `ended` with parse_status `pending`, all in one transaction. False when the
+    /// session is unknown or a run is parsing it right now.
+    pub async fn reset_for_reparse(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let reset = sqlx::query(
+            "UPDATE sessions SET lifecycle = 'ended', parse_status = 'pending', parse_error = NULL, \
+                 total_messages = 0, user_messages = 0, assistant_messages = 0, tool_use_count = 0, \
+                 thinking_blocks = 0, subagent_count = 0, tokens_in = 0, tokens_out = 0, \
+                 cache_read_tokens = 0, cache_write_tokens = 0, cost_estimate_usd = 0, \
+                 initial_prompt = NULL, summary = NULL, updated_at = now() \
+             WHERE id = $1 AND parse_status <> 'parsing' \
+               AND lifecycle IN ('ended', 'parsed', 'summarized', 'archived', 'failed')",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if reset.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM transcript_messages WHERE session_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records a summary and moves `parsed → summarized`. False if the session was not `parsed`.
+    pub async fn set_summary(&self, id: &str, summary: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET summary = $2, lifecycle = 'summarized', updated_at = now() \
+             WHERE id = $1 AND lifecycle = 'parsed'",
+        )
+        .bind(id)
+        .bind(summary)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!("{}:***{}", &url[..scheme + 3 + colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            super::redact("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(
+            super::redact("postgres://root@127.0.0.1/x"),
+            "postgres://root@127.0.0.1/x"
+        );
+    }
+}

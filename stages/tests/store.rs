@@ -1,0 +1,428 @@
+//! The Postgres store against a real server: a fresh database per test (`#[sqlx::test]`, which
+//! reads `DATABASE_URL`; `scripts/test.sh` sets it and starts Postgres), migrated with the
+//! project's migrations.
+
+use std::fs;
+use std::path::Path;
+
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use sessionflow_stages::store::{
+    Claim, Lifecycle, NewSession, PERSIST_GROUP_ROWS, ParseStatus, PersistOutcome, Store,
+    StoreError,
+};
+use sessionflow_stages::transcript::{ParseOptions, ParsedTranscript, parse_bytes};
+use sqlx::PgPool;
+
+fn fixture(name: &str) -> Vec<u8> {
+    fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/transcripts")
+            .join(name),
+    )
+    .expect(name)
+}
+
+fn parse(bytes: &[u8]) -> ParsedTranscript {
+    let options = ParseOptions {
+        keep_raw: true,
+        ..ParseOptions::default()
+    };
+    parse_bytes(bytes, &options)
+}
+
+async fn ended_session(store: &Store, id: &str) {
+    store
+        .create_session(&NewSession {
+            id,
+            workspace_id: "w1",
+            lifecycle: Some(Lifecycle::Ended),
+            transcript_key: Some("transcripts/w1/s/raw.jsonl"),
+            ..NewSession::default()
+        })
+        .await
+        .expect("create session");
+}
+
+async fn rows(pool: &PgPool, id: &str) -> (i64, i64) {
+    let messages: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM transcript_messages WHERE session_id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let blocks: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM content_blocks WHERE session_id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    (messages, blocks)
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn allowed_transitions_happen_and_others_are_refused_before_any_sql(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    store
+        .create_session(&NewSession {
+            id: "s1",
+            workspace_id: "w1",
+            ..NewSession::default()
+        })
+        .await
+        .unwrap();
+    let moved = store
+        .transition("s1", &[Lifecycle::Detected], Lifecycle::Capturing)
+        .await
+        .unwrap();
+    assert_eq!(moved.map(|s| s.lifecycle), Some(Lifecycle::Capturing));
+    // Not from `detected` any more: no row, the caller stops quietly.
+    let lost = store
+        .transition("s1", &[Lifecycle::Detected], Lifecycle::Ended)
+        .await
+        .unwrap();
+    assert_eq!(lost, None);
+    let refused = store
+        .transition("s1", &[Lifecycle::Capturing], Lifecycle::Summarized)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::TransitionRefused { .. }),
+        "{refused}"
+    );
+    assert_eq!(
+        refused.to_string(),
+        "session s1: moving capturing → summarized is not an allowed transition"
+    );
+    let row = store.session("s1").await.unwrap().unwrap();
+    assert_eq!(
+        row.lifecycle,
+        Lifecycle::Capturing,
+        "the refusal changed nothing"
+    );
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn a_claim_says_why_it_failed_and_changes_nothing(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    assert_eq!(
+        store.claim_for_parse("nope").await.unwrap(),
+        Claim::NotFound
+    );
+
+    store
+        .create_session(&NewSession {
+            id: "no-key",
+            workspace_id: "w1",
+            lifecycle: Some(Lifecycle::Ended),
+            ..NewSession::default()
+        })
+        .await
+        .unwrap();
+    let before = store.session("no-key").await.unwrap();
+    assert_eq!(
+        store.claim_for_parse("no-key").await.unwrap(),
+        Claim::NoTranscript
+    );
+    assert_eq!(store.session("no-key").await.unwrap(), before, "unchanged");
+
+    store
+        .create_session(&NewSession {
+            id: "live",
+            workspace_id: "w1",
+            transcript_key: Some("k"),
+            ..NewSession::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_for_parse("live").await.unwrap(),
+        Claim::NotEnded(Lifecycle::Detected)
+    );
+
+    ended_session(&store, "s1").await;
+    let Claim::Claimed(row) = store.claim_for_parse("s1").await.unwrap() else {
+        panic!("an ended session with a transcript is claimed")
+    };
+    assert_eq!(row.parse_status, ParseStatus::Parsing);
+    assert_eq!(
+        store.claim_for_parse("s1").await.unwrap(),
+        Claim::AlreadyParsing
+    );
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn concurrent_claims_for_one_session_have_exactly_one_winner(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    ended_session(&store, "s1").await;
+    let runs: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_for_parse("s1").await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for run in runs {
+        match run.await.unwrap() {
+            Claim::Claimed(_) => winners += 1,
+            Claim::AlreadyParsing => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn persist_writes_every_message_and_block_and_the_stats_in_one_go(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    ended_session(&store, "s1").await;
+    assert!(matches!(
+        store.claim_for_parse("s1").await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    let parsed = parse(&fixture(
+        "cc1.0.98-interactive-fe5e1c67-53e7-4862-81ae-d0e013e3270b.jsonl",
+    ));
+    let outcome = store.persist("s1", &parsed).await.unwrap();
+    assert_eq!(
+        outcome,
+        PersistOutcome::Persisted {
+            messages: 346,
+            blocks: 438,
+            statements: 2
+        }
+    );
+    assert_eq!(rows(&pool, "s1").await, (346, 438));
+    let row = store.session("s1").await.unwrap().unwrap();
+    assert_eq!(row.lifecycle, Lifecycle::Parsed);
+    assert_eq!(row.parse_status, ParseStatus::Completed);
+    assert_eq!(row.total_messages, 346);
+    assert_eq!((row.tokens_in, row.tokens_out), (818, 51933));
+    assert_eq!(
+        row.initial_prompt.as_deref(),
+        Some("/orchestrator create TODO app by Next.js")
+    );
+    // The raw line is queryable JSON, and blocks keep their tool inputs.
+    let first_type: String = sqlx::query_scalar(
+        "SELECT raw->>'type' FROM transcript_messages WHERE session_id = 's1' AND ordinal = 0",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(first_type, "summary");
+    let with_input: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM content_blocks WHERE session_id = 's1' AND tool_input IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(with_input, 167, "one per tool_use");
+    let found: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM content_blocks WHERE session_id = 's1' AND \
+         to_tsvector('simple', coalesce(text, '') || ' ' || coalesce(result_text, '')) @@ plainto_tsquery('simple', 'TodoItem')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(found > 0, "full-text search finds block text");
+
+    // Running again on a parsed session is a no-op.
+    assert_eq!(
+        store.claim_for_parse("s1").await.unwrap(),
+        Claim::NotEnded(Lifecycle::Parsed)
+    );
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn persist_without_the_claim_writes_nothing(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    ended_session(&store, "s1").await;
+    let parsed = parse(&fixture("cc2.1.14-headless-hello-world-script.jsonl"));
+    assert_eq!(
+        store.persist("s1", &parsed).await.unwrap(),
+        PersistOutcome::Lost
+    );
+    assert_eq!(rows(&pool, "s1").await, (0, 0));
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn an_empty_transcript_is_parsed_with_zero_stats(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    ended_session(&store, "s1").await;
+    store.claim_for_parse("s1").await.unwrap();
+    let outcome = store.persist("s1", &parse(b"")).await.unwrap();
+    assert_eq!(
+        outcome,
+        PersistOutcome::Persisted {
+            messages: 0,
+            blocks: 0,
+            statements: 0
+        }
+    );
+    let row = store.session("s1").await.unwrap().unwrap();
+    assert_eq!(
+        (row.lifecycle, row.total_messages, row.tokens_in),
+        (Lifecycle::Parsed, 0, 0)
+    );
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn five_thousand_messages_go_in_groups_of_500(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    ended_session(&store, "s1").await;
+    store.claim_for_parse("s1").await.unwrap();
+    let mut text = String::new();
+    for i in 0..5_200 {
+        text.push_str(&format!(
+            r#"{{"type":"user","uuid":"u{i}","timestamp":"2026-01-01T00:00:00Z","message":{{"role":"user","content":"message {i} with a nul \u0000 in it"}}}}"#
+        ));
+        text.push('\n');
+    }
+    let parsed = parse(text.as_bytes());
+    assert_eq!(parsed.messages.len(), 5_200);
+    let outcome = store.persist("s1", &parsed).await.unwrap();
+    let groups = 5_200_usize.div_ceil(PERSIST_GROUP_ROWS);
+    assert_eq!(
+        outcome,
+        PersistOutcome::Persisted {
+            messages: 5_200,
+            blocks: 5_200,
+            statements: 2 * groups
+        }
+    );
+    assert_eq!(rows(&pool, "s1").await, (5_200, 5_200));
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn a_reparse_replaces_rows_and_never_duplicates_them(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    ended_session(&store, "s1").await;
+    store.claim_for_parse("s1").await.unwrap();
+    let short = fixture("cc2.1.14-headless-hello-world-script.jsonl");
+    store.persist("s1", &parse(&short)).await.unwrap();
+    assert_eq!(rows(&pool, "s1").await, (8, 8));
+    assert!(store.set_summary("s1", "Wrote hello.sh.").await.unwrap());
+
+    // The transcript grew; reparse it.
+    assert!(store.reset_for_reparse("s1").await.unwrap());
+    let row = store.session("s1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            row.lifecycle,
+            row.parse_status,
+            row.total_messages,
+            row.summary
+        ),
+        (Lifecycle::Ended, ParseStatus::Pending, 0, None)
+    );
+    assert_eq!(rows(&pool, "s1").await, (0, 0));
+    store.claim_for_parse("s1").await.unwrap();
+    let long = fixture("cc2.1.14-headless-python-to-rust-port.jsonl");
+    store.persist("s1", &parse(&long)).await.unwrap();
+    assert_eq!(rows(&pool, "s1").await, (80, 96));
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn failing_stops_at_summarized(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    ended_session(&store, "s1").await;
+    assert!(
+        store
+            .fail_session("s1", "S3 download failed: gone")
+            .await
+            .unwrap()
+    );
+    let row = store.session("s1").await.unwrap().unwrap();
+    assert_eq!(row.lifecycle, Lifecycle::Failed);
+    assert_eq!(row.parse_error.as_deref(), Some("S3 download failed: gone"));
+    assert!(
+        !store.fail_session("s1", "again").await.unwrap(),
+        "failed is terminal"
+    );
+
+    ended_session(&store, "s2").await;
+    store.claim_for_parse("s2").await.unwrap();
+    store.persist("s2", &parse(b"")).await.unwrap();
+    store.set_summary("s2", "Nothing happened.").await.unwrap();
+    assert!(
+        !store.fail_session("s2", "late").await.unwrap(),
+        "a summarized session keeps its data"
+    );
+}
+
+/// Random transitions by concurrent actors; a trigger records every change the table saw, and
+/// every recorded change must be one the lifecycle allows.
+async fn race(pool: &PgPool, moves: Vec<Vec<(usize, usize)>>) -> Vec<(String, String)> {
+    let store = Store::from_pool(pool.clone());
+    sqlx::query("DELETE FROM lifecycle_history")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM sessions")
+        .execute(pool)
+        .await
+        .unwrap();
+    store
+        .create_session(&NewSession {
+            id: "s",
+            workspace_id: "w",
+            transcript_key: Some("k"),
+            ..NewSession::default()
+        })
+        .await
+        .unwrap();
+    let actors: Vec<_> = moves
+        .into_iter()
+        .map(|actor| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for (from, to) in actor {
+                    let (from, to) = (Lifecycle::ALL[from], Lifecycle::ALL[to]);
+                    match store.transition("s", &[from], to).await {
+                        Ok(_) => {}
+                        Err(StoreError::TransitionRefused { .. }) => assert!(!from.can_move_to(to)),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for actor in actors {
+        actor.await.unwrap();
+    }
+    sqlx::query_as("SELECT old, new FROM lifecycle_history ORDER BY at")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn concurrent_random_transitions_never_reach_a_state_the_table_forbids(pool: PgPool) {
+    sqlx::raw_sql(
+        "CREATE TABLE lifecycle_history (at bigserial, old text, new text);
+         CREATE FUNCTION record_lifecycle() RETURNS trigger AS $$
+         BEGIN
+             IF NEW.lifecycle IS DISTINCT FROM OLD.lifecycle THEN
+                 INSERT INTO lifecycle_history (old, new) VALUES (OLD.lifecycle, NEW.lifecycle);
+             END IF;
+             RETURN NEW;
+         END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER lifecycle_history AFTER UPDATE ON sessions
+             FOR EACH ROW EXECUTE FUNCTION record_lifecycle();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Cases come from proptest's generator; each runs against the real database.
+    let strategy =
+        prop::collection::vec(prop::collection::vec((0usize..7, 0usize..7), 1..12), 2..5);
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for _ in 0..48 {
+        let moves = strategy.new_tree(&mut runner).unwrap().current();
+        let history = race(&pool, moves.clone()).await;
+        for (old, new) in history {
+            let (old, new): (Lifecycle, Lifecycle) = (old.parse().unwrap(), new.parse().unwrap());
+            assert!(old.can_move_to(new), "{old} → {new} happened in {moves:?}");
+        }
+    }
+}

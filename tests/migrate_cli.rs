@@ -1,0 +1,82 @@
+//! `sessionflow migrate` against the real Postgres: it creates a missing database, applies the
+//! schema, and is idempotent.
+
+use std::process::Command;
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// `admin_url` with its database name replaced.
+fn url_for(database: &str) -> String {
+    let admin = admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{database}")
+}
+
+#[tokio::test]
+async fn migrate_creates_the_database_and_is_idempotent() {
+    let database = format!("sessionflow_migrate_{}", std::process::id());
+    let url = url_for(&database);
+    for round in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_sessionflow"))
+            .arg("migrate")
+            .env("DATABASE_URL", &url)
+            .output()
+            .expect("binary runs");
+        assert!(
+            out.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("database is up to date"));
+    }
+    let pool = sqlx::PgPool::connect(&url)
+        .await
+        .expect("the database exists now");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        [
+            "_sqlx_migrations",
+            "content_blocks",
+            "devices",
+            "events",
+            "sessions",
+            "transcript_messages",
+            "workspaces"
+        ]
+    );
+    pool.close().await;
+    let admin = sqlx::PgPool::connect(&admin_url()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {database}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
+
+#[test]
+fn an_unreachable_database_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sessionflow"))
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://nobody:secret@127.0.0.1:1/none")
+        .output()
+        .expect("binary runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(
+            "sessionflow: cannot reach the database postgres://nobody:***@127.0.0.1:1/none"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("secret"));
+}
