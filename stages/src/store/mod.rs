@@ -196,7 +196,7 @@ impl Store {
         let from: Vec<&str> = from.iter().map(|l| l.as_str()).collect();
         let row = sqlx::query(concat!(
             "UPDATE sessions SET lifecycle = $2, updated_at = now() \
-             WHERE id = $1 AND ($3::text[] IS NOT NULL) RETURNING ",
+             WHERE id = $1 AND lifecycle = ANY($3) RETURNING ",
             session_columns!()
         ))
         .bind(id)
