@@ -2,9 +2,10 @@
 //!
 //! Today this crate owns the transcript parser ([`transcript`]), the synthetic corpus generator
 //! ([`corpus`]) that benchmarks and load tests feed it, and the Postgres [`store`] with the
-//! session lifecycle. The pipeline's typed stages (fetch, download, parse, persist, summarize,
-//! backup) and the other ports they use (blob stores, summarizers) will live here beside them.
+//! session lifecycle. The blob stores ([`blob`]) keep transcripts and parse backups. The pipeline's typed stages
+//! (fetch, download, parse, persist, summarize, backup) and the summarizers will live here too.
 
+pub mod blob;
 pub mod corpus;
 pub mod store;
 pub mod transcript;
