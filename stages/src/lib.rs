@@ -2,12 +2,12 @@
 //!
 //! Today this crate owns the transcript parser ([`transcript`]), the synthetic corpus generator
 //! ([`corpus`]) that benchmarks and load tests feed it, and the Postgres [`store`] with the
-//! session lifecycle. The blob stores ([`blob`]) keep transcripts and parse backups. The pipeline's typed stages
-//! (fetch, download, parse, persist, summarize, backup) will live here too, beside the
-//! [`summarize`] port.
+//! session lifecycle. The blob stores ([`blob`]) keep transcripts and parse backups. The pipeline's typed [`stage`]s
+//! (fetch, download, parse, persist, summarize, backup) use them and the [`summarize`] port.
 
 pub mod blob;
 pub mod corpus;
+pub mod stage;
 pub mod store;
 pub mod summarize;
 pub mod transcript;

@@ -277,6 +277,60 @@ impl Store {
         Ok(true)
     }
 
+    /// Sessions the recovery sweep should run again, at most `limit`: `ended` with a transcript
+    /// and still `pending` after `idle` (their run never happened, or was dropped), or `parsing`
+    /// for longer than `stuck` (the worker running them died). They are taken with `FOR UPDATE
+    /// SKIP LOCKED` and touched — stuck ones back to `pending` — so that concurrent sweeps of
+    /// other workers split them instead of each taking all.
+    pub async fn recovery_candidates(
+        &self,
+        idle: std::time::Duration,
+        stuck: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "WITH picked AS ( \
+                 SELECT id FROM sessions \
+                 WHERE lifecycle = 'ended' AND transcript_key IS NOT NULL \
+                   AND ((parse_status = 'pending' AND updated_at <= now() - $1 * interval '1 millisecond') \
+                     OR (parse_status = 'parsing' AND updated_at <= now() - $2 * interval '1 millisecond')) \
+                 ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             UPDATE sessions s SET updated_at = now(), parse_status = 'pending' \
+             FROM picked WHERE s.id = picked.id RETURNING s.id",
+        )
+        .bind(idle.as_millis() as f64)
+        .bind(stuck.as_millis() as f64)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
+    /// Sessions `parsed` without a summary and untouched for `older_than`, at most `limit`, as
+    /// `(id, workspace_id, transcript_key)`; taken and touched like
+    /// [`recovery_candidates`](Self::recovery_candidates).
+    pub async fn summary_candidates(
+        &self,
+        older_than: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+        let rows = sqlx::query_as(
+            "WITH picked AS ( \
+                 SELECT id FROM sessions \
+                 WHERE lifecycle = 'parsed' AND summary IS NULL \
+                   AND updated_at <= now() - $1 * interval '1 millisecond' \
+                 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             UPDATE sessions s SET updated_at = now() \
+             FROM picked WHERE s.id = picked.id \
+             RETURNING s.id, s.workspace_id, s.transcript_key",
+        )
+        .bind(older_than.as_millis() as f64)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
     /// Records a summary and moves `parsed → summarized`. False if the session was not `parsed`.
     pub async fn set_summary(&self, id: &str, summary: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(

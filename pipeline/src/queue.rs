@@ -1,0 +1,134 @@
+//! `PipelineQueue`: where sessions wait for the runner. `enqueue` never blocks its caller (the
+//! event consumer, the API): above the capacity (50) a session is dropped, counted and logged,
+//! and left for the recovery sweep, which finds every `ended` session whose run never happened.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use sessionflow_stages::stage::{RunEnd, RunReport};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::PipelineMetrics;
+use crate::runner::{self, Stages};
+
+/// Sessions that may wait at once.
+pub const DEFAULT_CAPACITY: usize = 50;
+/// Sessions that may run at once.
+pub const DEFAULT_MAX_RUNS: usize = 3;
+
+#[derive(Debug, Clone, Copy)]
+pub struct QueueConfig {
+    pub capacity: usize,
+    pub max_runs: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            capacity: DEFAULT_CAPACITY,
+            max_runs: DEFAULT_MAX_RUNS,
+        }
+    }
+}
+
+type EndHook = Box<dyn FnMut(&str, &Result<RunReport, RunEnd>) + Send>;
+
+pub struct PipelineQueue {
+    sender: mpsc::Sender<String>,
+    capacity: usize,
+    metrics: Arc<PipelineMetrics>,
+    stop: CancellationToken,
+    runner: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl PipelineQueue {
+    /// Starts the runner over `stages`.
+    pub fn start(stages: Stages, config: QueueConfig) -> Self {
+        Self::start_with_hook(stages, config, Box::new(|_, _| {}))
+    }
+
+    /// Starts the runner, calling `on_end` as each run ends.
+    pub fn start_with_hook(stages: Stages, config: QueueConfig, on_end: EndHook) -> Self {
+        let (sender, receiver) = mpsc::channel(config.capacity.max(1));
+        let metrics = Arc::new(PipelineMetrics::default());
+        let stop = CancellationToken::new();
+        let ids = ReceiverStream::new(receiver).take_until(stop.clone().cancelled_owned());
+        let mut on_end = on_end;
+        let runner = tokio::spawn(runner::run(
+            ids,
+            stages,
+            config.max_runs,
+            Arc::clone(&metrics),
+            move |id, outcome| on_end(id, outcome),
+        ));
+        PipelineQueue {
+            sender,
+            capacity: config.capacity.max(1),
+            metrics,
+            stop,
+            runner: Mutex::new(Some(runner)),
+        }
+    }
+
+    /// Queues a session without waiting. False when it was dropped: the queue is full or
+    /// stopped.
+    pub fn enqueue(&self, session_id: impl Into<String>) -> bool {
+        let session_id = session_id.into();
+        match self.sender.try_send(session_id) {
+            Ok(()) => {
+                self.metrics.enqueued();
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(id)) => {
+                self.metrics.dropped();
+                tracing::warn!(
+                    session = %id,
+                    pending = self.capacity,
+                    "pipeline queue full; session dropped for the recovery sweep"
+                );
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(id)) => {
+                self.metrics.dropped();
+                tracing::warn!(session = %id, "pipeline stopped; session dropped for the recovery sweep");
+                false
+            }
+        }
+    }
+
+    /// Sessions that may wait at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Sessions waiting to run.
+    pub fn depth(&self) -> usize {
+        self.capacity - self.sender.capacity()
+    }
+
+    pub fn metrics(&self) -> &Arc<PipelineMetrics> {
+        &self.metrics
+    }
+
+    /// Takes no new runs, lets the runs in flight finish, and discards the sessions still
+    /// waiting (the recovery sweep finds them again).
+    pub async fn stop(&self) {
+        let pending = self.depth();
+        self.stop.cancel();
+        let runner = self.runner.lock().await.take();
+        if let Some(runner) = runner
+            && let Err(e) = runner.await
+        {
+            tracing::error!("the pipeline runner ended abnormally: {e}");
+        }
+        if pending > 0 {
+            tracing::info!(
+                pending,
+                "pipeline stopped; pending sessions left for the recovery sweep"
+            );
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The runner: sessions flow through the six stages as one stream, each stage a
+//! `buffer_unordered` step, reading top to bottom like the data flow.
+//!
+//! A run holds a permit from the moment it is taken off the queue until it ends, so at most
+//! `max_runs` sessions are anywhere in the pipeline at once; the stream is pulled, so a slow
+//! stage (a summarizer waiting on a rate-limited API) holds back the stages before it and the
+//! queue behind them instead of letting work pile up in memory.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{Stream, StreamExt};
+use sessionflow_stages::stage::{
+    Backup, Download, Fetch, Parse, Persist, RunEnd, RunReport, Stage, Summarize,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::metrics::PipelineMetrics;
+
+/// The six stages, each with the ports it uses.
+pub struct Stages {
+    pub fetch: Fetch,
+    pub download: Download,
+    pub parse: Parse,
+    pub persist: Persist,
+    pub summarize: Summarize,
+    pub backup: Backup,
+}
+
+/// One session on its way through the stages.
+struct Run<T> {
+    session_id: String,
+    state: Result<T, RunEnd>,
+    /// Released when the run ends, wherever that is.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// `.stage(…)`: runs a stage over every live run of the stream, `concurrency` at a time,
+/// measuring it; runs that already ended pass through untouched.
+trait StageStream<T>: Stream<Item = Run<T>> + Sized + Send + 'static
+where
+    T: Send + 'static,
+{
+    fn stage<S: Stage<Input = T>>(
+        self,
+        stage: S,
+        metrics: Arc<PipelineMetrics>,
+        concurrency: usize,
+    ) -> impl Stream<Item = Run<S::Output>> + Send + 'static {
+        let stage = Arc::new(stage);
+        self.map(move |run| {
+            let stage = Arc::clone(&stage);
+            let metrics = Arc::clone(&metrics);
+            async move {
+                let Run {
+                    session_id,
+                    state,
+                    _permit,
+                } = run;
+                let state = match state {
+                    Ok(input) => {
+                        let counters = metrics.stage(stage.name());
+                        counters.enter();
+                        let started = Instant::now();
+                        let outcome = stage.run(input).await;
+                        counters.leave(&outcome, started.elapsed());
+                        outcome
+                    }
+                    Err(end) => Err(end),
+                };
+                Run {
+                    session_id,
+                    state,
+                    _permit,
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+    }
+}
+
+impl<T: Send + 'static, St: Stream<Item = Run<T>> + Send + 'static> StageStream<T> for St {}
+
+/// Runs every session id `ids` yields through `stages`, at most `max_runs` at once, calling
+/// `on_end` as each run ends. Returns when `ids` ends and every run taken from it has ended.
+pub async fn run(
+    ids: impl Stream<Item = String> + Send + 'static,
+    stages: Stages,
+    max_runs: usize,
+    metrics: Arc<PipelineMetrics>,
+    mut on_end: impl FnMut(&str, &Result<RunReport, RunEnd>) + Send,
+) {
+    let permits = Arc::new(Semaphore::new(max_runs.max(1)));
+    let started = Arc::clone(&metrics);
+    let runs = ids.then(move |session_id| {
+        let permits = Arc::clone(&permits);
+        let metrics = Arc::clone(&started);
+        async move {
+            // The semaphore is never closed, so acquiring can only wait, not fail.
+            let permit = permits
+                .acquire_owned()
+                .await
+                .expect("the run semaphore is never closed");
+            metrics.run_started();
+            Run {
+                state: Ok(session_id.clone()),
+                session_id,
+                _permit: permit,
+            }
+        }
+    });
+    let n = max_runs.max(1);
+    let Stages {
+        fetch,
+        download,
+        parse,
+        persist,
+        summarize,
+        backup,
+    } = stages;
+    runs.stage(fetch, Arc::clone(&metrics), n)
+        .stage(download, Arc::clone(&metrics), n)
+        .stage(parse, Arc::clone(&metrics), n)
+        .stage(persist, Arc::clone(&metrics), n)
+        .stage(summarize, Arc::clone(&metrics), n)
+        .stage(backup, Arc::clone(&metrics), n)
+        .for_each(|run| {
+            metrics.run_ended(&run.state);
+            match &run.state {
+                Ok(report) => tracing::info!(
+                    session = %run.session_id,
+                    messages = report.messages,
+                    summarized = report.summarized,
+                    backed_up = report.backed_up,
+                    "session processed"
+                ),
+                Err(end @ RunEnd::Stopped(_)) => {
+                    tracing::info!(session = %run.session_id, "run {end}")
+                }
+                Err(end) => tracing::warn!(session = %run.session_id, "run {end}"),
+            }
+            on_end(&run.session_id, &run.state);
+            futures::future::ready(())
+        })
+        .await;
+}

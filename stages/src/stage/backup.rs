@@ -1,0 +1,61 @@
+//! backup: the parse result as JSON to `transcripts/{workspace}/{session}/parsed.json`. Best
+//! effort: a failure is logged and the run still completes.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{RunEnd, Stage, Summarized};
+use crate::blob::{BlobStore, parsed_key};
+
+pub struct Backup {
+    blobs: Arc<dyn BlobStore>,
+}
+
+/// How a run that reached the end went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    pub session_id: String,
+    pub messages: usize,
+    pub summarized: bool,
+    pub backed_up: bool,
+}
+
+impl Backup {
+    pub fn new(blobs: Arc<dyn BlobStore>) -> Self {
+        Backup { blobs }
+    }
+}
+
+impl Stage for Backup {
+    type Input = Summarized;
+    type Output = RunReport;
+
+    fn name(&self) -> &'static str {
+        "backup"
+    }
+
+    async fn run(&self, input: Summarized) -> Result<RunReport, RunEnd> {
+        let session = &input.parsed.session;
+        let key = parsed_key(&session.workspace_id, &session.id);
+        let backed_up = match serde_json::to_vec(&input.parsed.parsed) {
+            Ok(json) => match self.blobs.put(&key, Bytes::from(json)).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(session = %session.id, "backup skipped: {e}");
+                    false
+                }
+            },
+            Err(e) => {
+                tracing::warn!(session = %session.id, "backup skipped: {e}");
+                false
+            }
+        };
+        Ok(RunReport {
+            session_id: session.id.clone(),
+            messages: input.parsed.parsed.messages.len(),
+            summarized: input.summary.is_some(),
+            backed_up,
+        })
+    }
+}

@@ -1,0 +1,44 @@
+//! persist: the parse result → rows, in one transaction that also moves the session
+//! `ended → parsed` with its stats. A failure fails the session with `Persist failed: …` and
+//! leaves nothing half-written.
+
+use super::download::fail;
+use super::{ParsedSession, RunEnd, Stage};
+use crate::store::{PersistOutcome, Store};
+
+pub struct Persist {
+    store: Store,
+}
+
+impl Persist {
+    pub fn new(store: Store) -> Self {
+        Persist { store }
+    }
+}
+
+impl Stage for Persist {
+    type Input = ParsedSession;
+    type Output = ParsedSession;
+
+    fn name(&self) -> &'static str {
+        "persist"
+    }
+
+    async fn run(&self, input: ParsedSession) -> Result<ParsedSession, RunEnd> {
+        match self.store.persist(&input.session.id, &input.parsed).await {
+            Ok(PersistOutcome::Persisted { .. }) => Ok(input),
+            Ok(PersistOutcome::Lost) => Err(RunEnd::Stopped(format!(
+                "session {} was moved by another process before persisting",
+                input.session.id
+            ))),
+            Err(e) => {
+                fail(
+                    &self.store,
+                    &input.session.id,
+                    format!("Persist failed: {e}"),
+                )
+                .await
+            }
+        }
+    }
+}
