@@ -35,6 +35,8 @@ CREATE TABLE sessions (
     parse_status        text NOT NULL DEFAULT 'pending'
         CHECK (parse_status IN ('pending', 'parsing', 'completed', 'failed')),
     parse_error         text,
+    -- When a recovery sweep last queued the session, so that other sweeps leave it alone.
+    enqueued_at         timestamptz,
     total_messages      integer NOT NULL DEFAULT 0,
     user_messages       integer NOT NULL DEFAULT 0,
     assistant_messages  integer NOT NULL DEFAULT 0,

@@ -17,22 +17,24 @@ use crate::queue::PipelineQueue;
 pub const STUCK_PARSING: Duration = Duration::from_secs(10 * 60);
 /// How long a parsed session may wait for its summary before the retry sweep asks again.
 pub const SUMMARY_RETRY_AFTER: Duration = Duration::from_secs(10 * 60);
-/// How long an ended session may wait for its run before the sweep enqueues it.
-pub const PENDING_IDLE: Duration = Duration::from_secs(60);
+/// How long a session a sweep queued may wait for its run before a sweep queues it again.
+pub const REQUEUE_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// One pass of the recovery sweep: enqueues the `ended` sessions whose run never happened or
 /// died, as many as the queue has room for. Returns how many were enqueued.
 pub async fn recover(
     store: &Store,
     queue: &PipelineQueue,
-    idle: Duration,
+    requeue_after: Duration,
     stuck: Duration,
 ) -> Result<usize, StoreError> {
     let room = queue.capacity().saturating_sub(queue.depth());
     if room == 0 {
         return Ok(0);
     }
-    let ids = store.recovery_candidates(idle, stuck, room as i64).await?;
+    let ids = store
+        .recovery_candidates(requeue_after, stuck, room as i64)
+        .await?;
     let mut enqueued = 0;
     for id in ids {
         if queue.enqueue(id) {
@@ -96,17 +98,13 @@ pub fn spawn(
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut first = true;
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            // At start nothing in this process has enqueued anything yet: take every pending one.
-            let idle = if first { Duration::ZERO } else { PENDING_IDLE };
-            first = false;
-            if let Err(e) = recover(&store, &queue, idle, STUCK_PARSING).await {
+            if let Err(e) = recover(&store, &queue, REQUEUE_AFTER, STUCK_PARSING).await {
                 tracing::warn!("recovery sweep failed, will retry: {e}");
             }
             if let Err(e) = retry_summaries(

@@ -413,7 +413,7 @@ async fn a_run_abandoned_by_a_dead_worker_is_recovered_by_the_sweep(pool: PgPool
         sweeps::recover(
             &h.store,
             &h.queue,
-            sweeps::PENDING_IDLE,
+            sweeps::REQUEUE_AFTER,
             sweeps::STUCK_PARSING
         )
         .await
@@ -427,9 +427,14 @@ async fn a_run_abandoned_by_a_dead_worker_is_recovered_by_the_sweep(pool: PgPool
         .unwrap();
     // An ended session whose run was never enqueued is found too.
     h.session("s2", Some(fixture(HELLO))).await;
-    let enqueued = sweeps::recover(&h.store, &h.queue, Duration::ZERO, sweeps::STUCK_PARSING)
-        .await
-        .unwrap();
+    let enqueued = sweeps::recover(
+        &h.store,
+        &h.queue,
+        sweeps::REQUEUE_AFTER,
+        sweeps::STUCK_PARSING,
+    )
+    .await
+    .unwrap();
     assert_eq!(enqueued, 2);
     let mut ended = vec![h.next_outcome().await, h.next_outcome().await];
     ended.sort_by(|a, b| a.0.cmp(&b.0));
@@ -443,9 +448,14 @@ async fn a_run_abandoned_by_a_dead_worker_is_recovered_by_the_sweep(pool: PgPool
     }
     // A second sweep finds nothing: none is run twice.
     assert_eq!(
-        sweeps::recover(&h.store, &h.queue, Duration::ZERO, sweeps::STUCK_PARSING)
-            .await
-            .unwrap(),
+        sweeps::recover(
+            &h.store,
+            &h.queue,
+            sweeps::REQUEUE_AFTER,
+            sweeps::STUCK_PARSING
+        )
+        .await
+        .unwrap(),
         0
     );
 }
@@ -527,9 +537,14 @@ async fn a_slow_summarizer_holds_the_pipeline_within_its_bounds(pool: PgPool) {
     assert_eq!(snapshot.completed, accepted);
 
     // The dropped ones are not lost: the recovery sweep enqueues them.
-    let recovered = sweeps::recover(&h.store, &h.queue, Duration::ZERO, sweeps::STUCK_PARSING)
-        .await
-        .unwrap() as u64;
+    let recovered = sweeps::recover(
+        &h.store,
+        &h.queue,
+        sweeps::REQUEUE_AFTER,
+        sweeps::STUCK_PARSING,
+    )
+    .await
+    .unwrap() as u64;
     assert_eq!(recovered, snapshot.dropped);
     for _ in 0..recovered {
         assert!(h.next_outcome().await.1.is_ok());
@@ -575,4 +590,90 @@ async fn stop_finishes_runs_in_flight_and_discards_the_waiting(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(waiting, 4, "left for the recovery sweep");
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn two_workers_sweeping_at_once_split_the_sessions(pool: PgPool) {
+    let mut a = harness(pool.clone());
+    let mut b = harness(pool);
+    for i in 0..30 {
+        a.session(&format!("s{i:02}"), Some(fixture(HELLO))).await;
+    }
+    let (got_a, got_b) = tokio::join!(
+        sweeps::recover(
+            &a.store,
+            &a.queue,
+            sweeps::REQUEUE_AFTER,
+            sweeps::STUCK_PARSING
+        ),
+        sweeps::recover(
+            &b.store,
+            &b.queue,
+            sweeps::REQUEUE_AFTER,
+            sweeps::STUCK_PARSING
+        ),
+    );
+    assert_eq!(
+        got_a.unwrap() + got_b.unwrap(),
+        30,
+        "each session taken by one sweep"
+    );
+    let mut completed = 0;
+    for h in [&mut a, &mut b] {
+        let n = h.queue.metrics().snapshot().enqueued;
+        for _ in 0..n {
+            if h.next_outcome().await.1.is_ok() {
+                completed += 1;
+            }
+        }
+    }
+    assert_eq!(completed, 30, "every session parsed exactly once");
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn the_sweep_loop_recovers_at_start_and_stops_when_told(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir.path()));
+    let key = raw_transcript_key("w1", "s1");
+    blobs.put(&key, fixture(HELLO)).await.unwrap();
+    store
+        .create_session(&NewSession {
+            id: "s1",
+            workspace_id: "w1",
+            lifecycle: Some(Lifecycle::Ended),
+            transcript_key: Some(&key),
+            ..NewSession::default()
+        })
+        .await
+        .unwrap();
+    let (tx, mut outcomes) = mpsc::unbounded_channel::<Outcome>();
+    let summarizer: Arc<dyn Summarizer> = Arc::new(ExtractiveSummarizer);
+    let queue = Arc::new(PipelineQueue::start_with_hook(
+        stages(&store, &blobs, Arc::clone(&summarizer)),
+        QueueConfig::default(),
+        Box::new(move |id, outcome| {
+            let _ = tx.send((id.to_owned(), outcome.clone()));
+        }),
+    ));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sweeping = sweeps::spawn(
+        store.clone(),
+        Arc::clone(&queue),
+        blobs,
+        summarizer,
+        Duration::from_secs(60),
+        stop.clone(),
+    );
+    let (id, outcome) = tokio::time::timeout(Duration::from_secs(30), outcomes.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(id, "s1");
+    assert!(outcome.is_ok());
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), sweeping)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -259,7 +259,7 @@ impl Store {
                  total_messages = 0, user_messages = 0, assistant_messages = 0, tool_use_count = 0, \
                  thinking_blocks = 0, subagent_count = 0, tokens_in = 0, tokens_out = 0, \
                  cache_read_tokens = 0, cache_write_tokens = 0, cost_estimate_usd = 0, \
-                 initial_prompt = NULL, summary = NULL, updated_at = now() \
+                 initial_prompt = NULL, summary = NULL, enqueued_at = NULL, updated_at = now() \
              WHERE id = $1 AND parse_status <> 'parsing' \
                AND lifecycle IN ('ended', 'parsed', 'summarized', 'archived', 'failed')",
         )
@@ -277,14 +277,15 @@ impl Store {
         Ok(true)
     }
 
-    /// Sessions the recovery sweep should run again, at most `limit`: `ended` with a transcript
-    /// and still `pending` after `idle` (their run never happened, or was dropped), or `parsing`
-    /// for longer than `stuck` (the worker running them died). They are taken with `FOR UPDATE
-    /// SKIP LOCKED` and touched — stuck ones back to `pending` — so that concurrent sweeps of
-    /// other workers split them instead of each taking all.
+    /// Sessions the recovery sweep should run, at most `limit`: `ended` with a transcript and
+    /// still `pending` that no sweep queued in the last `requeue_after` (their run never
+    /// happened, or its queue entry was dropped or died with its worker), or `parsing` for longer
+    /// than `stuck` (the worker running them died). They are taken with `FOR UPDATE SKIP LOCKED`
+    /// and marked queued — stuck ones back to `pending` — so that the sweeps of several workers
+    /// split them, at the same moment or one after the other.
     pub async fn recovery_candidates(
         &self,
-        idle: std::time::Duration,
+        requeue_after: std::time::Duration,
         stuck: std::time::Duration,
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
@@ -292,13 +293,14 @@ impl Store {
             "WITH picked AS ( \
                  SELECT id FROM sessions \
                  WHERE lifecycle = 'ended' AND transcript_key IS NOT NULL \
-                   AND ((parse_status = 'pending' AND updated_at <= now() - $1 * interval '1 millisecond') \
+                   AND ((parse_status = 'pending' AND (enqueued_at IS NULL \
+                          OR enqueued_at <= now() - $1 * interval '1 millisecond')) \
                      OR (parse_status = 'parsing' AND updated_at <= now() - $2 * interval '1 millisecond')) \
                  ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             UPDATE sessions s SET updated_at = now(), parse_status = 'pending' \
+             UPDATE sessions s SET enqueued_at = now(), parse_status = 'pending', updated_at = now() \
              FROM picked WHERE s.id = picked.id RETURNING s.id",
         )
-        .bind(idle.as_millis() as f64)
+        .bind(requeue_after.as_millis() as f64)
         .bind(stuck.as_millis() as f64)
         .bind(limit)
         .fetch_all(&self.pool)
