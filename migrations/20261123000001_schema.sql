@@ -117,7 +117,11 @@ CREATE TABLE events (
     workspace_id  text,
     session_id    text,
     data          jsonb NOT NULL DEFAULT '{}'::jsonb,
-    ingested_at   timestamptz NOT NULL DEFAULT now()
+    ingested_at   timestamptz NOT NULL DEFAULT now(),
+    -- Set when the event's handler has run to completion (or it has none): a redelivered event
+    -- whose handler failed runs it again, one already handled is a duplicate.
+    handled_at    timestamptz,
+    handler_error text
 );
 
 CREATE INDEX events_session_idx ON events (session_id, "timestamp");

@@ -1,11 +1,13 @@
 //! The session pipeline around the stages: the bounded [`queue::PipelineQueue`], the
 //! [`runner`] that composes the stages as streams with `buffer_unordered`, the [`metrics`] every
-//! stage reports, and the recovery and summary-retry [`sweeps`].
+//! stage reports, the recovery and summary-retry [`sweeps`], and the [`events`] that drive the
+//! session lifecycle.
 //!
-//! Still to come here: event envelopes and their handlers, the Redis Streams consumer,
+//! Still to come here: the Redis Streams consumer,
 //! processors and their scheduler, the HTTP API, the monitor snapshot and the `serve` /
 //! `worker` / `daemon` modes.
 
+pub mod events;
 pub mod metrics;
 pub mod queue;
 pub mod runner;

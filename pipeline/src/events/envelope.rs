@@ -1,0 +1,234 @@
+//! The event envelope every client sends and every worker reads: `{id (ULID), type, timestamp,
+//! device_id, workspace_id, session_id, data, blob_refs}`, and the typed payloads of the event
+//! types sessionflow acts on. Validation says exactly what is wrong, for a 400 or a dead letter.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Longest id, type or name accepted in an envelope.
+const MAX_NAME: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub timestamp: DateTime<Utc>,
+    pub device_id: String,
+    pub workspace_id: String,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default = "empty_object")]
+    pub data: Value,
+    #[serde(default)]
+    pub blob_refs: Vec<String>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// Why an event was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event {id}: {reason}")]
+pub struct InvalidEvent {
+    pub id: String,
+    pub reason: String,
+}
+
+/// Where a session started from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartSource {
+    Startup,
+    Resume,
+    Clear,
+    Compact,
+    Backfill,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionStart {
+    pub cc_session_id: String,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub git_branch: Option<String>,
+    #[serde(default)]
+    pub git_remote: Option<String>,
+    #[serde(default)]
+    pub cc_version: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    pub source: StartSource,
+    #[serde(default)]
+    pub transcript_path: Option<String>,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndReason {
+    Exit,
+    Clear,
+    Logout,
+    Crash,
+    Other,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Exit => "exit",
+            EndReason::Clear => "clear",
+            EndReason::Logout => "logout",
+            EndReason::Crash => "crash",
+            EndReason::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionEnd {
+    pub cc_session_id: String,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    pub end_reason: EndReason,
+    #[serde(default)]
+    pub transcript_path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionCompact {
+    pub cc_session_id: String,
+}
+
+/// An event's payload, typed where sessionflow knows the type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    SessionStart(SessionStart),
+    SessionEnd(SessionEnd),
+    SessionCompact(SessionCompact),
+    /// A type with no handler: stored as it came.
+    Other,
+}
+
+impl Event {
+    /// Checks the envelope and decodes the payload of the types sessionflow knows.
+    pub fn validate(&self) -> Result<Payload, InvalidEvent> {
+        let invalid = |reason: String| InvalidEvent {
+            id: self.id.clone(),
+            reason,
+        };
+        if ulid::Ulid::from_string(&self.id).is_err() {
+            return Err(invalid(format!("id {:?} is not a ULID", self.id)));
+        }
+        for (field, value) in [
+            ("type", self.kind.as_str()),
+            ("device_id", self.device_id.as_str()),
+            ("workspace_id", self.workspace_id.as_str()),
+        ] {
+            if value.is_empty() || value.len() > MAX_NAME {
+                return Err(invalid(format!("{field} must be 1 to {MAX_NAME} bytes")));
+            }
+        }
+        if let Some(session) = &self.session_id
+            && (session.is_empty() || session.len() > MAX_NAME)
+        {
+            return Err(invalid(format!("session_id must be 1 to {MAX_NAME} bytes")));
+        }
+        if !self.data.is_object() {
+            return Err(invalid("data must be a JSON object".into()));
+        }
+        let typed = |what: &str| -> Result<(), InvalidEvent> {
+            if self.session_id.is_none() {
+                return Err(invalid(format!("{what} needs a session_id")));
+            }
+            Ok(())
+        };
+        let decode = |e: serde_json::Error| invalid(format!("{} data: {e}", self.kind));
+        Ok(match self.kind.as_str() {
+            "session.start" => {
+                typed("session.start")?;
+                Payload::SessionStart(serde_json::from_value(self.data.clone()).map_err(decode)?)
+            }
+            "session.end" => {
+                typed("session.end")?;
+                Payload::SessionEnd(serde_json::from_value(self.data.clone()).map_err(decode)?)
+            }
+            "session.compact" => {
+                typed("session.compact")?;
+                Payload::SessionCompact(serde_json::from_value(self.data.clone()).map_err(decode)?)
+            }
+            _ => Payload::Other,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, data: Value) -> Event {
+        Event {
+            id: ulid::Ulid::generate().to_string(),
+            kind: kind.into(),
+            timestamp: Utc::now(),
+            device_id: "d1".into(),
+            workspace_id: "w1".into(),
+            session_id: Some("s1".into()),
+            data,
+            blob_refs: vec![],
+        }
+    }
+
+    #[test]
+    fn known_payloads_decode_and_bad_ones_say_why() {
+        let start = event(
+            "session.start",
+            serde_json::json!({"cc_session_id": "s1", "cwd": "/x", "source": "resume"}),
+        );
+        assert!(
+            matches!(start.validate(), Ok(Payload::SessionStart(s)) if s.source == StartSource::Resume)
+        );
+
+        let bad = event(
+            "session.end",
+            serde_json::json!({"cc_session_id": "s1", "end_reason": "vanished"}),
+        );
+        let err = bad.validate().unwrap_err();
+        assert!(
+            err.reason
+                .starts_with("session.end data: unknown variant `vanished`"),
+            "{}",
+            err.reason
+        );
+
+        let mut no_session = event("session.start", serde_json::json!({}));
+        no_session.session_id = None;
+        assert_eq!(
+            no_session.validate().unwrap_err().reason,
+            "session.start needs a session_id"
+        );
+
+        let mut bad_id = event("x.custom", serde_json::json!({}));
+        bad_id.id = "123".into();
+        assert_eq!(
+            bad_id.validate().unwrap_err().reason,
+            "id \"123\" is not a ULID"
+        );
+
+        assert_eq!(
+            event("x.custom", serde_json::json!({"any": 1})).validate(),
+            Ok(Payload::Other)
+        );
+        assert!(
+            event("x.custom", serde_json::json!([1]))
+                .validate()
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! What each event type does to sessions. The registry is built once at start and logged; each
+//! handler holds only the ports it uses.
+//!
+//! session.start creates the session (`detected`); session.end moves `detected|capturing →
+//! ended`, creating an `ended` session if none exists. The pipeline starts when a session is
+//! both ended and has its transcript: whichever of session.end and the transcript upload comes
+//! last enqueues it, exactly once — each takes the session's row lock and sees the other's
+//! committed change.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+
+use super::envelope::{Event, Payload};
+use crate::queue::PipelineQueue;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HandlerError(pub String);
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(e: sqlx::Error) -> Self {
+        HandlerError(format!("database error: {e}"))
+    }
+}
+
+/// Acts on one type of event.
+pub trait Handler: Send + Sync {
+    fn handle<'a>(
+        &'a self,
+        event: &'a Event,
+        payload: &'a Payload,
+    ) -> BoxFuture<'a, Result<(), HandlerError>>;
+}
+
+/// Event type → handler.
+#[derive(Default)]
+pub struct HandlerRegistry {
+    handlers: BTreeMap<String, Box<dyn Handler>>,
+}
+
+impl HandlerRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(mut self, kind: &str, handler: impl Handler + 'static) -> Self {
+        self.handlers.insert(kind.to_owned(), Box::new(handler));
+        self
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&dyn Handler> {
+        self.handlers.get(kind).map(Box::as_ref)
+    }
+
+    pub fn kinds(&self) -> Vec<&str> {
+        self.handlers.keys().map(String::as_str).collect()
+    }
+
+    /// The handlers sessionflow runs: session.start and session.end.
+    pub fn standard(pool: PgPool, queue: Arc<PipelineQueue>) -> Self {
+        let registry = Self::new()
+            .register("session.start", SessionStartHandler { pool: pool.clone() })
+            .register("session.end", SessionEndHandler { pool, queue });
+        tracing::info!("registered handlers: {}", registry.kinds().join(", "));
+        registry
+    }
+}
+
+/// Creates the session as `detected` with what the start event knows; an existing session keeps
+/// its state and gains the fields it lacked.
+pub struct SessionStartHandler {
+    pool: PgPool,
+}
+
+impl Handler for SessionStartHandler {
+    fn handle<'a>(
+        &'a self,
+        event: &'a Event,
+        payload: &'a Payload,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        async move {
+            let Payload::SessionStart(start) = payload else {
+                return Err(HandlerError(format!("{} is not a session.start", event.id)));
+            };
+            sqlx::query(
+                "INSERT INTO sessions (id, workspace_id, device_id, lifecycle, started_at, source, \
+                     model, git_branch, cwd, cc_version) \
+                 VALUES ($1, $2, $3, 'detected', $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (id) DO UPDATE SET \
+                     started_at = COALESCE(sessions.started_at, EXCLUDED.started_at), \
+                     source = COALESCE(sessions.source, EXCLUDED.source), \
+                     model = COALESCE(sessions.model, EXCLUDED.model), \
+                     git_branch = COALESCE(sessions.git_branch, EXCLUDED.git_branch), \
+                     cwd = COALESCE(sessions.cwd, EXCLUDED.cwd), \
+                     cc_version = COALESCE(sessions.cc_version, EXCLUDED.cc_version), \
+                     updated_at = now()",
+            )
+            .bind(event.session_id.as_deref())
+            .bind(&event.workspace_id)
+            .bind(&event.device_id)
+            .bind(event.timestamp)
+            .bind(
+                serde_json::to_value(start.source)?
+                    .as_str()
+                    .map(str::to_owned),
+            )
+            .bind(start.model.as_deref())
+            .bind(start.git_branch.as_deref())
+            .bind(start.cwd.as_deref())
+            .bind(start.cc_version.as_deref())
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+impl From<serde_json::Error> for HandlerError {
+    fn from(e: serde_json::Error) -> Self {
+        HandlerError(e.to_string())
+    }
+}
+
+/// Ends the session and starts its pipeline if the transcript is already there.
+pub struct SessionEndHandler {
+    pool: PgPool,
+    queue: Arc<PipelineQueue>,
+}
+
+impl Handler for SessionEndHandler {
+    fn handle<'a>(
+        &'a self,
+        event: &'a Event,
+        payload: &'a Payload,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        async move {
+            let Payload::SessionEnd(end) = payload else {
+                return Err(HandlerError(format!("{} is not a session.end", event.id)));
+            };
+            let session = event.session_id.as_deref().unwrap_or_default();
+            let mut tx = self.pool.begin().await?;
+            let before: Option<String> =
+                sqlx::query_scalar("SELECT lifecycle FROM sessions WHERE id = $1 FOR UPDATE")
+                    .bind(session)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let (lifecycle, key): (String, Option<String>) = sqlx::query_as(
+                "INSERT INTO sessions (id, workspace_id, device_id, lifecycle, ended_at, \
+                     end_reason, duration_ms) \
+                 VALUES ($1, $2, $3, 'ended', $4, $5, $6) \
+                 ON CONFLICT (id) DO UPDATE SET \
+                     lifecycle = CASE WHEN sessions.lifecycle IN ('detected', 'capturing') \
+                                      THEN 'ended' ELSE sessions.lifecycle END, \
+                     ended_at = COALESCE(sessions.ended_at, EXCLUDED.ended_at), \
+                     end_reason = COALESCE(sessions.end_reason, EXCLUDED.end_reason), \
+                     duration_ms = COALESCE(sessions.duration_ms, EXCLUDED.duration_ms), \
+                     updated_at = now() \
+                 RETURNING lifecycle, transcript_key",
+            )
+            .bind(session)
+            .bind(&event.workspace_id)
+            .bind(&event.device_id)
+            .bind(event.timestamp)
+            .bind(end.end_reason.as_str())
+            .bind(end.duration_ms.map(|d| d as i64))
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let ended_now = matches!(before.as_deref(), None | Some("detected" | "capturing"))
+                && lifecycle == "ended";
+            if ended_now && key.is_some() {
+                self.queue.enqueue(session);
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+/// Records an uploaded transcript's key (creating the session as `detected` if it is new) and
+/// starts the pipeline when the session has already ended and had no transcript before.
+/// Returns whether it enqueued the session.
+pub async fn transcript_uploaded(
+    pool: &PgPool,
+    queue: &PipelineQueue,
+    workspace_id: &str,
+    session_id: &str,
+    key: &str,
+) -> Result<bool, HandlerError> {
+    let mut tx = pool.begin().await?;
+    let before: Option<Option<String>> =
+        sqlx::query_scalar("SELECT transcript_key FROM sessions WHERE id = $1 FOR UPDATE")
+            .bind(session_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    sqlx::query("INSERT INTO workspaces (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
+        .bind(workspace_id)
+        .execute(&mut *tx)
+        .await?;
+    let (lifecycle, parse_status): (String, String) = sqlx::query_as(
+        "INSERT INTO sessions (id, workspace_id, transcript_key) VALUES ($1, $2, $3) \
+         ON CONFLICT (id) DO UPDATE SET transcript_key = EXCLUDED.transcript_key, updated_at = now() \
+         RETURNING lifecycle, parse_status",
+    )
+    .bind(session_id)
+    .bind(workspace_id)
+    .bind(key)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let first_transcript = matches!(before, None | Some(None));
+    let start = first_transcript && lifecycle == "ended" && parse_status == "pending";
+    if start {
+        queue.enqueue(session_id);
+    }
+    Ok(start)
+}

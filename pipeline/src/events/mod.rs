@@ -1,0 +1,10 @@
+//! Events: the envelope clients send, the processor that records each exactly once, and the
+//! handlers that drive the session lifecycle from them.
+
+pub mod envelope;
+pub mod handlers;
+pub mod processor;
+
+pub use envelope::{Event, InvalidEvent, Payload};
+pub use handlers::{Handler, HandlerError, HandlerRegistry, transcript_uploaded};
+pub use processor::{EventProcessor, ProcessError, Processed};
