@@ -595,7 +595,13 @@ async fn stop_finishes_runs_in_flight_and_discards_the_waiting(pool: PgPool) {
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn two_workers_sweeping_at_once_split_the_sessions(pool: PgPool) {
     let mut a = harness(pool.clone());
-    let mut b = harness(pool);
+    // Two workers share the database and the blob store.
+    let mut b = harness_with(
+        pool,
+        Some(Arc::clone(&a.blobs)),
+        Arc::new(ExtractiveSummarizer),
+        QueueConfig::default(),
+    );
     for i in 0..30 {
         a.session(&format!("s{i:02}"), Some(fixture(HELLO))).await;
     }

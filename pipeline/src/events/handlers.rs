@@ -63,8 +63,8 @@ impl HandlerRegistry {
     /// The handlers sessionflow runs: session.start and session.end.
     pub fn standard(pool: PgPool, queue: Arc<PipelineQueue>) -> Self {
         let registry = Self::new()
-            .register("session.start", SessionStartHandler { pool: pool.clone() })
-            .register("session.end", SessionEndHandler { pool, queue });
+            .register("session.start", SessionStartHandler::new(pool.clone()))
+            .register("session.end", SessionEndHandler::new(pool, queue));
         tracing::info!("registered handlers: {}", registry.kinds().join(", "));
         registry
     }
@@ -74,6 +74,12 @@ impl HandlerRegistry {
 /// its state and gains the fields it lacked.
 pub struct SessionStartHandler {
     pool: PgPool,
+}
+
+impl SessionStartHandler {
+    pub fn new(pool: PgPool) -> Self {
+        SessionStartHandler { pool }
+    }
 }
 
 impl Handler for SessionStartHandler {
@@ -130,6 +136,12 @@ impl From<serde_json::Error> for HandlerError {
 pub struct SessionEndHandler {
     pool: PgPool,
     queue: Arc<PipelineQueue>,
+}
+
+impl SessionEndHandler {
+    pub fn new(pool: PgPool, queue: Arc<PipelineQueue>) -> Self {
+        SessionEndHandler { pool, queue }
+    }
 }
 
 impl Handler for SessionEndHandler {

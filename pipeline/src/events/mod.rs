@@ -6,5 +6,8 @@ pub mod handlers;
 pub mod processor;
 
 pub use envelope::{Event, InvalidEvent, Payload};
-pub use handlers::{Handler, HandlerError, HandlerRegistry, transcript_uploaded};
+pub use handlers::{
+    Handler, HandlerError, HandlerRegistry, SessionEndHandler, SessionStartHandler,
+    transcript_uploaded,
+};
 pub use processor::{EventProcessor, ProcessError, Processed};
