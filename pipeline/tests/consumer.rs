@@ -351,3 +351,113 @@ async fn a_redis_restart_is_survived_and_later_events_are_processed(pool: PgPool
         .unwrap()
         .unwrap();
 }
+
+/// A TCP proxy to Postgres that the test can cut and restore.
+struct Proxy {
+    port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let generation = Arc::new(tokio::sync::watch::channel(0u64).0);
+        let (cut2, generation2) = (Arc::clone(&cut), Arc::clone(&generation));
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if cut2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let mut cut_signal = generation2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut_signal.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            port,
+            cut,
+            generation,
+        }
+    }
+
+    /// Drops every connection and refuses new ones.
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn a_postgres_outage_is_waited_out_and_nothing_is_lost(pool: PgPool) {
+    let database: String = sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let proxy = Proxy::start(5432).await;
+    let through_proxy = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(1))
+        .connect(&format!(
+            "postgres://postgres@127.0.0.1:{}/{database}",
+            proxy.port
+        ))
+        .await
+        .unwrap();
+    let url = redis_url();
+    let stream = unique("sf:test:events");
+    let redis = client(&url).await;
+    let processor = standard_processor(&through_proxy);
+    let cfg = config(&stream, "c1");
+    let dead = cfg.dead_letter_stream();
+    let (stop, task) = spawn(&url, Arc::clone(&processor), cfg);
+    consumer::publish(&redis, &stream, &start("before"))
+        .await
+        .unwrap();
+    eventually("the first event", async || {
+        processor.stats().processed.load(Ordering::Relaxed) == 1
+    })
+    .await;
+
+    proxy.cut();
+    for session in ["during-1", "during-2"] {
+        consumer::publish(&redis, &stream, &start(session))
+            .await
+            .unwrap();
+    }
+    eventually("failures during the outage", async || {
+        processor.stats().errors.load(Ordering::Relaxed) >= 4
+    })
+    .await;
+    assert!(!task.is_finished(), "the consumer survives the outage");
+    proxy.restore();
+    eventually("the events held back", async || {
+        processor.stats().processed.load(Ordering::Relaxed) == 3
+    })
+    .await;
+    assert_eq!(count(&pool, "SELECT count(*) FROM events").await, 3);
+    assert_eq!(count(&pool, "SELECT count(*) FROM sessions").await, 3);
+    let letters: u64 = redis.xlen(&dead).await.unwrap();
+    assert_eq!(letters, 0, "an outage sends nothing to the dead letters");
+    assert_eq!(pending(&redis, &stream).await, 0);
+    stop.cancel();
+    task.await.unwrap();
+}
