@@ -7,6 +7,7 @@
 //! processors and their scheduler, the HTTP API, the monitor snapshot and the `serve` /
 //! `worker` / `daemon` modes.
 
+pub mod api;
 pub mod consumer;
 pub mod events;
 pub mod metrics;

@@ -1,0 +1,91 @@
+//! `POST /api/events/ingest`: 1 to 100 events, validated as a whole, then processed in-process
+//! or added to the stream. Answers 202 with how many were accepted and how many were duplicates.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, json_body};
+use super::{ApiState, Ingest, MAX_JSON_BODY};
+use crate::consumer;
+use crate::events::{Event, ProcessError, Processed};
+
+/// Most events in one request.
+pub const MAX_EVENTS: usize = 100;
+
+#[derive(Deserialize)]
+pub struct IngestRequest {
+    events: Vec<Event>,
+}
+
+#[derive(Serialize)]
+pub struct IngestResponse {
+    accepted: usize,
+    duplicates: usize,
+}
+
+pub async fn ingest(
+    State(state): State<ApiState>,
+    body: Body,
+) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
+    let request: IngestRequest = json_body(body, MAX_JSON_BODY).await?;
+    let count = request.events.len();
+    if !(1..=MAX_EVENTS).contains(&count) {
+        return Err(ApiError::BadRequest(format!(
+            "send 1 to {MAX_EVENTS} events, not {count}"
+        )));
+    }
+    for (i, event) in request.events.iter().enumerate() {
+        event
+            .validate()
+            .map_err(|e| ApiError::BadRequest(format!("events[{i}]: {e}")))?;
+    }
+    let (mut accepted, mut duplicates) = (0, 0);
+    match &state.ingest {
+        Ingest::Embedded(processor) => {
+            for event in &request.events {
+                match processor.process(event).await {
+                    Ok(Processed::Duplicate) => duplicates += 1,
+                    Ok(_) => accepted += 1,
+                    // Recorded; the handler's failure is logged and the event kept.
+                    Err(ProcessError::Handler { .. }) => accepted += 1,
+                    Err(e @ ProcessError::Database { .. }) => {
+                        return Err(ApiError::Unavailable(e.to_string()));
+                    }
+                    Err(ProcessError::Invalid(e)) => {
+                        return Err(ApiError::BadRequest(e.to_string()));
+                    }
+                }
+            }
+        }
+        Ingest::Redis { client, stream } => {
+            let ids: Vec<&str> = request.events.iter().map(|e| e.id.as_str()).collect();
+            let known: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM events WHERE id = ANY($1) AND handled_at IS NOT NULL",
+            )
+            .bind(&ids)
+            .fetch_all(state.store.pool())
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;
+            for event in &request.events {
+                if known.contains(&event.id) {
+                    duplicates += 1;
+                    continue;
+                }
+                consumer::publish(client, stream, event)
+                    .await
+                    .map_err(|e| ApiError::Unavailable(format!("Redis unavailable: {e}")))?;
+                accepted += 1;
+            }
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(IngestResponse {
+            accepted,
+            duplicates,
+        }),
+    ))
+}

@@ -1,0 +1,71 @@
+//! The HTTP API (axum). Everything under `/api` needs `Authorization: Bearer
+//! $SESSIONFLOW_API_KEY`; `/healthz` does not. Bad requests get a 4xx with a JSON reason.
+//!
+//! Events are handled in-process (embedded mode) or added to the Redis stream for the workers.
+
+mod error;
+mod ingest;
+mod sessions;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use fred::prelude::Client;
+use sessionflow_stages::store::Store;
+use subtle::ConstantTimeEq;
+
+use crate::events::EventProcessor;
+
+pub use error::ApiError;
+
+/// Largest JSON request body.
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// Where accepted events go.
+#[derive(Clone)]
+pub enum Ingest {
+    /// Processed in this process, before the response.
+    Embedded(Arc<EventProcessor>),
+    /// Added to the stream for the workers.
+    Redis { client: Client, stream: String },
+}
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub ingest: Ingest,
+    pub api_key: Arc<str>,
+}
+
+/// The API's routes over `state`.
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/events/ingest", post(ingest::ingest))
+        .route("/sessions/batch-status", post(sessions::batch_status))
+        .route("/sessions/{id}", get(sessions::session))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize));
+    Router::new()
+        .nest("/api", api)
+        .route("/healthz", get(sessions::healthz))
+        .with_state(state)
+}
+
+async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let matches: bool = given.as_bytes().ct_eq(state.api_key.as_bytes()).into();
+    if given.is_empty() || !matches {
+        return ApiError::Unauthorized.into_response();
+    }
+    next.run(request).await
+}

@@ -1,0 +1,131 @@
+//! Session reads: batch status, one session with its stats, and the health check.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use fred::prelude::ClientLike;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::error::{ApiError, json_body};
+use super::{ApiState, Ingest, MAX_JSON_BODY};
+
+/// Most sessions asked about in one batch-status request.
+pub const MAX_BATCH: usize = 500;
+
+#[derive(Deserialize)]
+pub struct BatchStatusRequest {
+    session_ids: Vec<String>,
+}
+
+#[derive(Serialize, PartialEq, Debug)]
+pub struct Status {
+    lifecycle: String,
+    parse_status: String,
+}
+
+#[derive(Serialize)]
+pub struct BatchStatusResponse {
+    statuses: BTreeMap<String, Status>,
+    not_found: Vec<String>,
+}
+
+pub async fn batch_status(
+    State(state): State<ApiState>,
+    body: Body,
+) -> Result<Json<BatchStatusResponse>, ApiError> {
+    let request: BatchStatusRequest = json_body(body, MAX_JSON_BODY).await?;
+    let n = request.session_ids.len();
+    if !(1..=MAX_BATCH).contains(&n) {
+        return Err(ApiError::BadRequest(format!(
+            "send 1 to {MAX_BATCH} session_ids, not {n}"
+        )));
+    }
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT id, lifecycle, parse_status FROM sessions WHERE id = ANY($1)")
+            .bind(&request.session_ids)
+            .fetch_all(state.store.pool())
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;
+    let mut statuses = BTreeMap::new();
+    for (id, lifecycle, parse_status) in rows {
+        statuses.insert(
+            id,
+            Status {
+                lifecycle,
+                parse_status,
+            },
+        );
+    }
+    let mut not_found: Vec<String> = Vec::new();
+    for id in request.session_ids {
+        if !statuses.contains_key(&id) && !not_found.contains(&id) {
+            not_found.push(id);
+        }
+    }
+    Ok(Json(BatchStatusResponse {
+        statuses,
+        not_found,
+    }))
+}
+
+/// Every column of the session: lifecycle, stats, summary and the parse error if any.
+pub async fn session(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let row: Option<Value> = sqlx::query_scalar("SELECT to_jsonb(s) FROM sessions s WHERE id = $1")
+        .bind(&id)
+        .fetch_optional(state.store.pool())
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;
+    row.map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("session {id} not found")))
+}
+
+/// How long a session with a transcript may sit `ended` before health reports it.
+const WAITING_TOO_LONG: &str = "10 minutes";
+
+/// 200 when healthy; 503 with the reasons when the database or the configured Redis cannot be
+/// reached, or sessions have waited too long for processing.
+pub async fn healthz(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
+    let mut reasons = Vec::new();
+    let waiting = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM sessions WHERE lifecycle = 'ended' \
+             AND transcript_key IS NOT NULL AND updated_at < now() - $1::interval",
+        )
+        .bind(WAITING_TOO_LONG)
+        .fetch_one(state.store.pool()),
+    )
+    .await;
+    match waiting {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => reasons.push(format!(
+            "{n} sessions have waited over {WAITING_TOO_LONG} to be processed"
+        )),
+        Ok(Err(e)) => reasons.push(format!("database unreachable: {e}")),
+        Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
+    }
+    if let Ingest::Redis { client, .. } = &state.ingest {
+        let ping = tokio::time::timeout(Duration::from_secs(2), client.ping::<String>(None)).await;
+        match ping {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => reasons.push(format!("Redis unreachable: {e}")),
+            Err(_) => reasons.push("Redis did not answer within 2 s".to_owned()),
+        }
+    }
+    if reasons.is_empty() {
+        (StatusCode::OK, Json(json!({ "status": "ok" })))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "degraded", "reasons": reasons })),
+        )
+    }
+}

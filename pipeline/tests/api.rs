@@ -1,0 +1,267 @@
+//! The HTTP API over a real socket, against real Postgres and Redis.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use fred::prelude::{ClientLike, StreamsInterface};
+use serde_json::{Value, json};
+use sessionflow_pipeline::api::{ApiState, Ingest, router};
+use sessionflow_pipeline::consumer;
+use sessionflow_pipeline::events::{EventProcessor, HandlerRegistry, SessionStartHandler};
+use sessionflow_stages::store::Store;
+use sqlx::PgPool;
+
+const KEY: &str = "test-api-key";
+
+async fn serve(state: ApiState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    url
+}
+
+fn embedded(pool: &PgPool) -> ApiState {
+    let registry =
+        HandlerRegistry::new().register("session.start", SessionStartHandler::new(pool.clone()));
+    ApiState {
+        store: Store::from_pool(pool.clone()),
+        ingest: Ingest::Embedded(Arc::new(EventProcessor::new(pool.clone(), registry))),
+        api_key: Arc::from(KEY),
+    }
+}
+
+fn start_event(session: &str) -> Value {
+    json!({
+        "id": ulid::Ulid::generate().to_string(),
+        "type": "session.start",
+        "timestamp": Utc::now(),
+        "device_id": "laptop",
+        "workspace_id": "w1",
+        "session_id": session,
+        "data": {"cc_session_id": session, "source": "startup"},
+    })
+}
+
+async fn post(url: &str, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{url}{path}"))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(url: &str, path: &str, key: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().get(format!("{url}{path}"));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn every_api_route_needs_the_key_and_health_does_not(pool: PgPool) {
+    let url = serve(embedded(&pool)).await;
+    let (status, body) = get(&url, "/api/sessions/s1", None).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer")
+    );
+    assert_eq!(
+        get(&url, "/api/sessions/s1", Some("wrong-key")).await.0,
+        401
+    );
+    assert_eq!(get(&url, "/api/sessions/s1", Some(KEY)).await.0, 404);
+    let (status, body) = get(&url, "/healthz", None).await;
+    assert_eq!((status, body), (200, json!({"status": "ok"})));
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn ingest_records_events_once_and_reports_duplicates(pool: PgPool) {
+    let url = serve(embedded(&pool)).await;
+    let batch = json!({"events": [start_event("s1"), start_event("s2")]});
+    let (status, body) = post(&url, "/api/events/ingest", batch.to_string()).await;
+    assert_eq!(
+        (status, body),
+        (202, json!({"accepted": 2, "duplicates": 0}))
+    );
+    let (status, body) = post(&url, "/api/events/ingest", batch.to_string()).await;
+    assert_eq!(
+        (status, body),
+        (202, json!({"accepted": 0, "duplicates": 2}))
+    );
+    let (status, session) = get(&url, "/api/sessions/s1", Some(KEY)).await;
+    assert_eq!(status, 200);
+    assert_eq!(session["lifecycle"], "detected");
+    assert_eq!(session["source"], "startup");
+    assert_eq!(session["total_messages"], 0);
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn bad_ingest_requests_get_a_400_or_413_with_the_reason(pool: PgPool) {
+    let url = serve(embedded(&pool)).await;
+    let (status, body) = post(&url, "/api/events/ingest", "{not json").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed JSON"),
+        "{body}"
+    );
+
+    let (status, body) = post(
+        &url,
+        "/api/events/ingest",
+        json!({"events": []}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (400, "send 1 to 100 events, not 0")
+    );
+    let many: Vec<Value> = (0..101).map(|i| start_event(&format!("s{i}"))).collect();
+    let (status, body) = post(
+        &url,
+        "/api/events/ingest",
+        json!({"events": many}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (400, "send 1 to 100 events, not 101")
+    );
+
+    let mut bad = start_event("s1");
+    bad["data"]["source"] = json!("teleport");
+    let batch = json!({"events": [start_event("s0"), bad]});
+    let (status, body) = post(&url, "/api/events/ingest", batch.to_string()).await;
+    assert_eq!(status, 400);
+    let reason = body["error"].as_str().unwrap();
+    assert!(
+        reason.starts_with("events[1]: event ") && reason.contains("unknown variant `teleport`"),
+        "{reason}"
+    );
+    assert_eq!(
+        get(&url, "/api/sessions/s0", Some(KEY)).await.0,
+        404,
+        "a bad batch records nothing"
+    );
+
+    let huge = format!(
+        "{{\"events\": [], \"pad\": \"{}\"}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let (status, body) = post(&url, "/api/events/ingest", huge).await;
+    assert_eq!(status, 413, "{body}");
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn batch_status_answers_within_its_bounds(pool: PgPool) {
+    let url = serve(embedded(&pool)).await;
+    let batch = json!({"events": [start_event("s1")]});
+    post(&url, "/api/events/ingest", batch.to_string()).await;
+    let ask = json!({"session_ids": ["s1", "nope", "nope"]});
+    let (status, body) = post(&url, "/api/sessions/batch-status", ask.to_string()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"statuses": {"s1": {"lifecycle": "detected", "parse_status": "pending"}}, "not_found": ["nope"]})
+    );
+    for n in [0, 501] {
+        let ids: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+        let (status, body) = post(
+            &url,
+            "/api/sessions/batch-status",
+            json!({"session_ids": ids}).to_string(),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(body["error"], format!("send 1 to 500 session_ids, not {n}"));
+    }
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn with_redis_ingest_adds_to_the_stream(pool: PgPool) {
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let client = consumer::redis_client(&redis_url).unwrap();
+    client
+        .init()
+        .await
+        .expect("Redis is up (scripts/services.sh)");
+    let stream = format!("sf:test:api:{}", ulid::Ulid::generate());
+    let state = ApiState {
+        ingest: Ingest::Redis {
+            client: client.clone(),
+            stream: stream.clone(),
+        },
+        ..embedded(&pool)
+    };
+    let url = serve(state).await;
+    let batch = json!({"events": [start_event("s1"), start_event("s2")]});
+    let (status, body) = post(&url, "/api/events/ingest", batch.to_string()).await;
+    assert_eq!(
+        (status, body),
+        (202, json!({"accepted": 2, "duplicates": 0}))
+    );
+    let len: u64 = client.xlen(&stream).await.unwrap();
+    assert_eq!(len, 2);
+    assert_eq!(get(&url, "/healthz", None).await.0, 200);
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn health_is_degraded_with_reasons(pool: PgPool) {
+    let url = serve(embedded(&pool)).await;
+    sqlx::query("INSERT INTO workspaces (id) VALUES ('w1')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO sessions (id, workspace_id, lifecycle, transcript_key, updated_at) \
+         VALUES ('stuck', 'w1', 'ended', 'k', now() - interval '11 minutes')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (status, body) = get(&url, "/healthz", None).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        json!({"status": "degraded", "reasons": ["1 sessions have waited over 10 minutes to be processed"]})
+    );
+
+    // A configured Redis that cannot be reached.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = consumer::redis_client(&format!("redis://127.0.0.1:{port}")).unwrap();
+    let _connection = unreachable.connect();
+    let state = ApiState {
+        ingest: Ingest::Redis {
+            client: unreachable,
+            stream: "unused".into(),
+        },
+        ..embedded(&pool)
+    };
+    let url = serve(state).await;
+    let (status, body) = get(&url, "/healthz", None).await;
+    assert_eq!(status, 503);
+    let reasons = body["reasons"].as_array().unwrap();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("Redis")),
+        "{body}"
+    );
+}
