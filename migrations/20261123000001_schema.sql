@@ -32,6 +32,8 @@ CREATE TABLE sessions (
     cwd                 text,
     cc_version          text,
     transcript_key      text,
+    transcript_size     bigint,
+    transcript_sha256   text,
     parse_status        text NOT NULL DEFAULT 'pending'
         CHECK (parse_status IN ('pending', 'parsing', 'completed', 'failed')),
     parse_error         text,

@@ -5,10 +5,17 @@ use std::sync::Arc;
 use chrono::Utc;
 use fred::prelude::{ClientLike, StreamsInterface};
 use serde_json::{Value, json};
-use sessionflow_pipeline::api::{ApiState, Ingest, router};
+use sessionflow_pipeline::api::{ApiState, Ingest, MAX_TRANSCRIPT, router};
 use sessionflow_pipeline::consumer;
 use sessionflow_pipeline::events::{EventProcessor, HandlerRegistry, SessionStartHandler};
+use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
+use sessionflow_pipeline::runner::Stages;
+use sessionflow_stages::blob::BlobStore;
+use sessionflow_stages::blob::LocalBlobs;
+use sessionflow_stages::stage::{Backup, Download, Fetch, Parse, Persist, Summarize};
 use sessionflow_stages::store::Store;
+use sessionflow_stages::summarize::ExtractiveSummarizer;
+use sessionflow_stages::transcript::ParseOptions;
 use sqlx::PgPool;
 
 const KEY: &str = "test-api-key";
@@ -23,10 +30,13 @@ async fn serve(state: ApiState) -> String {
 fn embedded(pool: &PgPool) -> ApiState {
     let registry =
         HandlerRegistry::new().register("session.start", SessionStartHandler::new(pool.clone()));
+    let dir = tempfile::tempdir().unwrap().keep();
     ApiState {
         store: Store::from_pool(pool.clone()),
+        blobs: Arc::new(LocalBlobs::new(dir)),
         ingest: Ingest::Embedded(Arc::new(EventProcessor::new(pool.clone(), registry))),
         api_key: Arc::from(KEY),
+        max_transcript: MAX_TRANSCRIPT,
     }
 }
 
@@ -263,5 +273,143 @@ async fn health_is_degraded_with_reasons(pool: PgPool) {
             .iter()
             .any(|r| r.as_str().unwrap().starts_with("Redis")),
         "{body}"
+    );
+}
+
+/// The API in embedded mode with the standard handlers and a running pipeline.
+fn daemon_like(pool: &PgPool) -> (ApiState, Arc<PipelineQueue>) {
+    let store = Store::from_pool(pool.clone());
+    let dir = tempfile::tempdir().unwrap().keep();
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir));
+    let stages = Stages {
+        fetch: Fetch::new(store.clone()),
+        download: Download::new(store.clone(), Arc::clone(&blobs)),
+        parse: Parse::new(store.clone(), ParseOptions::default()),
+        persist: Persist::new(store.clone()),
+        summarize: Summarize::new(store.clone(), Arc::new(ExtractiveSummarizer)),
+        backup: Backup::new(Arc::clone(&blobs)),
+    };
+    let queue = Arc::new(PipelineQueue::start(stages, QueueConfig::default()));
+    let registry = HandlerRegistry::standard(pool.clone(), Arc::clone(&queue));
+    let state = ApiState {
+        store,
+        blobs,
+        ingest: Ingest::Embedded(Arc::new(EventProcessor::new(pool.clone(), registry))),
+        api_key: Arc::from(KEY),
+        max_transcript: MAX_TRANSCRIPT,
+    };
+    (state, queue)
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/transcripts")
+            .join(name),
+    )
+    .unwrap()
+}
+
+async fn wait_for_lifecycle(url: &str, session: &str, lifecycle: &str) -> Value {
+    for _ in 0..400 {
+        let (_, body) = get(url, &format!("/api/sessions/{session}"), Some(KEY)).await;
+        if body["lifecycle"] == lifecycle {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{session} never became {lifecycle}");
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn an_upload_after_the_end_runs_the_pipeline_and_re_uploads_are_judged(pool: PgPool) {
+    let (state, _queue) = daemon_like(&pool);
+    let url = serve(state).await;
+    let end = json!({
+        "id": ulid::Ulid::generate().to_string(), "type": "session.end", "timestamp": Utc::now(),
+        "device_id": "laptop", "workspace_id": "w1", "session_id": "s1",
+        "data": {"cc_session_id": "s1", "end_reason": "exit", "duration_ms": 1000},
+    });
+    let batch = json!({"events": [start_event("s1"), end]});
+    assert_eq!(
+        post(&url, "/api/events/ingest", batch.to_string()).await.0,
+        202
+    );
+
+    let transcript = fixture("cc2.1.14-headless-hello-world-script.jsonl");
+    let (status, body) = post(
+        &url,
+        "/api/sessions/s1/transcript/upload",
+        transcript.clone(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["already_uploaded"], false);
+    assert_eq!(body["key"], "transcripts/w1/s1/raw.jsonl");
+    assert_eq!(body["size"], transcript.len());
+    let session = wait_for_lifecycle(&url, "s1", "summarized").await;
+    assert_eq!(session["total_messages"], 8);
+    assert_eq!(session["parse_status"], "completed");
+
+    let (status, body) = post(
+        &url,
+        "/api/sessions/s1/transcript/upload",
+        transcript.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["already_uploaded"].clone()),
+        (200, json!(true))
+    );
+    let (status, body) = post(&url, "/api/sessions/s1/transcript/upload", b"{}\n".to_vec()).await;
+    assert_eq!(status, 409);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("a re-upload must be larger"),
+        "{body}"
+    );
+    let mut grown = transcript.clone();
+    grown.extend_from_slice(&fixture(
+        "cc2.1.14-headless-stop-hook-fast-path-clean.jsonl",
+    ));
+    let (status, body) = post(&url, "/api/sessions/s1/transcript/upload", grown.clone()).await;
+    assert_eq!((status, body["size"].clone()), (201, json!(grown.len())));
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn uploads_for_unknown_sessions_need_a_workspace_and_big_ones_are_refused(pool: PgPool) {
+    let mut state = embedded(&pool);
+    state.max_transcript = 100_000;
+    let url = serve(state).await;
+    let (status, body) = post(
+        &url,
+        "/api/sessions/new/transcript/upload",
+        b"{}\n".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"],
+        "session new is not known yet: pass ?workspace_id=…"
+    );
+    let (status, _) = post(
+        &url,
+        "/api/sessions/new/transcript/upload?workspace_id=w9",
+        b"{}\n".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, body) = post(
+        &url,
+        "/api/sessions/big/transcript/upload?workspace_id=w9",
+        vec![b'x'; 300_000],
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(
+        body["error"],
+        "the request body is over the 100000 byte limit"
     );
 }

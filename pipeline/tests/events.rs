@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use serde_json::json;
 use sessionflow_pipeline::events::{
     Event, EventProcessor, Handler, HandlerError, HandlerRegistry, Payload, ProcessError,
-    Processed, transcript_uploaded,
+    Processed, Upload, transcript_uploaded,
 };
 use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
 use sessionflow_pipeline::runner::Stages;
@@ -110,7 +110,12 @@ impl World {
             .put(&key, Bytes::from(std::fs::read(path).unwrap()))
             .await
             .unwrap();
-        transcript_uploaded(self.store.pool(), &self.queue, "w1", session, &key)
+        let upload = Upload {
+            key: &key,
+            size: None,
+            sha256: None,
+        };
+        transcript_uploaded(self.store.pool(), &self.queue, "w1", session, upload)
             .await
             .unwrap()
     }

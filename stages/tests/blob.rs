@@ -3,6 +3,7 @@
 //! with that script's values as defaults).
 
 use bytes::Bytes;
+use futures::StreamExt;
 use sessionflow_stages::blob::{
     self, BlobError, BlobStore, LocalBlobs, S3Blobs, parsed_key, raw_transcript_key,
 };
@@ -41,6 +42,61 @@ async fn suite(store: &dyn BlobStore) {
         Err(BlobError::NotFound { .. })
     ));
     store.delete(&empty).await.unwrap();
+
+    // A streamed body of 20 MB (several multipart parts on S3) arrives whole.
+    let streamed = parsed_key("w1", "streamed");
+    let chunks: Vec<Result<Bytes, std::io::Error>> = (0..40u32)
+        .map(|i| Ok(Bytes::from(vec![(i % 251) as u8; 500_000])))
+        .collect();
+    let size = store
+        .put_stream(&streamed, futures::stream::iter(chunks).boxed())
+        .await
+        .unwrap();
+    assert_eq!(size, 20_000_000);
+    let back = store.get(&streamed).await.unwrap();
+    assert_eq!(back.len(), 20_000_000);
+    assert!(back[..500_000].iter().all(|&b| b == 0) && back[19_500_000..].iter().all(|&b| b == 39));
+
+    // A small streamed body, and a rename over an existing key.
+    let small = raw_transcript_key("w1", "small");
+    let chunks = vec![
+        Ok(Bytes::from_static(b"{\"a\":1}\n")),
+        Ok(Bytes::from_static(b"{}\n")),
+    ];
+    assert_eq!(
+        store
+            .put_stream(&small, futures::stream::iter(chunks).boxed())
+            .await
+            .unwrap(),
+        11
+    );
+    store.rename(&small, &streamed).await.unwrap();
+    assert_eq!(
+        store.get(&streamed).await.unwrap(),
+        Bytes::from_static(b"{\"a\":1}\n{}\n")
+    );
+    assert!(matches!(
+        store.get(&small).await,
+        Err(BlobError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.rename(&small, &streamed).await,
+        Err(BlobError::NotFound { .. })
+    ));
+
+    // A body that fails midway leaves nothing behind.
+    let broken = raw_transcript_key("w1", "broken");
+    let chunks = vec![
+        Ok(Bytes::from(vec![1u8; 9_000_000])),
+        Err(std::io::Error::other("client went away")),
+    ];
+    let err = store
+        .put_stream(&broken, futures::stream::iter(chunks).boxed())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BlobError::Body { .. }), "{err}");
+    assert_eq!(store.size(&broken).await.unwrap(), None);
+    store.delete(&streamed).await.unwrap();
 
     // Keys that could escape are refused before any I/O.
     let err = store.get("transcripts/../../etc/passwd").await.unwrap_err();

@@ -6,6 +6,7 @@
 mod error;
 mod ingest;
 mod sessions;
+mod upload;
 
 use std::sync::Arc;
 
@@ -16,12 +17,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fred::prelude::Client;
+use sessionflow_stages::blob::BlobStore;
 use sessionflow_stages::store::Store;
 use subtle::ConstantTimeEq;
 
 use crate::events::EventProcessor;
 
 pub use error::ApiError;
+pub use upload::MAX_TRANSCRIPT;
 
 /// Largest JSON request body.
 pub const MAX_JSON_BODY: usize = 1024 * 1024;
@@ -38,8 +41,11 @@ pub enum Ingest {
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
+    pub blobs: Arc<dyn BlobStore>,
     pub ingest: Ingest,
     pub api_key: Arc<str>,
+    /// Largest transcript upload, in bytes.
+    pub max_transcript: u64,
 }
 
 /// The API's routes over `state`.
@@ -48,6 +54,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/events/ingest", post(ingest::ingest))
         .route("/sessions/batch-status", post(sessions::batch_status))
         .route("/sessions/{id}", get(sessions::session))
+        .route("/sessions/{id}/transcript/upload", post(upload::upload))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()

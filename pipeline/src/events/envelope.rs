@@ -106,12 +106,22 @@ pub struct SessionCompact {
     pub cc_session_id: String,
 }
 
+/// Written by the API once a transcript is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptUploaded {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
 /// An event's payload, typed where sessionflow knows the type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
     SessionStart(SessionStart),
     SessionEnd(SessionEnd),
     SessionCompact(SessionCompact),
+    TranscriptUploaded(TranscriptUploaded),
     /// A type with no handler: stored as it came.
     Other,
 }
@@ -162,6 +172,12 @@ impl Event {
             "session.compact" => {
                 typed("session.compact")?;
                 Payload::SessionCompact(serde_json::from_value(self.data.clone()).map_err(decode)?)
+            }
+            "transcript.uploaded" => {
+                typed("transcript.uploaded")?;
+                Payload::TranscriptUploaded(
+                    serde_json::from_value(self.data.clone()).map_err(decode)?,
+                )
             }
             _ => Payload::Other,
         })

@@ -64,7 +64,14 @@ impl HandlerRegistry {
     pub fn standard(pool: PgPool, queue: Arc<PipelineQueue>) -> Self {
         let registry = Self::new()
             .register("session.start", SessionStartHandler::new(pool.clone()))
-            .register("session.end", SessionEndHandler::new(pool, queue));
+            .register(
+                "session.end",
+                SessionEndHandler::new(pool.clone(), Arc::clone(&queue)),
+            )
+            .register(
+                "transcript.uploaded",
+                TranscriptUploadedHandler::new(pool, queue),
+            );
         tracing::info!("registered handlers: {}", registry.kinds().join(", "));
         registry
     }
@@ -194,15 +201,68 @@ impl Handler for SessionEndHandler {
     }
 }
 
-/// Records an uploaded transcript's key (creating the session as `detected` if it is new) and
-/// starts the pipeline when the session has already ended and had no transcript before.
-/// Returns whether it enqueued the session.
+/// Records the transcript the API stored (`transcript.uploaded`, data `{key, size, sha256}`).
+pub struct TranscriptUploadedHandler {
+    pool: PgPool,
+    queue: Arc<PipelineQueue>,
+}
+
+impl TranscriptUploadedHandler {
+    pub fn new(pool: PgPool, queue: Arc<PipelineQueue>) -> Self {
+        TranscriptUploadedHandler { pool, queue }
+    }
+}
+
+impl Handler for TranscriptUploadedHandler {
+    fn handle<'a>(
+        &'a self,
+        event: &'a Event,
+        payload: &'a Payload,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        async move {
+            let Payload::TranscriptUploaded(upload) = payload else {
+                return Err(HandlerError(format!(
+                    "{} is not a transcript.uploaded",
+                    event.id
+                )));
+            };
+            let upload = Upload {
+                key: &upload.key,
+                size: Some(upload.size),
+                sha256: Some(&upload.sha256),
+            };
+            let session = event.session_id.as_deref().unwrap_or_default();
+            transcript_uploaded(
+                &self.pool,
+                &self.queue,
+                &event.workspace_id,
+                session,
+                upload,
+            )
+            .await
+            .map(|_| ())
+        }
+        .boxed()
+    }
+}
+
+/// A stored transcript: its key, and its size and hash when known.
+#[derive(Debug, Clone, Copy)]
+pub struct Upload<'a> {
+    pub key: &'a str,
+    pub size: Option<u64>,
+    pub sha256: Option<&'a str>,
+}
+
+/// Records an uploaded transcript (creating the session as `detected` if it is new) and starts
+/// the pipeline when the session has already ended and had no transcript before. Returns
+/// whether it enqueued the session.
 pub async fn transcript_uploaded(
     pool: &PgPool,
     queue: &PipelineQueue,
     workspace_id: &str,
     session_id: &str,
-    key: &str,
+    upload: Upload<'_>,
 ) -> Result<bool, HandlerError> {
     let mut tx = pool.begin().await?;
     let before: Option<Option<String>> =
@@ -215,13 +275,18 @@ pub async fn transcript_uploaded(
         .execute(&mut *tx)
         .await?;
     let (lifecycle, parse_status): (String, String) = sqlx::query_as(
-        "INSERT INTO sessions (id, workspace_id, transcript_key) VALUES ($1, $2, $3) \
-         ON CONFLICT (id) DO UPDATE SET transcript_key = EXCLUDED.transcript_key, updated_at = now() \
+        "INSERT INTO sessions (id, workspace_id, transcript_key, transcript_size, transcript_sha256) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (id) DO UPDATE SET transcript_key = EXCLUDED.transcript_key, \
+             transcript_size = EXCLUDED.transcript_size, \
+             transcript_sha256 = EXCLUDED.transcript_sha256, updated_at = now() \
          RETURNING lifecycle, parse_status",
     )
     .bind(session_id)
     .bind(workspace_id)
-    .bind(key)
+    .bind(upload.key)
+    .bind(upload.size.map(|s| s as i64))
+    .bind(upload.sha256)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -8,6 +8,6 @@ pub mod processor;
 pub use envelope::{Event, InvalidEvent, Payload};
 pub use handlers::{
     Handler, HandlerError, HandlerRegistry, SessionEndHandler, SessionStartHandler,
-    transcript_uploaded,
+    TranscriptUploadedHandler, Upload, transcript_uploaded,
 };
 pub use processor::{EventProcessor, ProcessError, Processed};

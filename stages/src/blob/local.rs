@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 
-use super::{BlobError, BlobStore, check_key};
+use super::{BlobError, BlobStore, ByteStream, check_key};
 
 #[derive(Debug, Clone)]
 pub struct LocalBlobs {
@@ -64,6 +65,61 @@ impl BlobStore for LocalBlobs {
             let tmp = temporary(&path);
             tokio::fs::write(&tmp, &body).await.map_err(fail)?;
             tokio::fs::rename(&tmp, &path).await.map_err(fail)
+        }
+        .boxed()
+    }
+
+    fn put_stream<'a>(
+        &'a self,
+        key: &'a str,
+        mut body: ByteStream<'a>,
+    ) -> BoxFuture<'a, Result<u64, BlobError>> {
+        async move {
+            let path = self.path(key)?;
+            let fail = |source| BlobError::Io {
+                key: key.to_owned(),
+                source,
+            };
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await.map_err(fail)?;
+            }
+            let tmp = temporary(&path);
+            let written = async {
+                let mut file = tokio::fs::File::create(&tmp).await.map_err(fail)?;
+                let mut size = 0u64;
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.map_err(|source| BlobError::Body {
+                        key: key.to_owned(),
+                        source,
+                    })?;
+                    file.write_all(&chunk).await.map_err(fail)?;
+                    size += chunk.len() as u64;
+                }
+                file.flush().await.map_err(fail)?;
+                Ok(size)
+            }
+            .await;
+            match written {
+                Ok(size) => {
+                    tokio::fs::rename(&tmp, &path).await.map_err(fail)?;
+                    Ok(size)
+                }
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    Err(e)
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), BlobError>> {
+        async move {
+            let (source, target) = (self.path(from)?, self.path(to)?);
+            if let Some(dir) = target.parent() {
+                tokio::fs::create_dir_all(dir).await.map_err(io(to))?;
+            }
+            tokio::fs::rename(&source, &target).await.map_err(io(from))
         }
         .boxed()
     }

@@ -9,6 +9,10 @@ mod s3;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+
+/// A body arriving in chunks.
+pub type ByteStream<'a> = BoxStream<'a, Result<Bytes, std::io::Error>>;
 
 pub use local::LocalBlobs;
 pub use s3::S3Blobs;
@@ -27,6 +31,8 @@ pub enum BlobError {
         operation: &'static str,
         message: String,
     },
+    #[error("blob {key}: the body failed while streaming: {source}")]
+    Body { key: String, source: std::io::Error },
     #[error("blob store {spec:?} is not valid: {reason}")]
     Config { spec: String, reason: &'static str },
 }
@@ -35,6 +41,15 @@ pub enum BlobError {
 pub trait BlobStore: Send + Sync {
     /// Stores `body` under `key`, replacing what was there; readers never see half an object.
     fn put<'a>(&'a self, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), BlobError>>;
+    /// Stores what `body` yields under `key` as it arrives, never holding the whole object;
+    /// returns its size. A body that fails leaves nothing under `key`.
+    fn put_stream<'a>(
+        &'a self,
+        key: &'a str,
+        body: ByteStream<'a>,
+    ) -> BoxFuture<'a, Result<u64, BlobError>>;
+    /// Moves the object under `from` to `to`, replacing what was there.
+    fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), BlobError>>;
     /// The object under `key`, or [`BlobError::NotFound`].
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes, BlobError>>;
     /// The size of the object under `key`, if there is one.

@@ -3,11 +3,15 @@
 
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use bytes::Bytes;
-use futures::FutureExt;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 
 use super::{BlobError, BlobStore, check_key};
+
+/// Size of each part of a streamed upload (S3 wants at least 5 MiB but for the last).
+const PART_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct S3Blobs {
@@ -82,6 +86,115 @@ impl S3Blobs {
         Ok(())
     }
 
+    /// Streams `body` as a multipart upload, a part at a time; a body smaller than one part is
+    /// one plain put.
+    async fn put_parts(
+        &self,
+        key: &str,
+        mut body: super::ByteStream<'_>,
+    ) -> Result<u64, BlobError> {
+        let object = self.object_key(key)?;
+        let mut buffer = BytesMut::new();
+        let mut size = 0u64;
+        let mut upload: Option<(String, Vec<CompletedPart>)> = None;
+        loop {
+            let chunk = match body.next().await {
+                Some(Ok(chunk)) => Some(chunk),
+                Some(Err(source)) => {
+                    self.abort(&object, upload.as_ref()).await;
+                    return Err(BlobError::Body {
+                        key: key.to_owned(),
+                        source,
+                    });
+                }
+                None => None,
+            };
+            let done = chunk.is_none();
+            if let Some(chunk) = chunk {
+                size += chunk.len() as u64;
+                buffer.extend_from_slice(&chunk);
+            }
+            if done && upload.is_none() {
+                self.put(key, buffer.freeze()).await?;
+                return Ok(size);
+            }
+            if buffer.len() >= PART_BYTES || (done && !buffer.is_empty()) {
+                if upload.is_none() {
+                    let created = self
+                        .client
+                        .create_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(&object)
+                        .send()
+                        .await
+                        .map_err(|e| s3_error(key, "CreateMultipartUpload", e))?;
+                    upload = Some((
+                        created.upload_id().unwrap_or_default().to_owned(),
+                        Vec::new(),
+                    ));
+                }
+                if let Some((id, parts)) = upload.as_mut() {
+                    let number = parts.len() as i32 + 1;
+                    let part = buffer.split().freeze();
+                    let sent = self
+                        .client
+                        .upload_part()
+                        .bucket(&self.bucket)
+                        .key(&object)
+                        .upload_id(id.as_str())
+                        .part_number(number)
+                        .body(ByteStream::from(part))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(sent) => parts.push(
+                            CompletedPart::builder()
+                                .part_number(number)
+                                .set_e_tag(sent.e_tag().map(str::to_owned))
+                                .build(),
+                        ),
+                        Err(e) => {
+                            self.abort(&object, upload.as_ref()).await;
+                            return Err(s3_error(key, "UploadPart", e));
+                        }
+                    }
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        if let Some((id, parts)) = upload {
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&object)
+                .upload_id(id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| s3_error(key, "CompleteMultipartUpload", e))?;
+        }
+        Ok(size)
+    }
+
+    async fn abort(&self, object: &str, upload: Option<&(String, Vec<CompletedPart>)>) {
+        if let Some((id, _)) = upload {
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(object)
+                .upload_id(id.as_str())
+                .send()
+                .await;
+        }
+    }
+
     fn object_key(&self, key: &str) -> Result<String, BlobError> {
         check_key(key)?;
         Ok(if self.prefix.is_empty() {
@@ -105,6 +218,37 @@ impl BlobStore for S3Blobs {
                 .await
                 .map_err(|e| s3_error(key, "PutObject", e))?;
             Ok(())
+        }
+        .boxed()
+    }
+
+    fn put_stream<'a>(
+        &'a self,
+        key: &'a str,
+        body: super::ByteStream<'a>,
+    ) -> BoxFuture<'a, Result<u64, BlobError>> {
+        self.put_parts(key, body).boxed()
+    }
+
+    fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), BlobError>> {
+        async move {
+            let (source, target) = (self.object_key(from)?, self.object_key(to)?);
+            self.client
+                .copy_object()
+                .bucket(&self.bucket)
+                .copy_source(format!("{}/{source}", self.bucket))
+                .key(target)
+                .send()
+                .await
+                .map_err(|e| match e.as_service_error() {
+                    Some(service) if service.to_string().contains("NoSuchKey") => {
+                        BlobError::NotFound {
+                            key: from.to_owned(),
+                        }
+                    }
+                    _ => s3_error(from, "CopyObject", e),
+                })?;
+            self.delete(from).await
         }
         .boxed()
     }
