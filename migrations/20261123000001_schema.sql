@@ -128,3 +128,13 @@ CREATE TABLE events (
 
 CREATE INDEX events_session_idx ON events (session_id, "timestamp");
 CREATE INDEX events_type_idx ON events (type, ingested_at);
+
+-- Every worker's heartbeat: what the API reads for /healthz and /api/monitor.
+CREATE TABLE workers (
+    id            text PRIMARY KEY,
+    mode          text NOT NULL,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    last_seen     timestamptz NOT NULL DEFAULT now(),
+    queue_depth   integer NOT NULL DEFAULT 0,
+    pipeline      jsonb NOT NULL DEFAULT '{}'::jsonb
+);

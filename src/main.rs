@@ -4,17 +4,28 @@
 mod gen_corpus;
 mod inspect;
 mod migrate;
+mod service;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use sessionflow_pipeline::modes::Mode;
 
 /// Captures Claude Code sessions and turns their transcripts into queryable data.
 #[derive(Parser)]
 #[command(name = "sessionflow", version, about, propagate_version = true)]
 struct Cli {
+    /// Log lines as text, or as one JSON object per line for machines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SESSIONFLOW_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -22,21 +33,32 @@ enum Command {
     Inspect(inspect::Args),
     GenCorpus(gen_corpus::Args),
     Migrate(migrate::Args),
+    /// The HTTP API; accepted events go to Redis for the workers (needs REDIS_URL).
+    Serve(service::Args),
+    /// Reads events from Redis and runs the pipeline, the sweeps and the heartbeat.
+    Worker(service::Args),
+    /// The API and a worker in one process; without REDIS_URL, fully embedded.
+    Daemon(service::Args),
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let outcome = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::GenCorpus(args) => gen_corpus::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Serve(args) => service::run(Mode::Serve, args),
+        Command::Worker(args) => service::run(Mode::Worker, args),
+        Command::Daemon(args) => service::run(Mode::Daemon, args),
     };
     match outcome {
         Ok(code) => code,

@@ -52,6 +52,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
             "events",
             "sessions",
             "transcript_messages",
+            "workers",
             "workspaces"
         ]
     );

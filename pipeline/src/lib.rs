@@ -3,14 +3,16 @@
 //! stage reports, the recovery and summary-retry [`sweeps`], and the [`events`] that drive the
 //! session lifecycle, read from Redis Streams by the [`consumer`].
 //!
-//! Still to come here:
-//! processors and their scheduler, the HTTP API, the monitor snapshot and the `serve` /
-//! `worker` / `daemon` modes.
+//! [`api`] is the HTTP API and [`modes`] wires everything into `serve`, `worker` and `daemon`.
+//!
+//! Still to come here: processors and their scheduler, and the monitor snapshot.
 
 pub mod api;
 pub mod consumer;
 pub mod events;
+pub mod heartbeat;
 pub mod metrics;
+pub mod modes;
 pub mod queue;
 pub mod runner;
 pub mod sweeps;

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, json_body};
 use super::{ApiState, Ingest, MAX_JSON_BODY};
+use crate::heartbeat;
 
 /// Most sessions asked about in one batch-status request.
 pub const MAX_BATCH: usize = 500;
@@ -111,6 +112,24 @@ pub async fn healthz(State(state): State<ApiState>) -> (StatusCode, Json<Value>)
         )),
         Ok(Err(e)) => reasons.push(format!("database unreachable: {e}")),
         Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
+    }
+    if reasons.is_empty() {
+        let workers = sqlx::query_as::<_, (i64, i64)>(
+            "SELECT (SELECT count(*) FROM sessions WHERE lifecycle = 'ended' \
+                       AND transcript_key IS NOT NULL AND parse_status = 'pending'), \
+                    (SELECT count(*) FROM workers WHERE last_seen > now() - $1 * interval '1 second')",
+        )
+        .bind(heartbeat::SILENT_AFTER.as_secs() as f64)
+        .fetch_one(state.store.pool())
+        .await;
+        if let Ok((waiting, 0)) = workers
+            && waiting > 0
+        {
+            reasons.push(format!(
+                "no worker has sent a heartbeat for {} s while {waiting} sessions wait",
+                heartbeat::SILENT_AFTER.as_secs()
+            ));
+        }
     }
     if let Ingest::Redis { client, .. } = &state.ingest {
         let ping = tokio::time::timeout(Duration::from_secs(2), client.ping::<String>(None)).await;

@@ -1,0 +1,255 @@
+//! The service modes: `serve` (the HTTP API, events to Redis), `worker` (the Redis consumer, the
+//! pipeline, the sweeps and the heartbeat) and `daemon` (both; with no Redis, fully embedded,
+//! events handled in-process). Each runs until its stop token is cancelled, then stops taking
+//! work and lets the runs in flight finish.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fred::prelude::ClientLike;
+use sessionflow_stages::blob::{self, BlobError, BlobStore};
+use sessionflow_stages::stage::{Backup, Download, Fetch, Parse, Persist, Summarize};
+use sessionflow_stages::store::{Store, StoreError};
+use sessionflow_stages::summarize::{
+    AnthropicConfig, AnthropicSummarizer, ExtractiveSummarizer, Summarizer, SummaryError,
+};
+use sessionflow_stages::transcript::ParseOptions;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState, Ingest};
+use crate::consumer::{self, ConsumerConfig, EventConsumer};
+use crate::events::{EventProcessor, HandlerRegistry};
+use crate::queue::{PipelineQueue, QueueConfig};
+use crate::runner::Stages;
+use crate::{heartbeat, sweeps};
+
+/// How often the sweeps run.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Serve,
+    Worker,
+    Daemon,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Serve => "serve",
+            Mode::Worker => "worker",
+            Mode::Daemon => "daemon",
+        }
+    }
+}
+
+/// Everything the modes are configured with (from the command line and environment).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    /// `s3://bucket/prefix` or a directory.
+    pub blob: String,
+    pub api_key: Option<String>,
+    pub listen: SocketAddr,
+    pub anthropic_api_key: Option<String>,
+    pub summary_model: Option<String>,
+    pub max_runs: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModeError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Summary(#[from] SummaryError),
+    #[error("Redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Runs `mode` until `stop` is cancelled.
+pub async fn run(mode: Mode, settings: Settings, stop: CancellationToken) -> Result<(), ModeError> {
+    if mode == Mode::Serve && settings.redis_url.is_none() {
+        return Err(ModeError::Config(
+            "serve needs REDIS_URL: without Redis no worker would ever see the events it accepts \
+             (run `sessionflow daemon` for one process that does both)"
+                .into(),
+        ));
+    }
+    if mode == Mode::Worker && settings.redis_url.is_none() {
+        return Err(ModeError::Config(
+            "worker needs REDIS_URL: it reads events from the stream (run `sessionflow daemon` \
+             for one process without Redis)"
+                .into(),
+        ));
+    }
+    let api_key = match (mode, &settings.api_key) {
+        (Mode::Worker, _) => None,
+        (_, Some(key)) if !key.is_empty() => Some(key.clone()),
+        _ => {
+            return Err(ModeError::Config(
+                "set SESSIONFLOW_API_KEY: every /api route needs it".into(),
+            ));
+        }
+    };
+    let store = Store::open(&settings.database_url).await?;
+    let blobs: Arc<dyn BlobStore> = Arc::from(blob::open(&settings.blob).await?);
+    tracing::info!(mode = mode.name(), blobs = %blobs.describe(), "sessionflow starting");
+
+    let worker = match mode {
+        Mode::Serve => None,
+        Mode::Worker | Mode::Daemon => {
+            Some(Worker::start(mode, &settings, &store, &blobs, stop.clone()).await?)
+        }
+    };
+    let served = match api_key {
+        None => {
+            stop.cancelled().await;
+            Ok(())
+        }
+        Some(key) => {
+            let ingest = match (&settings.redis_url, &worker) {
+                (Some(url), _) => {
+                    let client = consumer::redis_client(url)?;
+                    let _connection = client.connect();
+                    Ingest::Redis {
+                        client,
+                        stream: consumer::STREAM.to_owned(),
+                    }
+                }
+                (None, Some(worker)) => Ingest::Embedded(Arc::clone(&worker.processor)),
+                (None, None) => unreachable!("serve without Redis was refused above"),
+            };
+            let state = ApiState {
+                store: store.clone(),
+                blobs: Arc::clone(&blobs),
+                ingest,
+                api_key: Arc::from(key.as_str()),
+                max_transcript: api::MAX_TRANSCRIPT,
+            };
+            serve(settings.listen, state, stop.clone()).await
+        }
+    };
+    if let Some(worker) = worker {
+        worker.stop().await;
+    }
+    tracing::info!("sessionflow stopped");
+    served
+}
+
+async fn serve(
+    addr: SocketAddr,
+    state: ApiState,
+    stop: CancellationToken,
+) -> Result<(), ModeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ModeError::Listen { addr, source })?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!("API listening on http://{bound}");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+        .map_err(|source| ModeError::Listen { addr, source })
+}
+
+/// The parts of a worker: pipeline, handlers, consumer (with Redis), sweeps, heartbeat.
+struct Worker {
+    queue: Arc<PipelineQueue>,
+    processor: Arc<EventProcessor>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Worker {
+    async fn start(
+        mode: Mode,
+        settings: &Settings,
+        store: &Store,
+        blobs: &Arc<dyn BlobStore>,
+        stop: CancellationToken,
+    ) -> Result<Self, ModeError> {
+        let summarizer: Arc<dyn Summarizer> = match &settings.anthropic_api_key {
+            Some(key) if !key.is_empty() => Arc::new(AnthropicSummarizer::new(
+                AnthropicConfig::new(key.clone(), settings.summary_model.clone()),
+            )?),
+            _ => Arc::new(ExtractiveSummarizer),
+        };
+        tracing::info!(summarizer = summarizer.name(), "summaries");
+        let options = ParseOptions {
+            keep_raw: true,
+            ..ParseOptions::default()
+        };
+        let stages = Stages {
+            fetch: Fetch::new(store.clone()),
+            download: Download::new(store.clone(), Arc::clone(blobs)),
+            parse: Parse::new(store.clone(), options),
+            persist: Persist::new(store.clone()),
+            summarize: Summarize::new(store.clone(), Arc::clone(&summarizer)),
+            backup: Backup::new(Arc::clone(blobs)),
+        };
+        let config = QueueConfig {
+            max_runs: settings.max_runs,
+            ..QueueConfig::default()
+        };
+        let queue = Arc::new(PipelineQueue::start(stages, config));
+        let pool = store.pool().clone();
+        let registry = HandlerRegistry::standard(pool.clone(), Arc::clone(&queue));
+        let processor = Arc::new(EventProcessor::new(pool.clone(), registry));
+        let consumer_config = ConsumerConfig::default();
+        let name = consumer_config.consumer.clone();
+        let mut tasks = Vec::new();
+        match &settings.redis_url {
+            Some(url) => {
+                let consumer = EventConsumer::new(
+                    consumer::redis_client(url)?,
+                    Arc::clone(&processor),
+                    consumer_config,
+                );
+                tasks.push(tokio::spawn(consumer.run(stop.clone())));
+            }
+            None => tracing::info!(
+                "Event consumer started (embedded: the API processes events in-process)"
+            ),
+        }
+        tasks.push(sweeps::spawn(
+            store.clone(),
+            Arc::clone(&queue),
+            Arc::clone(blobs),
+            summarizer,
+            SWEEP_EVERY,
+            stop.clone(),
+        ));
+        tasks.push(heartbeat::spawn(
+            pool,
+            name,
+            mode.name(),
+            Arc::clone(&queue),
+            stop,
+        ));
+        Ok(Worker {
+            queue,
+            processor,
+            tasks,
+        })
+    }
+
+    /// Waits for the background tasks (they watch the same stop token), then lets the runs in
+    /// flight finish.
+    async fn stop(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.queue.stop().await;
+    }
+}
