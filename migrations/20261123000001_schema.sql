@@ -64,9 +64,9 @@ CREATE INDEX sessions_recovery_idx ON sessions (updated_at)
 -- Summary retry sweep: parsed sessions still without a summary.
 CREATE INDEX sessions_summary_retry_idx ON sessions (updated_at)
     WHERE lifecycle = 'parsed' AND summary IS NULL;
--- Listing, newest first, with keyset pagination on (started_at, id).
-CREATE INDEX sessions_listing_idx ON sessions (started_at DESC, id DESC);
-CREATE INDEX sessions_workspace_listing_idx ON sessions (workspace_id, started_at DESC, id DESC);
+-- Listing, newest first, with keyset pagination on (created_at, id).
+CREATE INDEX sessions_listing_idx ON sessions (created_at DESC, id DESC);
+CREATE INDEX sessions_workspace_listing_idx ON sessions (workspace_id, created_at DESC, id DESC);
 
 CREATE TABLE transcript_messages (
     session_id                   text NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,

@@ -162,7 +162,7 @@ async fn the_embedded_daemon_takes_a_session_from_events_to_summarized_and_stops
     assert!(status.success(), "{status:?}\n{logs}");
     assert!(took < Duration::from_secs(10), "{took:?}");
     for expected in [
-        "registered handlers: session.end, session.start, transcript.uploaded",
+        "registered handlers: session.end, session.reparse, session.start, transcript.uploaded",
         "Event consumer started",
         "sessionflow stopped",
     ] {

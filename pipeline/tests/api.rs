@@ -311,14 +311,17 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 async fn wait_for_lifecycle(url: &str, session: &str, lifecycle: &str) -> Value {
+    let mut body = Value::Null;
     for _ in 0..400 {
-        let (_, body) = get(url, &format!("/api/sessions/{session}"), Some(KEY)).await;
+        body = get(url, &format!("/api/sessions/{session}"), Some(KEY))
+            .await
+            .1;
         if body["lifecycle"] == lifecycle {
             return body;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    panic!("{session} never became {lifecycle}");
+    panic!("{session} never became {lifecycle}: {body}");
 }
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
@@ -411,5 +414,124 @@ async fn uploads_for_unknown_sessions_need_a_workspace_and_big_ones_are_refused(
     assert_eq!(
         body["error"],
         "the request body is over the 100000 byte limit"
+    );
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn messages_page_through_in_order_and_reparse_runs_again(pool: PgPool) {
+    let (state, _queue) = daemon_like(&pool);
+    let url = serve(state).await;
+    let end = json!({
+        "id": ulid::Ulid::generate().to_string(), "type": "session.end", "timestamp": Utc::now(),
+        "device_id": "laptop", "workspace_id": "w1", "session_id": "s1",
+        "data": {"cc_session_id": "s1", "end_reason": "exit"},
+    });
+    let batch = json!({"events": [start_event("s1"), end, start_event("live")]});
+    post(&url, "/api/events/ingest", batch.to_string()).await;
+    let transcript = fixture("cc2.1.14-headless-hello-world-script.jsonl");
+    assert_eq!(
+        post(&url, "/api/sessions/s1/transcript/upload", transcript)
+            .await
+            .0,
+        201
+    );
+    wait_for_lifecycle(&url, "s1", "summarized").await;
+
+    let (status, page) = get(&url, "/api/sessions/s1/messages?limit=5", Some(KEY)).await;
+    assert_eq!(status, 200);
+    let first = page["messages"].as_array().unwrap();
+    assert_eq!(first.len(), 5);
+    assert_eq!(page["next_after"], 4);
+    assert_eq!(first[0]["message_type"], "user");
+    assert_eq!(first[0]["blocks"][0]["block_type"], "text");
+    assert!(
+        first[1]["blocks"][0]["tool_name"].is_string(),
+        "{}",
+        first[1]
+    );
+    let (_, rest) = get(&url, "/api/sessions/s1/messages?limit=5&after=4", Some(KEY)).await;
+    let ordinals: Vec<i64> = rest["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["ordinal"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        (ordinals, rest["next_after"].clone()),
+        (vec![5, 6, 7], Value::Null)
+    );
+    assert_eq!(
+        get(&url, "/api/sessions/nope/messages", Some(KEY)).await.0,
+        404
+    );
+
+    let (status, body) = post(&url, "/api/sessions/s1/reparse", "").await;
+    assert_eq!((status, body["lifecycle"].clone()), (202, json!("ended")));
+    let session = wait_for_lifecycle(&url, "s1", "summarized").await;
+    assert_eq!(session["total_messages"], 8);
+    let (_, all) = get(&url, "/api/sessions/s1/messages?limit=200", Some(KEY)).await;
+    assert_eq!(
+        all["messages"].as_array().unwrap().len(),
+        8,
+        "replaced, not duplicated"
+    );
+    assert_eq!(post(&url, "/api/sessions/nope/reparse", "").await.0, 404);
+    let (status, body) = post(&url, "/api/sessions/live/reparse", "").await;
+    assert_eq!(status, 409, "{body}");
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn sessions_list_newest_first_with_filters_and_a_cursor(pool: PgPool) {
+    let url = serve(embedded(&pool)).await;
+    for s in ["a", "b", "c"] {
+        let batch = json!({"events": [start_event(s)]});
+        post(&url, "/api/events/ingest", batch.to_string()).await;
+    }
+    let (status, page) = get(&url, "/api/sessions?limit=2", Some(KEY)).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = page["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["c", "b"]);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, rest) = get(
+        &url,
+        &format!("/api/sessions?limit=2&cursor={cursor}"),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(rest["sessions"][0]["id"], "a");
+    assert_eq!(rest["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["next_cursor"], Value::Null);
+
+    let (_, filtered) = get(&url, "/api/sessions?lifecycle=summarized", Some(KEY)).await;
+    assert_eq!(filtered["sessions"], json!([]));
+    let (_, by_workspace) = get(
+        &url,
+        "/api/sessions?workspace=w1&since=2020-01-01T00:00:00Z",
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(by_workspace["sessions"].as_array().unwrap().len(), 3);
+    for (query, reason) in [
+        ("lifecycle=gone", "unknown session state `gone`"),
+        ("limit=0", "limit must be 1 to 200, not 0"),
+        ("cursor=xyz", "cursor \"xyz\" is not one this API gave out"),
+    ] {
+        let (status, body) = get(&url, &format!("/api/sessions?{query}"), Some(KEY)).await;
+        assert_eq!(
+            (status, body["error"].as_str().unwrap()),
+            (400, reason),
+            "{query}"
+        );
+    }
+    assert_eq!(
+        get(&url, "/api/sessions?since=yesterday", Some(KEY))
+            .await
+            .0,
+        400
     );
 }

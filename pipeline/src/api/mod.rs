@@ -3,6 +3,7 @@
 //!
 //! Events are handled in-process (embedded mode) or added to the Redis stream for the workers.
 
+mod browse;
 mod error;
 mod ingest;
 mod sessions;
@@ -21,7 +22,8 @@ use sessionflow_stages::blob::BlobStore;
 use sessionflow_stages::store::Store;
 use subtle::ConstantTimeEq;
 
-use crate::events::EventProcessor;
+use crate::consumer;
+use crate::events::{Event, EventProcessor, ProcessError};
 
 pub use error::ApiError;
 pub use upload::MAX_TRANSCRIPT;
@@ -53,7 +55,10 @@ pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/events/ingest", post(ingest::ingest))
         .route("/sessions/batch-status", post(sessions::batch_status))
+        .route("/sessions", get(browse::list))
         .route("/sessions/{id}", get(sessions::session))
+        .route("/sessions/{id}/messages", get(browse::messages))
+        .route("/sessions/{id}/reparse", post(sessions::reparse))
         .route("/sessions/{id}/transcript/upload", post(upload::upload))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), authorize));
@@ -61,6 +66,39 @@ pub fn router(state: ApiState) -> Router {
         .nest("/api", api)
         .route("/healthz", get(sessions::healthz))
         .with_state(state)
+}
+
+/// The device id of events the API writes itself.
+const API_DEVICE: &str = "sessionflow-api";
+
+/// Records an event the API itself raises about a session, in-process or through the stream.
+async fn announce(
+    state: &ApiState,
+    kind: &str,
+    workspace_id: &str,
+    session_id: &str,
+    data: serde_json::Value,
+) -> Result<(), ApiError> {
+    let event = Event {
+        id: ulid::Ulid::generate().to_string(),
+        kind: kind.to_owned(),
+        timestamp: chrono::Utc::now(),
+        device_id: API_DEVICE.to_owned(),
+        workspace_id: workspace_id.to_owned(),
+        session_id: Some(session_id.to_owned()),
+        data,
+        blob_refs: Vec::new(),
+    };
+    match &state.ingest {
+        Ingest::Embedded(processor) => match processor.process(&event).await {
+            Ok(_) | Err(ProcessError::Handler { .. }) => Ok(()),
+            Err(e) => Err(ApiError::Unavailable(e.to_string())),
+        },
+        Ingest::Redis { client, stream } => consumer::publish(client, stream, &event)
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::Unavailable(format!("Redis unavailable: {e}"))),
+    }
 }
 
 async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, json_body};
-use super::{ApiState, Ingest, MAX_JSON_BODY};
+use super::{ApiState, Ingest, MAX_JSON_BODY, announce};
 use crate::heartbeat;
+use sessionflow_stages::store::{Lifecycle, StoreError};
 
 /// Most sessions asked about in one batch-status request.
 pub const MAX_BATCH: usize = 500;
@@ -86,6 +87,58 @@ pub async fn session(
         .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;
     row.map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("session {id} not found")))
+}
+
+/// `POST /api/sessions/{id}/reparse`: forgets what was parsed and runs the pipeline again.
+/// 404 for an unknown session, 409 while a run holds it.
+pub async fn reparse(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let unavailable = |e: StoreError| ApiError::Unavailable(e.to_string());
+    let session = state
+        .store
+        .session(&id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::NotFound(format!("session {id} not found")))?;
+    if session.transcript_key.is_none() {
+        return Err(ApiError::Conflict(format!(
+            "session {id} has no transcript to parse"
+        )));
+    }
+    if matches!(
+        session.lifecycle,
+        Lifecycle::Detected | Lifecycle::Capturing
+    ) {
+        return Err(ApiError::Conflict(format!(
+            "session {id} is still {}: it is parsed when it ends",
+            session.lifecycle
+        )));
+    }
+    if !state
+        .store
+        .reset_for_reparse(&id)
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(ApiError::Conflict(format!(
+            "session {id} is being processed right now ({}); try again when it is done",
+            session.lifecycle
+        )));
+    }
+    announce(
+        &state,
+        "session.reparse",
+        &session.workspace_id,
+        &id,
+        json!({}),
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"session_id": id, "lifecycle": "ended"})),
+    ))
 }
 
 /// How long a session with a transcript may sit `ended` before health reports it.

@@ -13,7 +13,6 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use chrono::Utc;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -21,15 +20,10 @@ use sessionflow_stages::blob::{BlobError, raw_transcript_key};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::{ApiState, Ingest};
-use crate::consumer;
-use crate::events::{Event, ProcessError};
+use super::{ApiState, announce};
 
 /// Largest transcript accepted by default.
 pub const MAX_TRANSCRIPT: u64 = 200 * 1024 * 1024;
-
-/// The device id events written by the API carry.
-const API_DEVICE: &str = "sessionflow-api";
 
 #[derive(Deserialize)]
 pub struct UploadQuery {
@@ -135,27 +129,8 @@ pub async fn upload(
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
 
-    let event = Event {
-        id: ulid::Ulid::generate().to_string(),
-        kind: "transcript.uploaded".into(),
-        timestamp: Utc::now(),
-        device_id: API_DEVICE.into(),
-        workspace_id: workspace,
-        session_id: Some(id),
-        data: json!({"key": key, "size": size, "sha256": sha256}),
-        blob_refs: vec![key.clone()],
-    };
-    match &state.ingest {
-        Ingest::Embedded(processor) => match processor.process(&event).await {
-            Ok(_) | Err(ProcessError::Handler { .. }) => {}
-            Err(e) => return Err(ApiError::Unavailable(e.to_string())),
-        },
-        Ingest::Redis { client, stream } => {
-            consumer::publish(client, stream, &event)
-                .await
-                .map_err(|e| ApiError::Unavailable(format!("Redis unavailable: {e}")))?;
-        }
-    }
+    let data = json!({"key": key, "size": size, "sha256": sha256});
+    announce(&state, "transcript.uploaded", &workspace, &id, data).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"already_uploaded": false, "key": key, "size": size, "sha256": sha256})),

@@ -173,6 +173,10 @@ impl Event {
                 typed("session.compact")?;
                 Payload::SessionCompact(serde_json::from_value(self.data.clone()).map_err(decode)?)
             }
+            "session.reparse" => {
+                typed("session.reparse")?;
+                Payload::Other
+            }
             "transcript.uploaded" => {
                 typed("transcript.uploaded")?;
                 Payload::TranscriptUploaded(

@@ -60,7 +60,8 @@ impl HandlerRegistry {
         self.handlers.keys().map(String::as_str).collect()
     }
 
-    /// The handlers sessionflow runs: session.start and session.end.
+    /// The handlers sessionflow runs: session.start, session.end, session.reparse and
+    /// transcript.uploaded.
     pub fn standard(pool: PgPool, queue: Arc<PipelineQueue>) -> Self {
         let registry = Self::new()
             .register("session.start", SessionStartHandler::new(pool.clone()))
@@ -68,6 +69,7 @@ impl HandlerRegistry {
                 "session.end",
                 SessionEndHandler::new(pool.clone(), Arc::clone(&queue)),
             )
+            .register("session.reparse", ReparseHandler::new(Arc::clone(&queue)))
             .register(
                 "transcript.uploaded",
                 TranscriptUploadedHandler::new(pool, queue),
@@ -195,6 +197,33 @@ impl Handler for SessionEndHandler {
             if ended_now && key.is_some() {
                 self.queue.enqueue(session);
             }
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+/// Runs the pipeline again for a session the API has reset (`session.reparse`).
+pub struct ReparseHandler {
+    queue: Arc<PipelineQueue>,
+}
+
+impl ReparseHandler {
+    pub fn new(queue: Arc<PipelineQueue>) -> Self {
+        ReparseHandler { queue }
+    }
+}
+
+impl Handler for ReparseHandler {
+    fn handle<'a>(
+        &'a self,
+        event: &'a Event,
+        _payload: &'a Payload,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        async move {
+            // A full queue drops it; the recovery sweep finds the reset session anyway.
+            self.queue
+                .enqueue(event.session_id.as_deref().unwrap_or_default());
             Ok(())
         }
         .boxed()
