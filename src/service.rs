@@ -45,6 +45,9 @@ pub struct Args {
     /// Sessions processed at once.
     #[arg(long, env = "SESSIONFLOW_MAX_RUNS", default_value_t = 3)]
     max_runs: usize,
+    /// The Redis stream events travel through.
+    #[arg(long, env = "SESSIONFLOW_STREAM", default_value = sessionflow_pipeline::consumer::STREAM)]
+    stream: String,
 }
 
 fn default_blob_dir() -> String {
@@ -65,6 +68,7 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
         anthropic_api_key: args.anthropic_api_key,
         summary_model: args.summary_model,
         max_runs: args.max_runs,
+        stream: args.stream,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

@@ -57,6 +57,8 @@ pub struct Settings {
     pub anthropic_api_key: Option<String>,
     pub summary_model: Option<String>,
     pub max_runs: usize,
+    /// The Redis stream of events (`sessionflow:events`).
+    pub stream: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +127,7 @@ pub async fn run(mode: Mode, settings: Settings, stop: CancellationToken) -> Res
                     let _connection = client.connect();
                     Ingest::Redis {
                         client,
-                        stream: consumer::STREAM.to_owned(),
+                        stream: settings.stream.clone(),
                     }
                 }
                 (None, Some(worker)) => Ingest::Embedded(Arc::clone(&worker.processor)),
@@ -206,7 +208,10 @@ impl Worker {
         let pool = store.pool().clone();
         let registry = HandlerRegistry::standard(pool.clone(), Arc::clone(&queue));
         let processor = Arc::new(EventProcessor::new(pool.clone(), registry));
-        let consumer_config = ConsumerConfig::default();
+        let consumer_config = ConsumerConfig {
+            stream: settings.stream.clone(),
+            ..ConsumerConfig::default()
+        };
         let name = consumer_config.consumer.clone();
         let mut tasks = Vec::new();
         match &settings.redis_url {

@@ -119,7 +119,13 @@ impl Store {
             source,
         };
         if !Postgres::database_exists(url).await.map_err(connect)? {
-            Postgres::create_database(url).await.map_err(connect)?;
+            // Another worker starting at the same moment may create it first: that is fine.
+            // Postgres says so as duplicate_database, or, in the race, as a unique violation.
+            match Postgres::create_database(url).await {
+                Err(sqlx::Error::Database(e))
+                    if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
+                other => other.map_err(connect)?,
+            }
         }
         let pool = PgPoolOptions::new()
             .max_connections(16)
