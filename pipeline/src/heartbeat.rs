@@ -2,6 +2,7 @@
 //! into `workers`, which `/healthz` and the monitor read. A clean shutdown removes the row.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
@@ -9,6 +10,8 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::events::EventProcessor;
+use crate::events::processor::ProcessorStats;
 use crate::queue::PipelineQueue;
 
 /// How often a worker reports.
@@ -21,6 +24,7 @@ pub async fn beat(
     worker: &str,
     mode: &str,
     queue: &PipelineQueue,
+    events: &ProcessorStats,
 ) -> Result<(), sqlx::Error> {
     let s = queue.metrics().snapshot();
     let stages: Vec<_> = s
@@ -38,6 +42,11 @@ pub async fn beat(
         "runs_in_flight": s.runs_in_flight, "completed": s.completed, "stopped": s.stopped,
         "failed": s.failed, "deferred": s.deferred, "enqueued": s.enqueued, "dropped": s.dropped,
         "stages": stages,
+        "events": {
+            "processed": events.processed.load(Ordering::Relaxed),
+            "duplicates": events.duplicates.load(Ordering::Relaxed),
+            "errors": events.errors.load(Ordering::Relaxed),
+        },
     });
     sqlx::query(
         "INSERT INTO workers (id, mode, queue_depth, pipeline) VALUES ($1, $2, $3, $4) \
@@ -59,6 +68,7 @@ pub fn spawn(
     worker: String,
     mode: &'static str,
     queue: Arc<PipelineQueue>,
+    processor: Arc<EventProcessor>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -68,7 +78,7 @@ pub fn spawn(
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            if let Err(e) = beat(&pool, &worker, mode, &queue).await {
+            if let Err(e) = beat(&pool, &worker, mode, &queue, processor.stats()).await {
                 tracing::warn!("heartbeat failed, will retry: {e}");
             }
         }

@@ -240,6 +240,7 @@ impl Worker {
             name,
             mode.name(),
             Arc::clone(&queue),
+            Arc::clone(&processor),
             stop,
         ));
         Ok(Worker {

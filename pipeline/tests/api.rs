@@ -535,3 +535,38 @@ async fn sessions_list_newest_first_with_filters_and_a_cursor(pool: PgPool) {
         400
     );
 }
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn metrics_are_prometheus_text_without_a_key(pool: PgPool) {
+    let (state, queue) = daemon_like(&pool);
+    let url = serve(state).await;
+    let batch = json!({"events": [start_event("s1"), start_event("s2")]});
+    post(&url, "/api/events/ingest", batch.to_string()).await;
+    let processor = EventProcessor::new(pool.clone(), HandlerRegistry::new());
+    sessionflow_pipeline::heartbeat::beat(&pool, "host-1", "worker", &queue, processor.stats())
+        .await
+        .unwrap();
+    let response = reqwest::get(format!("{url}/metrics")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    for line in [
+        "sessionflow_sessions{lifecycle=\"detected\"} 2",
+        "sessionflow_events{outcome=\"handled\"} 2",
+        "sessionflow_workers 1",
+        "sessionflow_queue_depth{worker=\"host-1\"} 0",
+        "sessionflow_runs_total{worker=\"host-1\",outcome=\"completed\"} 0",
+        "sessionflow_stage_runs_total{worker=\"host-1\",stage=\"persist\"} 0",
+        "# TYPE sessionflow_stage_latency_seconds gauge",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+}

@@ -1,11 +1,13 @@
 //! The HTTP API (axum). Everything under `/api` needs `Authorization: Bearer
-//! $SESSIONFLOW_API_KEY`; `/healthz` does not. Bad requests get a 4xx with a JSON reason.
+//! $SESSIONFLOW_API_KEY`; `/healthz` and `/metrics` do not. Bad requests get a 4xx with a
+//! JSON reason.
 //!
 //! Events are handled in-process (embedded mode) or added to the Redis stream for the workers.
 
 mod browse;
 mod error;
 mod ingest;
+mod metrics;
 mod sessions;
 mod upload;
 
@@ -65,6 +67,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .nest("/api", api)
         .route("/healthz", get(sessions::healthz))
+        .route("/metrics", get(metrics::metrics))
         .with_state(state)
 }
 

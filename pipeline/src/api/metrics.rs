@@ -1,0 +1,195 @@
+//! `GET /metrics` in the Prometheus text format, read from the database so that it covers every
+//! worker, wherever it runs: sessions by lifecycle, events by outcome, and each live worker's
+//! heartbeat (queue depth and drops, runs by outcome, stage runs, failures and latencies, event
+//! duplicates). Rendered here because the figures are aggregates of other processes' reports,
+//! not counters this process records.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::ApiState;
+use crate::heartbeat;
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn number(value: &Value) -> f64 {
+    value.as_f64().unwrap_or(0.0)
+}
+
+pub async fn metrics(State(state): State<ApiState>) -> Response {
+    match render(&state).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("# database unavailable: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn render(state: &ApiState) -> Result<String, sqlx::Error> {
+    let pool = state.store.pool();
+    let mut out = String::new();
+
+    let lifecycles: Vec<(String, i64)> =
+        sqlx::query_as("SELECT lifecycle, count(*) FROM sessions GROUP BY lifecycle ORDER BY 1")
+            .fetch_all(pool)
+            .await?;
+    family(
+        &mut out,
+        "sessionflow_sessions",
+        "gauge",
+        "Sessions by lifecycle.",
+    );
+    for (lifecycle, n) in lifecycles {
+        let _ = writeln!(
+            out,
+            "sessionflow_sessions{{lifecycle=\"{}\"}} {n}",
+            label(&lifecycle)
+        );
+    }
+
+    let (handled, failed, pending): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE handled_at IS NOT NULL), \
+                count(*) FILTER (WHERE handled_at IS NULL AND handler_error IS NOT NULL), \
+                count(*) FILTER (WHERE handled_at IS NULL AND handler_error IS NULL) FROM events",
+    )
+    .fetch_one(pool)
+    .await?;
+    family(
+        &mut out,
+        "sessionflow_events",
+        "gauge",
+        "Recorded events by outcome.",
+    );
+    for (outcome, n) in [
+        ("handled", handled),
+        ("failed", failed),
+        ("pending", pending),
+    ] {
+        let _ = writeln!(out, "sessionflow_events{{outcome=\"{outcome}\"}} {n}");
+    }
+
+    let workers: Vec<(String, String, i32, Value)> = sqlx::query_as(
+        "SELECT id, mode, queue_depth, pipeline FROM workers \
+         WHERE last_seen > now() - $1 * interval '1 second' ORDER BY id",
+    )
+    .bind(heartbeat::SILENT_AFTER.as_secs() as f64)
+    .fetch_all(pool)
+    .await?;
+    family(
+        &mut out,
+        "sessionflow_workers",
+        "gauge",
+        "Workers with a heartbeat in the last 30 s.",
+    );
+    let _ = writeln!(out, "sessionflow_workers {}", workers.len());
+    let series: [(&str, &str, &str); 4] = [
+        (
+            "sessionflow_queue_depth",
+            "gauge",
+            "Sessions waiting in a worker's queue.",
+        ),
+        (
+            "sessionflow_queue_dropped_total",
+            "counter",
+            "Sessions a full queue dropped (the recovery sweep picks them up).",
+        ),
+        (
+            "sessionflow_runs_total",
+            "counter",
+            "Pipeline runs by outcome.",
+        ),
+        (
+            "sessionflow_event_duplicates_total",
+            "counter",
+            "Events seen again and not handled twice.",
+        ),
+    ];
+    for (name, kind, help) in series {
+        family(&mut out, name, kind, help);
+        for (id, _mode, depth, p) in &workers {
+            let w = label(id);
+            match name {
+                "sessionflow_queue_depth" => {
+                    let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {depth}");
+                }
+                "sessionflow_queue_dropped_total" => {
+                    let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", number(&p["dropped"]));
+                }
+                "sessionflow_runs_total" => {
+                    for outcome in ["completed", "stopped", "failed", "deferred"] {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{worker=\"{w}\",outcome=\"{outcome}\"}} {}",
+                            number(&p[outcome])
+                        );
+                    }
+                }
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{worker=\"{w}\"}} {}",
+                        number(&p["events"]["duplicates"])
+                    );
+                }
+            }
+        }
+    }
+    family(
+        &mut out,
+        "sessionflow_stage_runs_total",
+        "counter",
+        "Runs each stage finished.",
+    );
+    family(
+        &mut out,
+        "sessionflow_stage_failures_total",
+        "counter",
+        "Runs that failed the session in each stage.",
+    );
+    family(
+        &mut out,
+        "sessionflow_stage_latency_seconds",
+        "gauge",
+        "Mean and max latency of each stage.",
+    );
+    for (id, _mode, _depth, p) in &workers {
+        let w = label(id);
+        for stage in p["stages"].as_array().into_iter().flatten() {
+            let s = label(stage["name"].as_str().unwrap_or("?"));
+            let _ = writeln!(
+                out,
+                "sessionflow_stage_runs_total{{worker=\"{w}\",stage=\"{s}\"}} {}",
+                number(&stage["done"])
+            );
+            let _ = writeln!(
+                out,
+                "sessionflow_stage_failures_total{{worker=\"{w}\",stage=\"{s}\"}} {}",
+                number(&stage["failed"])
+            );
+            for stat in ["mean", "max"] {
+                let ms = number(&stage[format!("{stat}_latency_ms").as_str()]);
+                let _ = writeln!(
+                    out,
+                    "sessionflow_stage_latency_seconds{{worker=\"{w}\",stage=\"{s}\",stat=\"{stat}\"}} {}",
+                    ms / 1000.0
+                );
+            }
+        }
+    }
+    Ok(out)
+}
