@@ -570,3 +570,35 @@ async fn metrics_are_prometheus_text_without_a_key(pool: PgPool) {
         );
     }
 }
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn health_is_degraded_when_sessions_wait_and_no_worker_reports(pool: PgPool) {
+    let (state, queue) = daemon_like(&pool);
+    let url = serve(state).await;
+    sqlx::query("INSERT INTO workspaces (id) VALUES ('w1')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO sessions (id, workspace_id, lifecycle, transcript_key) \
+         VALUES ('waiting', 'w1', 'ended', 'k')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (status, body) = get(&url, "/healthz", None).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body["reasons"],
+        json!(["no worker has sent a heartbeat for 30 s while 1 sessions wait"])
+    );
+    let processor = EventProcessor::new(pool.clone(), HandlerRegistry::new());
+    sessionflow_pipeline::heartbeat::beat(&pool, "host-1", "worker", &queue, processor.stats())
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&url, "/healthz", None).await.0,
+        200,
+        "a live worker will take it"
+    );
+}
