@@ -15,10 +15,8 @@ use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
 use sessionflow_pipeline::runner::Stages;
 use sessionflow_stages::blob::{BlobStore, LocalBlobs, raw_transcript_key};
 use sessionflow_stages::corpus;
-use sessionflow_stages::stage::{Backup, Download, Fetch, Parse, Persist, Summarize};
 use sessionflow_stages::store::{Lifecycle, NewSession, Store};
 use sessionflow_stages::summarize::ExtractiveSummarizer;
-use sessionflow_stages::transcript::ParseOptions;
 use tokio::sync::mpsc;
 
 const SESSIONS: usize = 1_000;
@@ -73,18 +71,7 @@ async fn run(name: &str, store: &Store, transcripts: impl Iterator<Item = Bytes>
             .await
             .expect("session");
     }
-    let options = ParseOptions {
-        keep_raw: true,
-        ..ParseOptions::default()
-    };
-    let stages = Stages {
-        fetch: Fetch::new(store.clone()),
-        download: Download::new(store.clone(), Arc::clone(&blobs)),
-        parse: Parse::new(store.clone(), options),
-        persist: Persist::new(store.clone()),
-        summarize: Summarize::new(store.clone(), Arc::new(ExtractiveSummarizer)),
-        backup: Backup::new(Arc::clone(&blobs)),
-    };
+    let stages = Stages::new(store, &blobs, Arc::new(ExtractiveSummarizer));
     let (tx, mut ended) = mpsc::unbounded_channel();
     let config = QueueConfig {
         capacity: SESSIONS,

@@ -9,12 +9,10 @@ use std::time::Duration;
 
 use fred::prelude::ClientLike;
 use sessionflow_stages::blob::{self, BlobError, BlobStore};
-use sessionflow_stages::stage::{Backup, Download, Fetch, Parse, Persist, Summarize};
 use sessionflow_stages::store::{Store, StoreError};
 use sessionflow_stages::summarize::{
     AnthropicConfig, AnthropicSummarizer, ExtractiveSummarizer, Summarizer, SummaryError,
 };
-use sessionflow_stages::transcript::ParseOptions;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -188,18 +186,7 @@ impl Worker {
             _ => Arc::new(ExtractiveSummarizer),
         };
         tracing::info!(summarizer = summarizer.name(), "summaries");
-        let options = ParseOptions {
-            keep_raw: true,
-            ..ParseOptions::default()
-        };
-        let stages = Stages {
-            fetch: Fetch::new(store.clone()),
-            download: Download::new(store.clone(), Arc::clone(blobs)),
-            parse: Parse::new(store.clone(), options),
-            persist: Persist::new(store.clone()),
-            summarize: Summarize::new(store.clone(), Arc::clone(&summarizer)),
-            backup: Backup::new(Arc::clone(blobs)),
-        };
+        let stages = Stages::new(store, blobs, Arc::clone(&summarizer));
         let config = QueueConfig {
             max_runs: settings.max_runs,
             ..QueueConfig::default()

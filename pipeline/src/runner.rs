@@ -10,9 +10,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{Stream, StreamExt};
+use sessionflow_stages::blob::BlobStore;
 use sessionflow_stages::stage::{
     Backup, Download, Fetch, Parse, Persist, RunEnd, RunReport, Stage, Summarize,
 };
+use sessionflow_stages::store::Store;
+use sessionflow_stages::summarize::Summarizer;
+use sessionflow_stages::transcript::ParseOptions;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::PipelineMetrics;
@@ -25,6 +29,25 @@ pub struct Stages {
     pub persist: Persist,
     pub summarize: Summarize,
     pub backup: Backup,
+}
+
+impl Stages {
+    /// The stages over one store, one blob store and one summarizer; transcripts are parsed
+    /// keeping each message's raw JSON for the database.
+    pub fn new(store: &Store, blobs: &Arc<dyn BlobStore>, summarizer: Arc<dyn Summarizer>) -> Self {
+        let options = ParseOptions {
+            keep_raw: true,
+            ..ParseOptions::default()
+        };
+        Stages {
+            fetch: Fetch::new(store.clone()),
+            download: Download::new(store.clone(), Arc::clone(blobs)),
+            parse: Parse::new(store.clone(), options),
+            persist: Persist::new(store.clone()),
+            summarize: Summarize::new(store.clone(), summarizer),
+            backup: Backup::new(Arc::clone(blobs)),
+        }
+    }
 }
 
 /// One session on its way through the stages.

@@ -12,10 +12,8 @@ use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
 use sessionflow_pipeline::runner::Stages;
 use sessionflow_stages::blob::BlobStore;
 use sessionflow_stages::blob::LocalBlobs;
-use sessionflow_stages::stage::{Backup, Download, Fetch, Parse, Persist, Summarize};
 use sessionflow_stages::store::Store;
 use sessionflow_stages::summarize::ExtractiveSummarizer;
-use sessionflow_stages::transcript::ParseOptions;
 use sqlx::PgPool;
 
 const KEY: &str = "test-api-key";
@@ -281,14 +279,7 @@ fn daemon_like(pool: &PgPool) -> (ApiState, Arc<PipelineQueue>) {
     let store = Store::from_pool(pool.clone());
     let dir = tempfile::tempdir().unwrap().keep();
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir));
-    let stages = Stages {
-        fetch: Fetch::new(store.clone()),
-        download: Download::new(store.clone(), Arc::clone(&blobs)),
-        parse: Parse::new(store.clone(), ParseOptions::default()),
-        persist: Persist::new(store.clone()),
-        summarize: Summarize::new(store.clone(), Arc::new(ExtractiveSummarizer)),
-        backup: Backup::new(Arc::clone(&blobs)),
-    };
+    let stages = Stages::new(&store, &blobs, Arc::new(ExtractiveSummarizer));
     let queue = Arc::new(PipelineQueue::start(stages, QueueConfig::default()));
     let registry = HandlerRegistry::standard(pool.clone(), Arc::clone(&queue));
     let state = ApiState {

@@ -16,12 +16,9 @@ use sessionflow_pipeline::events::{
 use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
 use sessionflow_pipeline::runner::Stages;
 use sessionflow_stages::blob::{BlobStore, LocalBlobs, raw_transcript_key};
-use sessionflow_stages::stage::{
-    Backup, Download, Fetch, Parse, Persist, RunEnd, RunReport, Summarize,
-};
+use sessionflow_stages::stage::{RunEnd, RunReport};
 use sessionflow_stages::store::{Lifecycle, Store};
 use sessionflow_stages::summarize::ExtractiveSummarizer;
-use sessionflow_stages::transcript::ParseOptions;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
@@ -67,18 +64,7 @@ fn world(pool: PgPool) -> World {
     let store = Store::from_pool(pool.clone());
     let dir = tempfile::tempdir().unwrap();
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir.path()));
-    let options = ParseOptions {
-        keep_raw: true,
-        ..ParseOptions::default()
-    };
-    let stages = Stages {
-        fetch: Fetch::new(store.clone()),
-        download: Download::new(store.clone(), Arc::clone(&blobs)),
-        parse: Parse::new(store.clone(), options),
-        persist: Persist::new(store.clone()),
-        summarize: Summarize::new(store.clone(), Arc::new(ExtractiveSummarizer)),
-        backup: Backup::new(Arc::clone(&blobs)),
-    };
+    let stages = Stages::new(&store, &blobs, Arc::new(ExtractiveSummarizer));
     let (tx, outcomes) = mpsc::unbounded_channel();
     let queue = Arc::new(PipelineQueue::start_with_hook(
         stages,

@@ -14,14 +14,12 @@ use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
 use sessionflow_pipeline::runner::Stages;
 use sessionflow_pipeline::sweeps;
 use sessionflow_stages::blob::{self, BlobStore, LocalBlobs, parsed_key, raw_transcript_key};
-use sessionflow_stages::stage::{
-    Backup, Download, Fetch, Parse, Persist, RunEnd, RunReport, Summarize,
-};
+use sessionflow_stages::stage::{RunEnd, RunReport};
 use sessionflow_stages::store::{Lifecycle, NewSession, ParseStatus, Store};
 use sessionflow_stages::summarize::{
     AnthropicConfig, AnthropicSummarizer, ExtractiveSummarizer, Summarizer, SummaryError,
 };
-use sessionflow_stages::transcript::{ParseOptions, ParsedTranscript};
+use sessionflow_stages::transcript::ParsedTranscript;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
@@ -45,21 +43,6 @@ struct Harness {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn stages(store: &Store, blobs: &Arc<dyn BlobStore>, summarizer: Arc<dyn Summarizer>) -> Stages {
-    let options = ParseOptions {
-        keep_raw: true,
-        ..ParseOptions::default()
-    };
-    Stages {
-        fetch: Fetch::new(store.clone()),
-        download: Download::new(store.clone(), Arc::clone(blobs)),
-        parse: Parse::new(store.clone(), options),
-        persist: Persist::new(store.clone()),
-        summarize: Summarize::new(store.clone(), summarizer),
-        backup: Backup::new(Arc::clone(blobs)),
-    }
-}
-
 fn harness_with(
     pool: PgPool,
     blobs: Option<Arc<dyn BlobStore>>,
@@ -77,7 +60,7 @@ fn harness_with(
     };
     let (tx, outcomes) = mpsc::unbounded_channel();
     let queue = PipelineQueue::start_with_hook(
-        stages(&store, &blobs, summarizer),
+        Stages::new(&store, &blobs, summarizer),
         config,
         Box::new(move |id, outcome| {
             let _ = tx.send((id.to_owned(), outcome.clone()));
@@ -656,7 +639,7 @@ async fn the_sweep_loop_recovers_at_start_and_stops_when_told(pool: PgPool) {
     let (tx, mut outcomes) = mpsc::unbounded_channel::<Outcome>();
     let summarizer: Arc<dyn Summarizer> = Arc::new(ExtractiveSummarizer);
     let queue = Arc::new(PipelineQueue::start_with_hook(
-        stages(&store, &blobs, Arc::clone(&summarizer)),
+        Stages::new(&store, &blobs, Arc::clone(&summarizer)),
         QueueConfig::default(),
         Box::new(move |id, outcome| {
             let _ = tx.send((id.to_owned(), outcome.clone()));
