@@ -25,17 +25,20 @@ async fn serve(state: ApiState) -> String {
     url
 }
 
-fn embedded(pool: &PgPool) -> ApiState {
+/// The API in embedded mode with a local blob directory that lives as long as the returned
+/// guard.
+fn embedded(pool: &PgPool) -> (ApiState, tempfile::TempDir) {
     let registry =
         HandlerRegistry::new().register("session.start", SessionStartHandler::new(pool.clone()));
-    let dir = tempfile::tempdir().unwrap().keep();
-    ApiState {
+    let dir = tempfile::tempdir().unwrap();
+    let state = ApiState {
         store: Store::from_pool(pool.clone()),
-        blobs: Arc::new(LocalBlobs::new(dir)),
+        blobs: Arc::new(LocalBlobs::new(dir.path())),
         ingest: Ingest::Embedded(Arc::new(EventProcessor::new(pool.clone(), registry))),
         api_key: Arc::from(KEY),
         max_transcript: MAX_TRANSCRIPT,
-    }
+    };
+    (state, dir)
 }
 
 fn start_event(session: &str) -> Value {
@@ -75,7 +78,8 @@ async fn get(url: &str, path: &str, key: Option<&str>) -> (u16, Value) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn every_api_route_needs_the_key_and_health_does_not(pool: PgPool) {
-    let url = serve(embedded(&pool)).await;
+    let (state, _dir) = embedded(&pool);
+    let url = serve(state).await;
     let (status, body) = get(&url, "/api/sessions/s1", None).await;
     assert_eq!(status, 401);
     assert!(
@@ -95,7 +99,8 @@ async fn every_api_route_needs_the_key_and_health_does_not(pool: PgPool) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn ingest_records_events_once_and_reports_duplicates(pool: PgPool) {
-    let url = serve(embedded(&pool)).await;
+    let (state, _dir) = embedded(&pool);
+    let url = serve(state).await;
     let batch = json!({"events": [start_event("s1"), start_event("s2")]});
     let (status, body) = post(&url, "/api/events/ingest", batch.to_string()).await;
     assert_eq!(
@@ -116,7 +121,8 @@ async fn ingest_records_events_once_and_reports_duplicates(pool: PgPool) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn bad_ingest_requests_get_a_400_or_413_with_the_reason(pool: PgPool) {
-    let url = serve(embedded(&pool)).await;
+    let (state, _dir) = embedded(&pool);
+    let url = serve(state).await;
     let (status, body) = post(&url, "/api/events/ingest", "{not json").await;
     assert_eq!(status, 400);
     assert!(
@@ -175,7 +181,8 @@ async fn bad_ingest_requests_get_a_400_or_413_with_the_reason(pool: PgPool) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn batch_status_answers_within_its_bounds(pool: PgPool) {
-    let url = serve(embedded(&pool)).await;
+    let (state, _dir) = embedded(&pool);
+    let url = serve(state).await;
     let batch = json!({"events": [start_event("s1")]});
     post(&url, "/api/events/ingest", batch.to_string()).await;
     let ask = json!({"session_ids": ["s1", "nope", "nope"]});
@@ -207,12 +214,13 @@ async fn with_redis_ingest_adds_to_the_stream(pool: PgPool) {
         .await
         .expect("Redis is up (scripts/services.sh)");
     let stream = format!("sf:test:api:{}", ulid::Ulid::generate());
+    let (base, _dir) = embedded(&pool);
     let state = ApiState {
         ingest: Ingest::Redis {
             client: client.clone(),
             stream: stream.clone(),
         },
-        ..embedded(&pool)
+        ..base
     };
     let url = serve(state).await;
     let batch = json!({"events": [start_event("s1"), start_event("s2")]});
@@ -228,7 +236,8 @@ async fn with_redis_ingest_adds_to_the_stream(pool: PgPool) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn health_is_degraded_with_reasons(pool: PgPool) {
-    let url = serve(embedded(&pool)).await;
+    let (state, _dir) = embedded(&pool);
+    let url = serve(state).await;
     sqlx::query("INSERT INTO workspaces (id) VALUES ('w1')")
         .execute(&pool)
         .await
@@ -255,12 +264,13 @@ async fn health_is_degraded_with_reasons(pool: PgPool) {
         .port();
     let unreachable = consumer::redis_client(&format!("redis://127.0.0.1:{port}")).unwrap();
     let _connection = unreachable.connect();
+    let (base, _dir) = embedded(&pool);
     let state = ApiState {
         ingest: Ingest::Redis {
             client: unreachable,
             stream: "unused".into(),
         },
-        ..embedded(&pool)
+        ..base
     };
     let url = serve(state).await;
     let (status, body) = get(&url, "/healthz", None).await;
@@ -275,10 +285,10 @@ async fn health_is_degraded_with_reasons(pool: PgPool) {
 }
 
 /// The API in embedded mode with the standard handlers and a running pipeline.
-fn daemon_like(pool: &PgPool) -> (ApiState, Arc<PipelineQueue>) {
+fn daemon_like(pool: &PgPool) -> (ApiState, Arc<PipelineQueue>, tempfile::TempDir) {
     let store = Store::from_pool(pool.clone());
-    let dir = tempfile::tempdir().unwrap().keep();
-    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir));
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir.path()));
     let stages = Stages::new(&store, &blobs, Arc::new(ExtractiveSummarizer));
     let queue = Arc::new(PipelineQueue::start(stages, QueueConfig::default()));
     let registry = HandlerRegistry::standard(pool.clone(), Arc::clone(&queue));
@@ -289,7 +299,7 @@ fn daemon_like(pool: &PgPool) -> (ApiState, Arc<PipelineQueue>) {
         api_key: Arc::from(KEY),
         max_transcript: MAX_TRANSCRIPT,
     };
-    (state, queue)
+    (state, queue, dir)
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -317,7 +327,7 @@ async fn wait_for_lifecycle(url: &str, session: &str, lifecycle: &str) -> Value 
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn an_upload_after_the_end_runs_the_pipeline_and_re_uploads_are_judged(pool: PgPool) {
-    let (state, _queue) = daemon_like(&pool);
+    let (state, _queue, _dir) = daemon_like(&pool);
     let url = serve(state).await;
     let end = json!({
         "id": ulid::Ulid::generate().to_string(), "type": "session.end", "timestamp": Utc::now(),
@@ -374,7 +384,7 @@ async fn an_upload_after_the_end_runs_the_pipeline_and_re_uploads_are_judged(poo
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn uploads_for_unknown_sessions_need_a_workspace_and_big_ones_are_refused(pool: PgPool) {
-    let mut state = embedded(&pool);
+    let (mut state, _dir) = embedded(&pool);
     state.max_transcript = 100_000;
     let url = serve(state).await;
     let (status, body) = post(
@@ -410,7 +420,7 @@ async fn uploads_for_unknown_sessions_need_a_workspace_and_big_ones_are_refused(
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn messages_page_through_in_order_and_reparse_runs_again(pool: PgPool) {
-    let (state, _queue) = daemon_like(&pool);
+    let (state, _queue, _dir) = daemon_like(&pool);
     let url = serve(state).await;
     let end = json!({
         "id": ulid::Ulid::generate().to_string(), "type": "session.end", "timestamp": Utc::now(),
@@ -473,7 +483,8 @@ async fn messages_page_through_in_order_and_reparse_runs_again(pool: PgPool) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn sessions_list_newest_first_with_filters_and_a_cursor(pool: PgPool) {
-    let url = serve(embedded(&pool)).await;
+    let (state, _dir) = embedded(&pool);
+    let url = serve(state).await;
     for s in ["a", "b", "c"] {
         let batch = json!({"events": [start_event(s)]});
         post(&url, "/api/events/ingest", batch.to_string()).await;
@@ -529,7 +540,7 @@ async fn sessions_list_newest_first_with_filters_and_a_cursor(pool: PgPool) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn metrics_are_prometheus_text_without_a_key(pool: PgPool) {
-    let (state, queue) = daemon_like(&pool);
+    let (state, queue, _dir) = daemon_like(&pool);
     let url = serve(state).await;
     let batch = json!({"events": [start_event("s1"), start_event("s2")]});
     post(&url, "/api/events/ingest", batch.to_string()).await;
@@ -564,7 +575,7 @@ async fn metrics_are_prometheus_text_without_a_key(pool: PgPool) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn health_is_degraded_when_sessions_wait_and_no_worker_reports(pool: PgPool) {
-    let (state, queue) = daemon_like(&pool);
+    let (state, queue, _dir) = daemon_like(&pool);
     let url = serve(state).await;
     sqlx::query("INSERT INTO workspaces (id) VALUES ('w1')")
         .execute(&pool)
