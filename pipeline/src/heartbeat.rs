@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::PgPool;
@@ -19,26 +19,64 @@ pub const EVERY: Duration = Duration::from_secs(5);
 /// A worker silent for this long is presumed gone.
 pub const SILENT_AFTER: Duration = Duration::from_secs(30);
 
+/// What the previous beat saw, to report each stage's throughput since.
+#[derive(Debug, Default)]
+pub struct Rates {
+    last: Option<(Instant, Vec<u64>)>,
+}
+
+impl Rates {
+    /// Runs per second of each stage since the previous call (zero on the first).
+    fn update(&mut self, done: Vec<u64>) -> Vec<f64> {
+        let now = Instant::now();
+        let rates = match &self.last {
+            Some((at, before)) if now > *at => {
+                let secs = (now - *at).as_secs_f64();
+                done.iter()
+                    .zip(before)
+                    .map(|(d, b)| d.saturating_sub(*b) as f64 / secs)
+                    .collect()
+            }
+            _ => vec![0.0; done.len()],
+        };
+        self.last = Some((now, done));
+        rates
+    }
+}
+
+/// The host this worker runs on.
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
 pub async fn beat(
     pool: &PgPool,
     worker: &str,
     mode: &str,
     queue: &PipelineQueue,
     events: &ProcessorStats,
+    rates: &mut Rates,
 ) -> Result<(), sqlx::Error> {
     let s = queue.metrics().snapshot();
+    let throughput = rates.update(s.stages.iter().map(|st| st.done).collect());
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let stages: Vec<_> = s
         .stages
         .iter()
-        .map(|st| {
+        .zip(throughput)
+        .map(|(st, per_s)| {
             json!({
                 "name": st.name, "in_flight": st.in_flight, "done": st.done, "failed": st.failed,
-                "mean_latency_ms": st.mean_latency.as_secs_f64() * 1000.0,
-                "max_latency_ms": st.max_latency.as_secs_f64() * 1000.0,
+                "throughput_per_s": per_s,
+                "mean_latency_ms": ms(st.mean_latency), "max_latency_ms": ms(st.max_latency),
+                "p50_latency_ms": ms(st.p50_latency), "p95_latency_ms": ms(st.p95_latency),
             })
         })
         .collect();
     let pipeline = json!({
+        "host": host(), "version": env!("CARGO_PKG_VERSION"),
         "runs_in_flight": s.runs_in_flight, "completed": s.completed, "stopped": s.stopped,
         "failed": s.failed, "deferred": s.deferred, "enqueued": s.enqueued, "dropped": s.dropped,
         "stages": stages,
@@ -73,12 +111,14 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
+        let mut rates = Rates::default();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            if let Err(e) = beat(&pool, &worker, mode, &queue, processor.stats()).await {
+            if let Err(e) = beat(&pool, &worker, mode, &queue, processor.stats(), &mut rates).await
+            {
                 tracing::warn!("heartbeat failed, will retry: {e}");
             }
         }

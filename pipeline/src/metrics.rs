@@ -7,6 +7,12 @@ use std::time::Duration;
 
 use sessionflow_stages::stage::RunEnd;
 
+/// Upper bounds of the latency histogram's buckets, in microseconds.
+const BUCKETS_US: [u64; 16] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000, 30_000_000,
+];
+
 /// One stage's counters.
 #[derive(Debug)]
 pub struct StageMetrics {
@@ -16,6 +22,8 @@ pub struct StageMetrics {
     failed: AtomicU64,
     latency_total_us: AtomicU64,
     latency_max_us: AtomicU64,
+    /// Runs per latency bucket; the last one holds everything slower than the largest bound.
+    histogram: [AtomicU64; BUCKETS_US.len() + 1],
 }
 
 /// A stage's counters at one moment.
@@ -29,6 +37,9 @@ pub struct StageSnapshot {
     pub failed: u64,
     pub mean_latency: Duration,
     pub max_latency: Duration,
+    /// Median and 95th percentile, to the upper bound of their histogram bucket.
+    pub p50_latency: Duration,
+    pub p95_latency: Duration,
 }
 
 impl StageMetrics {
@@ -40,7 +51,35 @@ impl StageMetrics {
             failed: AtomicU64::new(0),
             latency_total_us: AtomicU64::new(0),
             latency_max_us: AtomicU64::new(0),
+            histogram: std::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+
+    /// The latency under which a share `q` of the runs finished, to the bucket's bound (the
+    /// slowest run's latency for the open-ended last bucket).
+    fn percentile(&self, q: f64) -> Duration {
+        let counts: Vec<u64> = self
+            .histogram
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let wanted = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, count) in counts.iter().enumerate() {
+            seen += count;
+            if seen >= wanted {
+                let bound = BUCKETS_US
+                    .get(i)
+                    .copied()
+                    .unwrap_or_else(|| self.latency_max_us.load(Ordering::Relaxed));
+                return Duration::from_micros(bound);
+            }
+        }
+        Duration::from_micros(self.latency_max_us.load(Ordering::Relaxed))
     }
 
     pub(crate) fn enter(&self) {
@@ -56,6 +95,8 @@ impl StageMetrics {
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.latency_total_us.fetch_add(us, Ordering::Relaxed);
         self.latency_max_us.fetch_max(us, Ordering::Relaxed);
+        let bucket = BUCKETS_US.partition_point(|&bound| bound < us);
+        self.histogram[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> StageSnapshot {
@@ -68,6 +109,8 @@ impl StageMetrics {
             failed: self.failed.load(Ordering::Relaxed),
             mean_latency: Duration::from_micros(total.checked_div(done).unwrap_or(0)),
             max_latency: Duration::from_micros(self.latency_max_us.load(Ordering::Relaxed)),
+            p50_latency: self.percentile(0.5),
+            p95_latency: self.percentile(0.95),
         }
     }
 }
@@ -168,5 +211,37 @@ impl PipelineMetrics {
             dropped: self.dropped.load(Ordering::Relaxed),
             stages: self.stages.iter().map(StageMetrics::snapshot).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_come_from_the_histogram() {
+        let stage = StageMetrics::new("parse");
+        let ok: Result<(), RunEnd> = Ok(());
+        for ms in [1u64, 1, 2, 2, 2, 3, 4, 8, 20, 400] {
+            stage.enter();
+            stage.leave(&ok, Duration::from_millis(ms));
+        }
+        let s = stage.snapshot();
+        assert_eq!(s.done, 10);
+        assert_eq!(
+            s.p50_latency,
+            Duration::from_micros(2_500),
+            "5th of 10 is 2 ms: bucket ≤2.5 ms"
+        );
+        assert_eq!(
+            s.p95_latency,
+            Duration::from_micros(500_000),
+            "10th is 400 ms: bucket ≤500 ms"
+        );
+        assert_eq!(s.max_latency, Duration::from_millis(400));
+        assert_eq!(
+            StageMetrics::new("x").snapshot().p95_latency,
+            Duration::ZERO
+        );
     }
 }

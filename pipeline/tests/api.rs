@@ -545,9 +545,16 @@ async fn metrics_are_prometheus_text_without_a_key(pool: PgPool) {
     let batch = json!({"events": [start_event("s1"), start_event("s2")]});
     post(&url, "/api/events/ingest", batch.to_string()).await;
     let processor = EventProcessor::new(pool.clone(), HandlerRegistry::new());
-    sessionflow_pipeline::heartbeat::beat(&pool, "host-1", "worker", &queue, processor.stats())
-        .await
-        .unwrap();
+    sessionflow_pipeline::heartbeat::beat(
+        &pool,
+        "host-1",
+        "worker",
+        &queue,
+        processor.stats(),
+        &mut Default::default(),
+    )
+    .await
+    .unwrap();
     let response = reqwest::get(format!("{url}/metrics")).await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(
@@ -595,12 +602,98 @@ async fn health_is_degraded_when_sessions_wait_and_no_worker_reports(pool: PgPoo
         json!(["no worker has sent a heartbeat for 30 s while 1 sessions wait"])
     );
     let processor = EventProcessor::new(pool.clone(), HandlerRegistry::new());
-    sessionflow_pipeline::heartbeat::beat(&pool, "host-1", "worker", &queue, processor.stats())
-        .await
-        .unwrap();
+    sessionflow_pipeline::heartbeat::beat(
+        &pool,
+        "host-1",
+        "worker",
+        &queue,
+        processor.stats(),
+        &mut Default::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         get(&url, "/healthz", None).await.0,
         200,
         "a live worker will take it"
     );
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn the_monitor_snapshot_shows_lifecycles_stages_workers_and_failures(pool: PgPool) {
+    let (state, queue, _dir) = daemon_like(&pool);
+    let url = serve(state).await;
+    let end = json!({
+        "id": ulid::Ulid::generate().to_string(), "type": "session.end", "timestamp": Utc::now(),
+        "device_id": "laptop", "workspace_id": "w1", "session_id": "s1",
+        "data": {"cc_session_id": "s1", "end_reason": "exit"},
+    });
+    let batch = json!({"events": [start_event("s1"), end, start_event("live")]});
+    post(&url, "/api/events/ingest", batch.to_string()).await;
+    let transcript = fixture("cc2.1.14-headless-hello-world-script.jsonl");
+    post(&url, "/api/sessions/s1/transcript/upload", transcript).await;
+    wait_for_lifecycle(&url, "s1", "summarized").await;
+    // A session whose transcript vanished from the store fails in download.
+    sqlx::query(
+        "INSERT INTO sessions (id, workspace_id, lifecycle, transcript_key) VALUES ('gone', 'w1', 'ended', 'transcripts/w1/gone/raw.jsonl')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    queue.enqueue("gone");
+    wait_for_lifecycle(&url, "gone", "failed").await;
+    let processor = EventProcessor::new(pool.clone(), HandlerRegistry::new());
+    sessionflow_pipeline::heartbeat::beat(
+        &pool,
+        "host-1",
+        "daemon",
+        &queue,
+        processor.stats(),
+        &mut Default::default(),
+    )
+    .await
+    .unwrap();
+
+    let (status, m) = get(&url, "/api/monitor", Some(KEY)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        m["sessions"]["by_lifecycle"],
+        json!({"detected": 1, "failed": 1, "summarized": 1})
+    );
+    assert_eq!(
+        m["sessions"]["by_parse_status"],
+        json!({"completed": 1, "failed": 1, "pending": 1})
+    );
+    assert_eq!(m["queue"]["depth"], 0);
+    assert_eq!(m["workers"][0]["id"], "host-1");
+    assert_eq!(m["workers"][0]["mode"], "daemon");
+    assert_eq!(m["workers"][0]["version"], env!("CARGO_PKG_VERSION"));
+    let stages = m["stages"].as_array().unwrap();
+    let names: Vec<&str> = stages.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "fetch",
+            "download",
+            "parse",
+            "persist",
+            "summarize",
+            "backup"
+        ]
+    );
+    assert_eq!(stages[1]["done"], 2.0);
+    assert_eq!(stages[1]["failed"], 1.0);
+    assert!(stages[3]["p95_latency_ms"].as_f64().unwrap() > 0.0);
+    let failure = &m["recent_failures"][0];
+    assert_eq!(failure["session_id"], "gone");
+    assert_eq!(failure["stage"], "download");
+    assert!(
+        failure["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("S3 download failed: blob")
+    );
+    assert_eq!(m["stuck"], json!([]));
+    assert!(m["events_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(get(&url, "/api/monitor", None).await.0, 401);
 }

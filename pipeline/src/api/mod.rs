@@ -8,6 +8,7 @@ mod browse;
 mod error;
 mod ingest;
 mod metrics;
+mod monitor;
 mod sessions;
 mod upload;
 
@@ -57,6 +58,7 @@ pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/events/ingest", post(ingest::ingest))
         .route("/sessions/batch-status", post(sessions::batch_status))
+        .route("/monitor", get(monitor::monitor))
         .route("/sessions", get(browse::list))
         .route("/sessions/{id}", get(sessions::session))
         .route("/sessions/{id}/messages", get(browse::messages))
