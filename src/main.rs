@@ -5,6 +5,7 @@ mod gen_corpus;
 mod inspect;
 mod migrate;
 mod service;
+mod tui;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,7 @@ enum Command {
     Worker(service::Args),
     /// The API and a worker in one process; without REDIS_URL, fully embedded.
     Daemon(service::Args),
+    Tui(tui::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => service::run(Mode::Serve, args),
         Command::Worker(args) => service::run(Mode::Worker, args),
         Command::Daemon(args) => service::run(Mode::Daemon, args),
+        Command::Tui(args) => tui::run(args),
     };
     match outcome {
         Ok(code) => code,

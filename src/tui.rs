@@ -1,0 +1,74 @@
+//! `sessionflow tui`: the live operator monitor over a running server.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use sessionflow_tui::Config;
+
+/// Watch queue depth, lifecycle counts, stages and workers live.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The sessionflow API to watch.
+    #[arg(
+        long,
+        env = "SESSIONFLOW_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// The API's bearer key.
+    #[arg(long, env = "SESSIONFLOW_API_KEY", hide_env_values = true)]
+    api_key: String,
+    /// Refresh interval, like 1s or 500ms.
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    interval: Duration,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |at| text.split_at(at));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not an interval like 1s or 500ms"))?;
+    let interval = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        _ => return Err(format!("{text:?} is not an interval like 1s or 500ms")),
+    };
+    if interval < Duration::from_millis(100) {
+        return Err("the interval must be at least 100ms".into());
+    }
+    Ok(interval)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        anyhow::bail!("the monitor needs a terminal (stdout is not a TTY)");
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime
+        .block_on(sessionflow_tui::run(Config {
+            server: args.server,
+            api_key: args.api_key,
+            interval: args.interval,
+        }))
+        .context("the monitor's terminal failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_parse_and_nonsense_is_refused() {
+        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_interval("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_interval("fast").is_err());
+        assert!(parse_interval("5m").is_err());
+        assert!(parse_interval("10ms").is_err());
+    }
+}
