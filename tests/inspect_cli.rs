@@ -361,7 +361,15 @@ fn every_command_has_help_and_the_binary_a_version() {
         stdout(&out).trim(),
         format!("sessionflow {}", env!("CARGO_PKG_VERSION"))
     );
-    for command in ["inspect", "gen-corpus"] {
+    for command in [
+        "inspect",
+        "gen-corpus",
+        "migrate",
+        "serve",
+        "worker",
+        "daemon",
+        "tui",
+    ] {
         let out = run(bin().args([command, "--help"]));
         assert!(out.status.success());
         assert!(stdout(&out).contains("Usage: sessionflow"), "{command}");
