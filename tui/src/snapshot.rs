@@ -63,6 +63,25 @@ pub struct Failure {
     pub at: String,
 }
 
+/// One row of `GET /api/sessions`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct SessionRow {
+    pub id: String,
+    pub lifecycle: String,
+    pub parse_status: String,
+    pub total_messages: u64,
+    pub tokens_out: u64,
+    pub cost_estimate_usd: f64,
+    pub initial_prompt: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct SessionPage {
+    pub sessions: Vec<SessionRow>,
+}
+
 /// `/healthz`: healthy, or degraded with reasons.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::app::Update;
-use crate::snapshot::{Health, Monitor};
+use crate::snapshot::{Health, Monitor, SessionPage, SessionRow};
 
 pub async fn poll(
     server: String,
@@ -28,7 +28,9 @@ pub async fn poll(
     loop {
         tick.tick().await;
         let update = match fetch(&http, &server, &api_key).await {
-            Ok((monitor, health)) => Update::Snapshot(Box::new(monitor), health),
+            Ok((monitor, health, sessions)) => {
+                Update::Snapshot(Box::new(monitor), health, sessions)
+            }
             Err(why) => Update::Unreachable(why),
         };
         if updates.send(update).await.is_err() {
@@ -41,7 +43,7 @@ async fn fetch(
     http: &reqwest::Client,
     server: &str,
     api_key: &str,
-) -> Result<(Monitor, Health), String> {
+) -> Result<(Monitor, Health, Vec<SessionRow>), String> {
     let server = server.trim_end_matches('/');
     let response = http
         .get(format!("{server}/api/monitor"))
@@ -67,5 +69,14 @@ async fn fetch(
         .json()
         .await
         .unwrap_or_default();
-    Ok((monitor, health))
+    let page: SessionPage = http
+        .get(format!("{server}/api/sessions?limit=200"))
+        .bearer_auth(api_key)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {server}: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("{server} sent a session list this monitor cannot read: {e}"))?;
+    Ok((monitor, health, page.sessions))
 }

@@ -1,6 +1,6 @@
-//! Drawing the dashboard: a health line, lifecycle counts as bars, the queue-depth sparkline,
-//! the stages and workers tables, the latest failure; the help overlay; and a plain message when
-//! the terminal is too small or the server cannot be reached.
+//! Drawing: a health line and the view tabs on top; the dashboard (lifecycle counts as bars, the
+//! queue-depth sparkline, the stages and workers tables, the latest failure) or one of the other
+//! views; the help overlay; and a plain message when the terminal is too small.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -10,7 +10,7 @@ use ratatui::widgets::{
     Bar, BarChart, BarGroup, Block, Cell, Clear, Paragraph, Row, Sparkline, Table, Wrap,
 };
 
-use crate::app::App;
+use crate::app::{App, View};
 use crate::keys::KEYS;
 use crate::snapshot::LIFECYCLES;
 
@@ -28,24 +28,26 @@ pub fn draw(frame: &mut Frame, app: &App) {
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
         return;
     }
-    let [top, middle, stages, bottom, footer] = Layout::vertical([
-        Constraint::Length(2),
-        Constraint::Length(9),
-        Constraint::Length(9),
-        Constraint::Min(3),
+    let [top, tabs, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(10),
         Constraint::Length(1),
     ])
     .areas(area);
     draw_health(frame, app, top);
-    let [bars, spark] =
-        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(middle);
-    draw_lifecycles(frame, app, bars);
-    draw_queue(frame, app, spark);
-    draw_stages(frame, app, stages);
-    let [workers, failure] =
-        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(bottom);
-    draw_workers(frame, app, workers);
-    draw_failure(frame, app, failure);
+    draw_tabs(frame, app, tabs);
+    match app.view {
+        View::Dashboard => draw_dashboard(frame, app, body),
+        View::Sessions => draw_sessions(frame, app, body),
+        View::Failures => draw_failures(frame, app, body),
+        View::Workers => draw_worker_details(frame, app, body),
+        View::Processors => frame.render_widget(
+            Paragraph::new("No processors are registered yet.")
+                .block(Block::bordered().title(" processors ")),
+            body,
+        ),
+    }
     let paused = if app.paused { "  [paused]" } else { "" };
     frame.render_widget(
         Paragraph::new(format!(
@@ -58,6 +60,156 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if app.show_help {
         draw_help(frame, area);
     }
+}
+
+fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
+    let spans: Vec<Span> = View::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, view)| {
+            let text = format!(" {} {} ", i + 1, view.title());
+            if *view == app.view {
+                Span::styled(text, Style::default().add_modifier(Modifier::REVERSED))
+            } else {
+                Span::raw(text)
+            }
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_dashboard(frame: &mut Frame, app: &App, area: Rect) {
+    let [middle, stages, bottom] = Layout::vertical([
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Min(3),
+    ])
+    .areas(area);
+    let [bars, spark] =
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(middle);
+    draw_lifecycles(frame, app, bars);
+    draw_queue(frame, app, spark);
+    draw_stages(frame, app, stages);
+    let [workers, failure] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(bottom);
+    draw_workers(frame, app, workers);
+    draw_failure(frame, app, failure);
+}
+
+fn draw_sessions(frame: &mut Frame, app: &App, area: Rect) {
+    let header = Row::new([
+        "session",
+        "lifecycle",
+        "parse",
+        "msgs",
+        "out tokens",
+        "cost $",
+        "prompt",
+    ])
+    .style(Style::default().add_modifier(Modifier::BOLD));
+    let rows: Vec<Row> = app
+        .sessions
+        .iter()
+        .skip(app.scroll)
+        .map(|s| {
+            let prompt: String = s
+                .initial_prompt
+                .as_deref()
+                .unwrap_or("")
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(200)
+                .collect();
+            Row::new(vec![
+                s.id.clone(),
+                s.lifecycle.clone(),
+                s.parse_status.clone(),
+                s.total_messages.to_string(),
+                s.tokens_out.to_string(),
+                format!("{:.2}", s.cost_estimate_usd),
+                prompt,
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(14),
+        Constraint::Length(10),
+        Constraint::Length(9),
+        Constraint::Length(6),
+        Constraint::Length(10),
+        Constraint::Length(8),
+        Constraint::Fill(1),
+    ];
+    let title = format!(" sessions: {} newest ", app.sessions.len());
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(Block::bordered().title(title));
+    frame.render_widget(table, area);
+}
+
+fn draw_failures(frame: &mut Frame, app: &App, area: Rect) {
+    let failures = app.monitor.iter().flat_map(|m| &m.recent_failures);
+    let mut lines: Vec<Line> = Vec::new();
+    for f in failures.skip(app.scroll) {
+        lines.push(Line::from(Span::styled(
+            format!("{} · {} · {}", f.session_id, f.stage, f.at),
+            Style::default().add_modifier(Modifier::BOLD),
+        )));
+        lines.push(Line::from(format!("  {}", f.error)));
+        lines.push(Line::from(""));
+    }
+    if lines.is_empty() {
+        lines.push(Line::from("No failed sessions."));
+    }
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().title(" failures ")),
+        area,
+    );
+}
+
+fn draw_worker_details(frame: &mut Frame, app: &App, area: Rect) {
+    let header = Row::new([
+        "worker",
+        "host",
+        "mode",
+        "version",
+        "last heartbeat",
+        "queue",
+        "running",
+    ])
+    .style(Style::default().add_modifier(Modifier::BOLD));
+    let rows: Vec<Row> = app
+        .monitor
+        .iter()
+        .flat_map(|m| &m.workers)
+        .skip(app.scroll)
+        .map(|w| {
+            Row::new(vec![
+                w.id.clone(),
+                w.host.clone().unwrap_or_default(),
+                w.mode.clone(),
+                w.version.clone().unwrap_or_default(),
+                w.last_heartbeat.clone(),
+                w.queue_depth.to_string(),
+                w.in_flight.to_string(),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Fill(1),
+        Constraint::Length(12),
+        Constraint::Length(7),
+        Constraint::Length(8),
+        Constraint::Length(33),
+        Constraint::Length(6),
+        Constraint::Length(8),
+    ];
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(Block::bordered().title(" workers alive (heartbeat in the last 30 s) "));
+    frame.render_widget(table, area);
 }
 
 fn draw_health(frame: &mut Frame, app: &App, area: Rect) {

@@ -4,9 +4,10 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use sessionflow_tui::app::View;
 use sessionflow_tui::app::{App, Update};
 use sessionflow_tui::keys::{self, Action, KEYS};
-use sessionflow_tui::snapshot::{Health, Monitor};
+use sessionflow_tui::snapshot::{Health, Monitor, SessionRow};
 use sessionflow_tui::view;
 
 fn monitor() -> Monitor {
@@ -26,6 +27,20 @@ fn monitor() -> Monitor {
         "events_per_second": 3.5
     }))
     .unwrap()
+}
+
+fn sessions() -> Vec<SessionRow> {
+    (0..30)
+        .map(|i| SessionRow {
+            id: format!("s-{i:03}"),
+            lifecycle: if i % 7 == 0 { "failed" } else { "summarized" }.into(),
+            parse_status: if i % 7 == 0 { "failed" } else { "completed" }.into(),
+            total_messages: 10 + i,
+            tokens_out: 1000 * i,
+            cost_estimate_usd: i as f64 * 0.25,
+            initial_prompt: Some(format!("fix the flaky test number {i}\nin the parser")),
+        })
+        .collect()
 }
 
 fn healthy() -> Health {
@@ -55,7 +70,7 @@ fn dashboard_healthy() {
     for depth in [0, 1, 3, 5, 2] {
         let mut m = monitor();
         m.queue.depth = depth;
-        app.apply(Update::Snapshot(Box::new(m), healthy()));
+        app.apply(Update::Snapshot(Box::new(m), healthy(), sessions()));
     }
     insta::assert_snapshot!(render(&app, 100, 32));
 }
@@ -68,7 +83,7 @@ fn dashboard_degraded_with_reasons() {
     };
     let mut m = monitor();
     m.workers.clear();
-    let app = app_with(Some(Update::Snapshot(Box::new(m), health)));
+    let app = app_with(Some(Update::Snapshot(Box::new(m), health, vec![])));
     insta::assert_snapshot!(render(&app, 100, 32));
 }
 
@@ -79,7 +94,11 @@ fn empty_before_the_first_snapshot() {
 
 #[test]
 fn server_unreachable_keeps_the_last_data_and_says_so() {
-    let mut app = app_with(Some(Update::Snapshot(Box::new(monitor()), healthy())));
+    let mut app = app_with(Some(Update::Snapshot(
+        Box::new(monitor()),
+        healthy(),
+        sessions(),
+    )));
     app.apply(Update::Unreachable(
         "http://127.0.0.1:8080 refused the API key (401)".into(),
     ));
@@ -111,7 +130,11 @@ fn too_small_a_terminal_asks_for_room() {
 
 #[test]
 fn help_lists_every_key_from_the_table() {
-    let mut app = app_with(Some(Update::Snapshot(Box::new(monitor()), healthy())));
+    let mut app = app_with(Some(Update::Snapshot(
+        Box::new(monitor()),
+        healthy(),
+        sessions(),
+    )));
     app.act(Action::ToggleHelp);
     let screen = render(&app, 100, 32);
     for (_, label, _, what) in KEYS {
@@ -138,7 +161,7 @@ fn every_key_does_what_its_help_says() {
     assert!(!app.show_help && !app.quit, "q closes the help first");
     press(&mut app, KeyCode::Char('p'), KeyModifiers::NONE);
     assert!(app.paused, "p pauses");
-    app.apply(Update::Snapshot(Box::new(monitor()), healthy()));
+    app.apply(Update::Snapshot(Box::new(monitor()), healthy(), sessions()));
     assert!(app.monitor.is_none(), "a paused monitor does not refresh");
     press(&mut app, KeyCode::Char('p'), KeyModifiers::NONE);
     assert!(!app.paused, "p resumes");
@@ -149,4 +172,69 @@ fn every_key_does_what_its_help_says() {
     let mut app = app_with(None);
     press(&mut app, KeyCode::Char('c'), KeyModifiers::CONTROL);
     assert!(app.quit, "Ctrl-C quits");
+}
+
+#[test]
+fn the_other_views() {
+    let mut app = app_with(Some(Update::Snapshot(
+        Box::new(monitor()),
+        healthy(),
+        sessions(),
+    )));
+    for view in [
+        View::Sessions,
+        View::Failures,
+        View::Workers,
+        View::Processors,
+    ] {
+        app.act(Action::Show(view));
+        insta::assert_snapshot!(view.title(), render(&app, 100, 26));
+    }
+}
+
+#[test]
+fn tab_cycles_the_views_and_scrolling_moves_the_list() {
+    let mut app = app_with(Some(Update::Snapshot(
+        Box::new(monitor()),
+        healthy(),
+        sessions(),
+    )));
+    let mut seen = vec![app.view];
+    for _ in 0..5 {
+        press(&mut app, KeyCode::Tab, KeyModifiers::NONE);
+        seen.push(app.view);
+    }
+    assert_eq!(
+        seen,
+        [
+            View::Dashboard,
+            View::Sessions,
+            View::Failures,
+            View::Workers,
+            View::Processors,
+            View::Dashboard
+        ]
+    );
+    press(&mut app, KeyCode::Char('2'), KeyModifiers::NONE);
+    assert_eq!(app.view, View::Sessions, "2 shows the sessions");
+    assert!(render(&app, 100, 26).contains("s-000"));
+    for _ in 0..3 {
+        press(&mut app, KeyCode::Down, KeyModifiers::NONE);
+    }
+    press(&mut app, KeyCode::Char('j'), KeyModifiers::NONE);
+    press(&mut app, KeyCode::Char('k'), KeyModifiers::NONE);
+    assert_eq!(app.scroll, 3);
+    let screen = render(&app, 100, 26);
+    assert!(
+        !screen.contains("s-002") && screen.contains("s-003"),
+        "{screen}"
+    );
+    press(&mut app, KeyCode::Up, KeyModifiers::NONE);
+    assert_eq!(app.scroll, 2);
+    press(&mut app, KeyCode::Char('1'), KeyModifiers::NONE);
+    assert_eq!(
+        (app.view, app.scroll),
+        (View::Dashboard, 0),
+        "a new view starts at the top"
+    );
 }
