@@ -175,6 +175,40 @@ async fn copy_rows(store: &Store, messages: &str, blocks: &str) {
     tx.commit().await.expect("commit");
 }
 
+/// Persists every transcript as session `bench-{i}`, `at_once` sessions concurrently.
+async fn persist_all(store: &Store, parsed: &[ParsedTranscript], at_once: usize) {
+    let indexed: Vec<(usize, &ParsedTranscript)> = parsed.iter().enumerate().collect();
+    for chunk in indexed.chunks(at_once) {
+        join_all(chunk.iter().map(|(i, p)| async move {
+            store
+                .persist(&format!("bench-{i}"), p)
+                .await
+                .expect("persist")
+        }))
+        .await;
+    }
+}
+
+/// Time of `iters` runs of `work`, each after a fresh set of `sessions` claimed sessions.
+fn timed<F: std::future::Future<Output = ()>>(
+    runtime: &tokio::runtime::Runtime,
+    store: &Store,
+    sessions: usize,
+    iters: u64,
+    work: impl Fn() -> F,
+) -> Duration {
+    runtime.block_on(async {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            reset(store, sessions).await;
+            let started = Instant::now();
+            work().await;
+            total += started.elapsed();
+        }
+        total
+    })
+}
+
 fn persist(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let store = runtime
@@ -191,63 +225,19 @@ fn persist(c: &mut Criterion) {
     group.throughput(Throughput::Elements(rows as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
-    group.bench_function("persist_one_at_a_time", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    reset(&store, parsed.len()).await;
-                    let started = Instant::now();
-                    for (i, p) in parsed.iter().enumerate() {
-                        store
-                            .persist(&format!("bench-{i}"), p)
-                            .await
-                            .expect("persist");
-                    }
-                    total += started.elapsed();
-                }
-                total
+    for (name, at_once) in [("persist_one_at_a_time", 1), ("persist_three_at_a_time", 3)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                timed(&runtime, &store, parsed.len(), iters, || {
+                    persist_all(&store, &parsed, at_once)
+                })
             })
-        })
-    });
-    group.bench_function("persist_three_at_a_time", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    reset(&store, parsed.len()).await;
-                    let started = Instant::now();
-                    let indexed: Vec<(usize, &ParsedTranscript)> =
-                        parsed.iter().enumerate().collect();
-                    for chunk in indexed.chunks(3) {
-                        join_all(chunk.iter().map(|(i, p)| {
-                            let store = store.clone();
-                            async move {
-                                store
-                                    .persist(&format!("bench-{i}"), p)
-                                    .await
-                                    .expect("persist")
-                            }
-                        }))
-                        .await;
-                    }
-                    total += started.elapsed();
-                }
-                total
-            })
-        })
-    });
+        });
+    }
     group.bench_function("plain_copy", |b| {
         b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    reset(&store, parsed.len()).await;
-                    let started = Instant::now();
-                    copy_rows(&store, &messages, &blocks).await;
-                    total += started.elapsed();
-                }
-                total
+            timed(&runtime, &store, parsed.len(), iters, || {
+                copy_rows(&store, &messages, &blocks)
             })
         })
     });

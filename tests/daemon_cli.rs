@@ -1,6 +1,10 @@
 //! The service modes as an operator runs them: the real binary, real Postgres, a local blob
 //! directory, signals.
 
+mod common;
+
+use common::{admin_url, url_for};
+
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -8,19 +12,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 const KEY: &str = "daemon-test-key";
-
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn url_for(database: &str) -> String {
-    let admin = admin_url();
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(base, _)| base);
-    format!("{base}/{database}")
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

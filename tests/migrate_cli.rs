@@ -1,21 +1,11 @@
 //! `sessionflow migrate` against the real Postgres: it creates a missing database, applies the
 //! schema, and is idempotent.
 
+mod common;
+
+use common::{admin_url, url_for};
+
 use std::process::Command;
-
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// `admin_url` with its database name replaced.
-fn url_for(database: &str) -> String {
-    let admin = admin_url();
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(base, _)| base);
-    format!("{base}/{database}")
-}
 
 #[tokio::test]
 async fn migrate_creates_the_database_and_is_idempotent() {

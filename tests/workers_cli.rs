@@ -2,6 +2,10 @@
 //! blob directory: 2 000 events for 200 sessions, every event recorded once, every session
 //! summarized, none parsed twice.
 
+mod common;
+
+use common::{admin_url, url_for};
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
@@ -18,20 +22,10 @@ const FIXTURES: [&str; 4] = [
     "cc2.1.14-headless-stop-hook-reflection-first-stop.jsonl",
 ];
 
-fn database_url(database: &str) -> String {
-    let admin = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(base, _)| base)
-        .to_owned();
-    format!("{base}/{database}")
-}
-
 fn worker(database: &str, blobs: &std::path::Path, stream: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_sessionflow"))
         .args(["worker", "--log-format", "json"])
-        .env("DATABASE_URL", database_url(database))
+        .env("DATABASE_URL", url_for(database))
         .env(
             "REDIS_URL",
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
@@ -137,7 +131,7 @@ async fn two_workers_share_2000_events_and_parse_each_session_once() {
     // Wait for the database the workers created, then for every session to be summarized.
     let deadline = Instant::now() + Duration::from_secs(120);
     let pool = loop {
-        if let Ok(pool) = sqlx::PgPool::connect(&database_url(&database)).await
+        if let Ok(pool) = sqlx::PgPool::connect(&url_for(&database)).await
             && sqlx::query("SELECT 1 FROM sessions LIMIT 1")
                 .execute(&pool)
                 .await
@@ -210,9 +204,7 @@ async fn two_workers_share_2000_events_and_parse_each_session_once() {
     assert!(processed.values().all(|&n| n == 1), "none parsed twice");
     eprintln!("sessions processed per worker: {handled_by:?}");
     pool.close().await;
-    let admin = sqlx::PgPool::connect(&database_url("postgres"))
-        .await
-        .unwrap();
+    let admin = sqlx::PgPool::connect(&admin_url()).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE {database} WITH (FORCE)"
     )))

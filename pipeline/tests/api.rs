@@ -53,6 +53,33 @@ fn start_event(session: &str) -> Value {
     })
 }
 
+fn end_event(session: &str) -> Value {
+    json!({
+        "id": ulid::Ulid::generate().to_string(),
+        "type": "session.end",
+        "timestamp": Utc::now(),
+        "device_id": "laptop",
+        "workspace_id": "w1",
+        "session_id": session,
+        "data": {"cc_session_id": session, "end_reason": "exit", "duration_ms": 1000},
+    })
+}
+
+/// One heartbeat of a worker named host-1 running `queue` in `mode`.
+async fn beat(pool: &PgPool, mode: &str, queue: &PipelineQueue) {
+    let processor = EventProcessor::new(pool.clone(), HandlerRegistry::new());
+    sessionflow_pipeline::heartbeat::beat(
+        pool,
+        "host-1",
+        mode,
+        queue,
+        processor.stats(),
+        &mut Default::default(),
+    )
+    .await
+    .unwrap();
+}
+
 async fn post(url: &str, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!("{url}{path}"))
@@ -329,11 +356,7 @@ async fn wait_for_lifecycle(url: &str, session: &str, lifecycle: &str) -> Value 
 async fn an_upload_after_the_end_runs_the_pipeline_and_re_uploads_are_judged(pool: PgPool) {
     let (state, _queue, _dir) = daemon_like(&pool);
     let url = serve(state).await;
-    let end = json!({
-        "id": ulid::Ulid::generate().to_string(), "type": "session.end", "timestamp": Utc::now(),
-        "device_id": "laptop", "workspace_id": "w1", "session_id": "s1",
-        "data": {"cc_session_id": "s1", "end_reason": "exit", "duration_ms": 1000},
-    });
+    let end = end_event("s1");
     let batch = json!({"events": [start_event("s1"), end]});
     assert_eq!(
         post(&url, "/api/events/ingest", batch.to_string()).await.0,
@@ -422,11 +445,7 @@ async fn uploads_for_unknown_sessions_need_a_workspace_and_big_ones_are_refused(
 async fn messages_page_through_in_order_and_reparse_runs_again(pool: PgPool) {
     let (state, _queue, _dir) = daemon_like(&pool);
     let url = serve(state).await;
-    let end = json!({
-        "id": ulid::Ulid::generate().to_string(), "type": "session.end", "timestamp": Utc::now(),
-        "device_id": "laptop", "workspace_id": "w1", "session_id": "s1",
-        "data": {"cc_session_id": "s1", "end_reason": "exit"},
-    });
+    let end = end_event("s1");
     let batch = json!({"events": [start_event("s1"), end, start_event("live")]});
     post(&url, "/api/events/ingest", batch.to_string()).await;
     let transcript = fixture("cc2.1.14-headless-hello-world-script.jsonl");
@@ -544,17 +563,7 @@ async fn metrics_are_prometheus_text_without_a_key(pool: PgPool) {
     let url = serve(state).await;
     let batch = json!({"events": [start_event("s1"), start_event("s2")]});
     post(&url, "/api/events/ingest", batch.to_string()).await;
-    let processor = EventProcessor::new(pool.clone(), HandlerRegistry::new());
-    sessionflow_pipeline::heartbeat::beat(
-        &pool,
-        "host-1",
-        "worker",
-        &queue,
-        processor.stats(),
-        &mut Default::default(),
-    )
-    .await
-    .unwrap();
+    beat(&pool, "worker", &queue).await;
     let response = reqwest::get(format!("{url}/metrics")).await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(
@@ -601,17 +610,7 @@ async fn health_is_degraded_when_sessions_wait_and_no_worker_reports(pool: PgPoo
         body["reasons"],
         json!(["no worker has sent a heartbeat for 30 s while 1 sessions wait"])
     );
-    let processor = EventProcessor::new(pool.clone(), HandlerRegistry::new());
-    sessionflow_pipeline::heartbeat::beat(
-        &pool,
-        "host-1",
-        "worker",
-        &queue,
-        processor.stats(),
-        &mut Default::default(),
-    )
-    .await
-    .unwrap();
+    beat(&pool, "worker", &queue).await;
     assert_eq!(
         get(&url, "/healthz", None).await.0,
         200,
@@ -623,11 +622,7 @@ async fn health_is_degraded_when_sessions_wait_and_no_worker_reports(pool: PgPoo
 async fn the_monitor_snapshot_shows_lifecycles_stages_workers_and_failures(pool: PgPool) {
     let (state, queue, _dir) = daemon_like(&pool);
     let url = serve(state).await;
-    let end = json!({
-        "id": ulid::Ulid::generate().to_string(), "type": "session.end", "timestamp": Utc::now(),
-        "device_id": "laptop", "workspace_id": "w1", "session_id": "s1",
-        "data": {"cc_session_id": "s1", "end_reason": "exit"},
-    });
+    let end = end_event("s1");
     let batch = json!({"events": [start_event("s1"), end, start_event("live")]});
     post(&url, "/api/events/ingest", batch.to_string()).await;
     let transcript = fixture("cc2.1.14-headless-hello-world-script.jsonl");
@@ -642,17 +637,7 @@ async fn the_monitor_snapshot_shows_lifecycles_stages_workers_and_failures(pool:
     .unwrap();
     queue.enqueue("gone");
     wait_for_lifecycle(&url, "gone", "failed").await;
-    let processor = EventProcessor::new(pool.clone(), HandlerRegistry::new());
-    sessionflow_pipeline::heartbeat::beat(
-        &pool,
-        "host-1",
-        "daemon",
-        &queue,
-        processor.stats(),
-        &mut Default::default(),
-    )
-    .await
-    .unwrap();
+    beat(&pool, "daemon", &queue).await;
 
     let (status, m) = get(&url, "/api/monitor", Some(KEY)).await;
     assert_eq!(status, 200);

@@ -1,13 +1,16 @@
 //! The Redis Streams consumer against real Redis (a unique stream per test, and a redis-server
 //! of the test's own for the restart case) and real Postgres.
 
+mod common;
+
+use common::event;
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use fred::prelude::{Client, ClientLike, StreamsInterface};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -45,19 +48,6 @@ fn config(stream: &str, consumer: &str) -> ConsumerConfig {
         retry_after: Duration::from_millis(50),
         claim_idle: Duration::from_millis(300),
         ..ConsumerConfig::default()
-    }
-}
-
-fn event(kind: &str, session: &str, data: serde_json::Value) -> Event {
-    Event {
-        id: ulid::Ulid::generate().to_string(),
-        kind: kind.into(),
-        timestamp: Utc::now(),
-        device_id: "laptop".into(),
-        workspace_id: "w1".into(),
-        session_id: Some(session.into()),
-        data,
-        blob_refs: vec![],
     }
 }
 

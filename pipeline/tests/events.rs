@@ -1,11 +1,14 @@
 //! Events against real Postgres: recorded exactly once, handlers driving the lifecycle, and the
 //! pipeline started exactly once by whichever of session.end and the upload comes last.
 
+mod common;
+
+use common::event;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::json;
@@ -21,19 +24,6 @@ use sessionflow_stages::store::{Lifecycle, Store};
 use sessionflow_stages::summarize::ExtractiveSummarizer;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
-
-fn event(kind: &str, session: &str, data: serde_json::Value) -> Event {
-    Event {
-        id: ulid::Ulid::generate().to_string(),
-        kind: kind.into(),
-        timestamp: Utc::now(),
-        device_id: "laptop".into(),
-        workspace_id: "w1".into(),
-        session_id: Some(session.into()),
-        data,
-        blob_refs: vec![],
-    }
-}
 
 fn start(session: &str) -> Event {
     event(

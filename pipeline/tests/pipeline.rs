@@ -450,6 +450,16 @@ struct SlowSummarizer {
     peak: AtomicUsize,
 }
 
+impl SlowSummarizer {
+    fn new(delay: Duration) -> Self {
+        SlowSummarizer {
+            delay,
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+}
+
 impl Summarizer for SlowSummarizer {
     fn summarize<'a>(
         &'a self,
@@ -472,11 +482,7 @@ impl Summarizer for SlowSummarizer {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn a_slow_summarizer_holds_the_pipeline_within_its_bounds(pool: PgPool) {
-    let slow = Arc::new(SlowSummarizer {
-        delay: Duration::from_millis(150),
-        running: AtomicUsize::new(0),
-        peak: AtomicUsize::new(0),
-    });
+    let slow = Arc::new(SlowSummarizer::new(Duration::from_millis(150)));
     let config = QueueConfig {
         capacity: 50,
         max_runs: 3,
@@ -542,11 +548,7 @@ async fn a_slow_summarizer_holds_the_pipeline_within_its_bounds(pool: PgPool) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn stop_finishes_runs_in_flight_and_discards_the_waiting(pool: PgPool) {
-    let slow = Arc::new(SlowSummarizer {
-        delay: Duration::from_millis(300),
-        running: AtomicUsize::new(0),
-        peak: AtomicUsize::new(0),
-    });
+    let slow = Arc::new(SlowSummarizer::new(Duration::from_millis(300)));
     let config = QueueConfig {
         capacity: 50,
         max_runs: 1,

@@ -52,21 +52,10 @@ fn temporary(path: &Path) -> PathBuf {
 
 impl BlobStore for LocalBlobs {
     fn put<'a>(&'a self, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), BlobError>> {
-        async move {
-            let path = self.path(key)?;
-            let fail = |source| BlobError::Io {
-                key: key.to_owned(),
-                source,
-            };
-            if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir).await.map_err(fail)?;
-            }
-            // Write aside, then rename: a reader sees the old object or the new, never half.
-            let tmp = temporary(&path);
-            tokio::fs::write(&tmp, &body).await.map_err(fail)?;
-            tokio::fs::rename(&tmp, &path).await.map_err(fail)
-        }
-        .boxed()
+        let body = futures::stream::iter([Ok(body)]).boxed();
+        self.put_stream(key, body)
+            .map(|written| written.map(|_| ()))
+            .boxed()
     }
 
     fn put_stream<'a>(
@@ -83,6 +72,7 @@ impl BlobStore for LocalBlobs {
             if let Some(dir) = path.parent() {
                 tokio::fs::create_dir_all(dir).await.map_err(fail)?;
             }
+            // Write aside, then rename: a reader sees the old object or the new, never half.
             let tmp = temporary(&path);
             let written = async {
                 let mut file = tokio::fs::File::create(&tmp).await.map_err(fail)?;
