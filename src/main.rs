@@ -9,8 +9,10 @@ mod tui;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sessionflow_pipeline::modes::Mode;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// Captures Claude Code sessions and turns their transcripts into queryable data.
 #[derive(Parser)]
@@ -47,8 +49,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let log_file = match &cli.command {
+        Command::Daemon(args) => args.log_file(),
+        _ => None,
+    };
+    let writer = match log_file.as_deref().map(open_log) {
+        None => BoxMakeWriter::new(std::io::stderr),
+        Some(Ok(file)) => BoxMakeWriter::new(std::sync::Mutex::new(file)),
+        Some(Err(e)) => {
+            eprintln!("sessionflow: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
+        .with_ansi(log_file.is_none())
         .with_env_filter(filter);
     match cli.log_format {
         LogFormat::Text => logs.init(),
@@ -70,4 +85,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Opens (appending) the file logs go to, making its directory.
+fn open_log(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the log directory {}", dir.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open the log file {}", path.display()))
 }

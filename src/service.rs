@@ -1,14 +1,21 @@
 //! `sessionflow serve`, `worker` and `daemon`: reads the settings, starts the runtime, and stops
 //! the mode on SIGINT or SIGTERM — taking no new work, letting runs in flight finish, and
-//! exiting within 10 s.
+//! exiting within 10 s. `daemon --tui` shows the live monitor over the daemon's own API,
+//! in-process, with the logs in a file; quitting the monitor stops the daemon.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use sessionflow_pipeline::modes::{self, Mode, Settings};
+use std::sync::Arc;
+
+use anyhow::Context;
+use futures::future::BoxFuture;
+use sessionflow_pipeline::modes::{Mode, Service, Settings};
+use sessionflow_tui::source::{Method, Reply, Transport};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 /// How long a stop may take before the process exits anyway.
 const STOP_WITHIN: Duration = Duration::from_secs(10);
@@ -48,6 +55,30 @@ pub struct Args {
     /// The Redis stream events travel through.
     #[arg(long, env = "SESSIONFLOW_STREAM", default_value = sessionflow_pipeline::consumer::STREAM)]
     stream: String,
+    /// Show the live monitor in this terminal (daemon only); logs go to --log-file.
+    #[arg(long)]
+    tui: bool,
+    /// Where logs go while the monitor holds the terminal
+    /// [default: ~/.local/state/sessionflow/daemon.log].
+    #[arg(long, env = "SESSIONFLOW_LOG_FILE", requires = "tui")]
+    log_file: Option<PathBuf>,
+}
+
+impl Args {
+    /// The file logs must go to instead of the terminal: with `--tui` only.
+    pub fn log_file(&self) -> Option<PathBuf> {
+        self.tui.then(|| {
+            self.log_file.clone().unwrap_or_else(|| {
+                std::env::var_os("XDG_STATE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| {
+                        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state"))
+                    })
+                    .unwrap_or_else(std::env::temp_dir)
+                    .join("sessionflow/daemon.log")
+            })
+        })
+    }
 }
 
 fn default_blob_dir() -> String {
@@ -59,6 +90,15 @@ fn default_blob_dir() -> String {
 }
 
 pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
+    let log_file = args.log_file();
+    if args.tui {
+        if mode != Mode::Daemon {
+            anyhow::bail!(
+                "--tui is for `sessionflow daemon`; watch other modes with `sessionflow tui`"
+            );
+        }
+        crate::tui::require_terminal("daemon --tui")?;
+    }
     let settings = Settings {
         database_url: args.database_url,
         redis_url: args.redis_url.filter(|u| !u.is_empty()),
@@ -73,14 +113,43 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let stop = CancellationToken::new();
-        let mut service = tokio::spawn(modes::run(mode, settings, stop.clone()));
-        tokio::select! {
-            result = &mut service => return Ok(result??),
-            () = shutdown_signal() => {}
+        let service = Service::start(mode, settings, stop.clone()).await?;
+        let monitor = args.tui.then(|| service.api()).flatten();
+        let mut running = tokio::spawn(service.run());
+        let mut ended = None;
+        match monitor {
+            None => tokio::select! {
+                result = &mut running => ended = Some(result),
+                () = shutdown_signal() => {}
+            },
+            Some((router, api_key)) => {
+                let config = sessionflow_tui::Config {
+                    transport: Arc::new(InProcess { router, api_key }),
+                    interval: Duration::from_secs(1),
+                };
+                let until = async {
+                    tokio::select! {
+                        result = &mut running => ended = Some(result),
+                        () = shutdown_signal() => {}
+                    }
+                };
+                sessionflow_tui::run(config, until)
+                    .await
+                    .context("the monitor's terminal failed")?;
+                if let Some(log) = &log_file {
+                    println!(
+                        "stopping the daemon: finishing the runs in flight (logs: {})",
+                        log.display()
+                    );
+                }
+            }
+        }
+        if let Some(result) = ended {
+            return Ok(result??);
         }
         tracing::info!("stopping: finishing the runs in flight");
         stop.cancel();
-        match tokio::time::timeout(STOP_WITHIN, service).await {
+        match tokio::time::timeout(STOP_WITHIN, running).await {
             Ok(result) => result??,
             Err(_) => tracing::warn!("did not stop within 10 s; exiting anyway"),
         }
@@ -88,6 +157,50 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
     })?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// The daemon's own API, called in-process by its monitor: the same routes and snapshot a
+/// remote `sessionflow tui` reads, without a socket.
+struct InProcess {
+    router: axum::Router,
+    api_key: Arc<str>,
+}
+
+impl Transport for InProcess {
+    fn call<'a>(&'a self, method: Method, path: &'a str) -> BoxFuture<'a, Result<Reply, String>> {
+        Box::pin(async move {
+            let request = axum::http::Request::builder()
+                .method(match method {
+                    Method::Get => axum::http::Method::GET,
+                    Method::Post => axum::http::Method::POST,
+                })
+                .uri(path)
+                .header("authorization", format!("Bearer {}", self.api_key))
+                .body(axum::body::Body::empty())
+                .map_err(|e| format!("bad request {path}: {e}"))?;
+            let response = self
+                .router
+                .clone()
+                .oneshot(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let body = axum::body::to_bytes(response.into_body(), MAX_REPLY)
+                .await
+                .map_err(|e| format!("reading the answer to {path}: {e}"))?;
+            Ok(Reply {
+                status,
+                body: body.to_vec(),
+            })
+        })
+    }
+
+    fn describe(&self) -> String {
+        "this daemon (in-process)".to_owned()
+    }
+}
+
+/// Largest answer the in-process monitor reads.
+const MAX_REPLY: usize = 64 * 1024 * 1024;
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

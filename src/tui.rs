@@ -3,8 +3,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use sessionflow_tui::Config;
+use sessionflow_tui::source::Http;
 
 /// Watch queue depth, lifecycle counts, stages and workers live.
 #[derive(clap::Args)]
@@ -43,19 +46,31 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    use std::io::IsTerminal;
-    if !std::io::stdout().is_terminal() {
-        anyhow::bail!("the monitor needs a terminal (stdout is not a TTY)");
-    }
+    require_terminal("the monitor")?;
+    let transport = Http::new(&args.server, args.api_key).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime
-        .block_on(sessionflow_tui::run(Config {
-            server: args.server,
-            api_key: args.api_key,
-            interval: args.interval,
-        }))
+        .block_on(sessionflow_tui::run(
+            Config {
+                transport: Arc::new(transport),
+                interval: args.interval,
+            },
+            std::future::pending(),
+        ))
         .context("the monitor's terminal failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses to draw a full-screen monitor where there is no terminal to draw on.
+pub fn require_terminal(who: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "{who} needs a terminal (stdin and stdout must be a TTY); run it in a terminal, \
+             or leave the monitor out and watch with `sessionflow tui` from one"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -80,84 +80,122 @@ pub enum ModeError {
 
 /// Runs `mode` until `stop` is cancelled.
 pub async fn run(mode: Mode, settings: Settings, stop: CancellationToken) -> Result<(), ModeError> {
-    if mode == Mode::Serve && settings.redis_url.is_none() {
-        return Err(ModeError::Config(
-            "serve needs REDIS_URL: without Redis no worker would ever see the events it accepts \
-             (run `sessionflow daemon` for one process that does both)"
-                .into(),
-        ));
-    }
-    if mode == Mode::Worker && settings.redis_url.is_none() {
-        return Err(ModeError::Config(
-            "worker needs REDIS_URL: it reads events from the stream (run `sessionflow daemon` \
-             for one process without Redis)"
-                .into(),
-        ));
-    }
-    let api_key = match (mode, &settings.api_key) {
-        (Mode::Worker, _) => None,
-        (_, Some(key)) if !key.is_empty() => Some(key.clone()),
-        _ => {
+    Service::start(mode, settings, stop).await?.run().await
+}
+
+/// A started mode: its worker running, its API (if it has one) bound but not yet serving.
+pub struct Service {
+    worker: Option<Worker>,
+    api: Option<(tokio::net::TcpListener, ApiState)>,
+    stop: CancellationToken,
+}
+
+impl Service {
+    /// Checks the settings, opens the store and blob store, starts the worker parts and binds
+    /// the API's address, so that every configuration error shows before anything serves.
+    pub async fn start(
+        mode: Mode,
+        settings: Settings,
+        stop: CancellationToken,
+    ) -> Result<Service, ModeError> {
+        if mode == Mode::Serve && settings.redis_url.is_none() {
             return Err(ModeError::Config(
-                "set SESSIONFLOW_API_KEY: every /api route needs it".into(),
+                "serve needs REDIS_URL: without Redis no worker would ever see the events it \
+                 accepts (run `sessionflow daemon` for one process that does both)"
+                    .into(),
             ));
         }
-    };
-    let store = Store::open(&settings.database_url).await?;
-    let blobs: Arc<dyn BlobStore> = Arc::from(blob::open(&settings.blob).await?);
-    tracing::info!(mode = mode.name(), blobs = %blobs.describe(), "sessionflow starting");
+        if mode == Mode::Worker && settings.redis_url.is_none() {
+            return Err(ModeError::Config(
+                "worker needs REDIS_URL: it reads events from the stream (run `sessionflow \
+                 daemon` for one process without Redis)"
+                    .into(),
+            ));
+        }
+        let api_key = match (mode, &settings.api_key) {
+            (Mode::Worker, _) => None,
+            (_, Some(key)) if !key.is_empty() => Some(key.clone()),
+            _ => {
+                return Err(ModeError::Config(
+                    "set SESSIONFLOW_API_KEY: every /api route needs it".into(),
+                ));
+            }
+        };
+        let store = Store::open(&settings.database_url).await?;
+        let blobs: Arc<dyn BlobStore> = Arc::from(blob::open(&settings.blob).await?);
+        tracing::info!(mode = mode.name(), blobs = %blobs.describe(), "sessionflow starting");
 
-    let worker = match mode {
-        Mode::Serve => None,
-        Mode::Worker | Mode::Daemon => {
-            Some(Worker::start(mode, &settings, &store, &blobs, stop.clone()).await?)
-        }
-    };
-    let served = match api_key {
-        None => {
-            stop.cancelled().await;
-            Ok(())
-        }
-        Some(key) => {
-            let ingest = match (&settings.redis_url, &worker) {
-                (Some(url), _) => {
-                    let client = consumer::redis_client(url)?;
-                    let _connection = client.connect();
-                    Ingest::Redis {
-                        client,
-                        stream: settings.stream.clone(),
+        let worker = match mode {
+            Mode::Serve => None,
+            Mode::Worker | Mode::Daemon => {
+                Some(Worker::start(mode, &settings, &store, &blobs, stop.clone()).await?)
+            }
+        };
+        let api = match api_key {
+            None => None,
+            Some(key) => {
+                let ingest = match (&settings.redis_url, &worker) {
+                    (Some(url), _) => {
+                        let client = consumer::redis_client(url)?;
+                        let _connection = client.connect();
+                        Ingest::Redis {
+                            client,
+                            stream: settings.stream.clone(),
+                        }
                     }
-                }
-                (None, Some(worker)) => Ingest::Embedded(Arc::clone(&worker.processor)),
-                (None, None) => unreachable!("serve without Redis was refused above"),
-            };
-            let state = ApiState {
-                store: store.clone(),
-                blobs: Arc::clone(&blobs),
-                ingest,
-                api_key: Arc::from(key.as_str()),
-                max_transcript: api::MAX_TRANSCRIPT,
-            };
-            serve(settings.listen, state, stop.clone()).await
-        }
-    };
-    if let Some(worker) = worker {
-        worker.stop().await;
+                    (None, Some(worker)) => Ingest::Embedded(Arc::clone(&worker.processor)),
+                    (None, None) => unreachable!("serve without Redis was refused above"),
+                };
+                let state = ApiState {
+                    store: store.clone(),
+                    blobs: Arc::clone(&blobs),
+                    ingest,
+                    api_key: Arc::from(key.as_str()),
+                    max_transcript: api::MAX_TRANSCRIPT,
+                };
+                let addr = settings.listen;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ModeError::Listen { addr, source })?;
+                Some((listener, state))
+            }
+        };
+        Ok(Service { worker, api, stop })
     }
-    tracing::info!("sessionflow stopped");
-    served
+
+    /// The API's routes and key, to call in-process (the daemon's own monitor).
+    pub fn api(&self) -> Option<(axum::Router, Arc<str>)> {
+        self.api
+            .as_ref()
+            .map(|(_, state)| (api::router(state.clone()), Arc::clone(&state.api_key)))
+    }
+
+    /// Serves until the stop token is cancelled, then lets the worker's runs in flight finish.
+    pub async fn run(self) -> Result<(), ModeError> {
+        let served = match self.api {
+            None => {
+                self.stop.cancelled().await;
+                Ok(())
+            }
+            Some((listener, state)) => serve(listener, state, self.stop.clone()).await,
+        };
+        if let Some(worker) = self.worker {
+            worker.stop().await;
+        }
+        tracing::info!("sessionflow stopped");
+        served
+    }
 }
 
 async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     state: ApiState,
     stop: CancellationToken,
 ) -> Result<(), ModeError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ModeError::Listen { addr, source })?;
-    let bound = listener.local_addr().unwrap_or(addr);
-    tracing::info!("API listening on http://{bound}");
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    tracing::info!("API listening on http://{addr}");
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(stop.cancelled_owned())
         .await

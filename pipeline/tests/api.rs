@@ -557,6 +557,110 @@ async fn sessions_list_newest_first_with_filters_and_a_cursor(pool: PgPool) {
     );
 }
 
+/// Ids of a page of `GET /api/sessions`, and its cursor and total.
+async fn list_ids(url: &str, query: &str) -> (Vec<String>, Value, Value) {
+    let (status, page) = get(url, &format!("/api/sessions?{query}"), Some(KEY)).await;
+    assert_eq!(status, 200, "{query}: {page}");
+    let ids = page["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, page["next_cursor"].clone(), page["total"].clone())
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn sessions_list_searches_sorts_and_jumps(pool: PgPool) {
+    let (state, _dir) = embedded(&pool);
+    let url = serve(state).await;
+    for s in ["s1", "s2", "s3", "s4", "s5", "t_6"] {
+        let batch = json!({"events": [start_event(s)]});
+        post(&url, "/api/events/ingest", batch.to_string()).await;
+    }
+    // Costs that do not follow creation order, two of them equal (ties fall back on time).
+    for (id, cost, prompt) in [
+        ("s1", 3.0, "Fix the LOGIN page"),
+        ("s2", 1.0, "write docs"),
+        ("s3", 5.0, "login again"),
+        ("s4", 1.0, "100% done"),
+        ("s5", 2.0, "other"),
+        ("t_6", 0.5, "tests"),
+    ] {
+        sqlx::query(
+            "UPDATE sessions SET cost_estimate_usd = $2, initial_prompt = $3, \
+                    tokens_out = (100 * $2)::bigint WHERE id = $1",
+        )
+        .bind(id)
+        .bind(cost)
+        .bind(prompt)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let (ids, _, total) = list_ids(&url, "q=login").await;
+    assert_eq!((ids, total), (vec!["s3".into(), "s1".into()], json!(2)));
+    // Pattern characters are literal: `_` and `%` match only themselves.
+    assert_eq!(list_ids(&url, "q=t_").await.0, ["t_6"]);
+    assert_eq!(list_ids(&url, "q=100%25").await.0, ["s4"]);
+    assert_eq!(list_ids(&url, "q=DETECT").await.2, json!(6));
+
+    let by_cost = ["s3", "s1", "s5", "s4", "s2", "t_6"];
+    let (ids, _, total) = list_ids(&url, "sort=cost").await;
+    assert_eq!((ids, total), (by_cost.map(String::from).to_vec(), json!(6)));
+    let (ids, _, _) = list_ids(&url, "sort=tokens&order=asc").await;
+    assert_eq!(ids, ["t_6", "s2", "s4", "s5", "s1", "s3"]);
+    // Reading on with cursors in a sorted order gives the same rows, each once.
+    let mut read = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (ids, next, total) = list_ids(&url, &format!("sort=cost&limit=2{cursor}")).await;
+        assert_eq!(
+            total.is_null(),
+            !cursor.is_empty(),
+            "total on the first page only"
+        );
+        read.extend(ids);
+        match next.as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(read, by_cost);
+    // Offsets jump into the middle.
+    let (ids, _, total) = list_ids(&url, "sort=cost&offset=4&limit=5").await;
+    assert_eq!((ids, total), (vec!["s2".into(), "t_6".into()], json!(6)));
+
+    let (_, first, _) = list_ids(&url, "sort=cost&limit=1").await;
+    let created_cursor = list_ids(&url, "limit=1").await.1;
+    for (query, reason) in [
+        (
+            "sort=size",
+            "sort must be created, cost, tokens or messages, not \"size\"",
+        ),
+        ("order=up", "order must be asc or desc, not \"up\""),
+        ("offset=-1", "offset must not be negative, not -1"),
+        (
+            &format!("offset=1&cursor={}", created_cursor.as_str().unwrap()),
+            "give a cursor or an offset, not both",
+        ),
+        (
+            &format!("cursor={}", first.as_str().unwrap()),
+            &format!(
+                "cursor {:?} belongs to a list in another order",
+                first.as_str().unwrap()
+            ),
+        ),
+    ] {
+        let (status, body) = get(&url, &format!("/api/sessions?{query}"), Some(KEY)).await;
+        assert_eq!(
+            (status, body["error"].as_str().unwrap()),
+            (400, reason),
+            "{query}"
+        );
+    }
+}
+
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn metrics_are_prometheus_text_without_a_key(pool: PgPool) {
     let (state, queue, _dir) = daemon_like(&pool);

@@ -1,6 +1,8 @@
 //! Drawing: a health line and the view tabs on top; the dashboard (lifecycle counts as bars, the
 //! queue-depth sparkline, the stages and workers tables, the latest failure) or one of the other
-//! views; the help overlay; and a plain message when the terminal is too small.
+//! views (the sessions view a window of a list that may hold tens of thousands, with the open
+//! session over it); the prompt or last notice at the bottom; the help overlay; and a plain
+//! message when the terminal is too small.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -10,8 +12,8 @@ use ratatui::widgets::{
     Bar, BarChart, BarGroup, Block, Cell, Clear, Paragraph, Row, Sparkline, Table, Wrap,
 };
 
-use crate::app::{App, View};
-use crate::keys::KEYS;
+use crate::app::{App, Open, Prompt, View};
+use crate::keys::{INPUT_KEYS, KEYS};
 use crate::snapshot::LIFECYCLES;
 
 /// Smallest terminal the dashboard fits in.
@@ -48,18 +50,38 @@ pub fn draw(frame: &mut Frame, app: &App) {
             body,
         ),
     }
-    let paused = if app.paused { "  [paused]" } else { "" };
-    frame.render_widget(
-        Paragraph::new(format!(
-            "{}  ·  ? help  q quit  p pause{paused}",
-            app.server
-        ))
-        .style(Style::default().fg(Color::DarkGray)),
-        footer,
-    );
+    draw_footer(frame, app, footer);
     if app.show_help {
         draw_help(frame, area);
     }
+}
+
+/// The bottom line: the prompt being answered, else the last notice, else where we look.
+fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
+    let line = match (&app.prompt, &app.notice) {
+        (Some(Prompt::Filter { .. }), _) => Line::from(vec![
+            Span::styled("/", Style::default().add_modifier(Modifier::BOLD)),
+            Span::raw(app.list.filter.clone()),
+            Span::styled("▏", Style::default().add_modifier(Modifier::SLOW_BLINK)),
+            Span::styled(
+                "   Enter keep · Esc drop",
+                Style::default().fg(Color::DarkGray),
+            ),
+        ]),
+        (Some(Prompt::ConfirmReparse(id)), _) => Line::from(Span::styled(
+            format!("Reparse {id}? Its rows are replaced. y to confirm, any other key cancels."),
+            Style::default().fg(Color::Black).bg(Color::Yellow),
+        )),
+        (None, Some(notice)) => Line::from(notice.clone()),
+        (None, None) => {
+            let paused = if app.paused { "  [paused]" } else { "" };
+            Line::from(Span::styled(
+                format!("{}  ·  ? help  q quit  p pause{paused}", app.server),
+                Style::default().fg(Color::DarkGray),
+            ))
+        }
+    };
+    frame.render_widget(Paragraph::new(line), area);
 }
 
 fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
@@ -96,6 +118,26 @@ fn draw_dashboard(frame: &mut Frame, app: &App, area: Rect) {
     draw_failure(frame, app, failure);
 }
 
+/// Rows of the sessions table that fit in a terminal of `area` (the paging step).
+pub fn session_rows(area: Rect) -> usize {
+    // Health line, tabs, footer; the table's borders and header.
+    usize::from(area.height.saturating_sub(3 + 3)).max(1)
+}
+
+/// `text` on one line: control characters as spaces, at most `max` characters, `…` if cut.
+fn one_line(text: &str, max: usize) -> String {
+    let mut line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max + 1)
+        .collect();
+    if line.chars().count() > max {
+        line = line.chars().take(max.saturating_sub(1)).collect();
+        line.push('…');
+    }
+    line
+}
+
 fn draw_sessions(frame: &mut Frame, app: &App, area: Rect) {
     let header = Row::new([
         "session",
@@ -107,32 +149,32 @@ fn draw_sessions(frame: &mut Frame, app: &App, area: Rect) {
         "prompt",
     ])
     .style(Style::default().add_modifier(Modifier::BOLD));
-    let rows: Vec<Row> = app
-        .sessions
-        .iter()
-        .skip(app.scroll)
-        .map(|s| {
-            let prompt: String = s
-                .initial_prompt
-                .as_deref()
-                .unwrap_or("")
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .take(200)
-                .collect();
-            Row::new(vec![
-                s.id.clone(),
-                s.lifecycle.clone(),
-                s.parse_status.clone(),
-                s.total_messages.to_string(),
-                s.tokens_out.to_string(),
-                format!("{:.2}", s.cost_estimate_usd),
-                prompt,
-            ])
+    let page = session_rows(frame.area());
+    let top = (app.selected / page) * page;
+    let total = app.total();
+    let rows: Vec<Row> = (top..(top + page).min(total))
+        .map(|at| {
+            let row = match app.window.as_ref().and_then(|w| w.row(at)) {
+                Some(s) => Row::new(vec![
+                    one_line(&s.id, 13),
+                    s.lifecycle.clone(),
+                    s.parse_status.clone(),
+                    s.total_messages.to_string(),
+                    s.tokens_out.to_string(),
+                    format!("{:.2}", s.cost_estimate_usd),
+                    one_line(s.initial_prompt.as_deref().unwrap_or(""), 200),
+                ]),
+                None => Row::new(vec!["…".to_owned()]),
+            };
+            if at == app.selected {
+                row.style(Style::default().add_modifier(Modifier::REVERSED))
+            } else {
+                row
+            }
         })
         .collect();
     let widths = [
-        Constraint::Length(14),
+        Constraint::Length(13),
         Constraint::Length(10),
         Constraint::Length(9),
         Constraint::Length(6),
@@ -140,11 +182,144 @@ fn draw_sessions(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Length(8),
         Constraint::Fill(1),
     ];
-    let title = format!(" sessions: {} newest ", app.sessions.len());
+    let list = &app.list;
+    let order = if list.ascending { "↑" } else { "↓" };
+    let filter = if list.filter.is_empty() {
+        String::new()
+    } else {
+        format!(" matching {:?}", list.filter)
+    };
+    let position = if total == 0 {
+        "none".to_owned()
+    } else {
+        format!("{} of {total}", app.selected + 1)
+    };
+    let title = format!(
+        " sessions{filter} by {} {order} · {position} ",
+        list.sort.name()
+    );
     let table = Table::new(rows, widths)
         .header(header)
         .block(Block::bordered().title(title));
     frame.render_widget(table, area);
+    if let Some(open) = &app.open {
+        draw_open(frame, open, area);
+    }
+}
+
+/// The open session over the list: metadata, stats, summary, parse error, first messages.
+fn draw_open(frame: &mut Frame, open: &Open, area: Rect) {
+    let bold = Style::default().add_modifier(Modifier::BOLD);
+    let mut lines: Vec<Line> = Vec::new();
+    match &open.detail {
+        None => lines.push(Line::from("loading…")),
+        Some(detail) => {
+            let s = &detail.info;
+            let field = |name: &str, value: String| {
+                Line::from(vec![
+                    Span::styled(format!("{name:<12}"), bold),
+                    Span::raw(value),
+                ])
+            };
+            let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "–".to_owned());
+            lines.push(field(
+                "state",
+                format!("{} · parse {}", s.lifecycle, s.parse_status),
+            ));
+            lines.push(field("workspace", s.workspace_id.clone()));
+            lines.push(field("cwd", or_dash(&s.cwd)));
+            lines.push(field(
+                "branch",
+                format!(
+                    "{} · model {} · Claude Code {}",
+                    or_dash(&s.git_branch),
+                    or_dash(&s.model),
+                    or_dash(&s.cc_version)
+                ),
+            ));
+            lines.push(field(
+                "time",
+                format!(
+                    "{} → {} ({}; {})",
+                    or_dash(&s.started_at),
+                    or_dash(&s.ended_at),
+                    s.duration_ms.map_or("–".to_owned(), |ms| format!(
+                        "{:.0} s",
+                        ms as f64 / 1000.0
+                    )),
+                    or_dash(&s.end_reason)
+                ),
+            ));
+            lines.push(field(
+                "messages",
+                format!(
+                    "{} ({} user, {} assistant) · {} tool calls · {} thinking · {} subagents",
+                    s.total_messages,
+                    s.user_messages,
+                    s.assistant_messages,
+                    s.tool_use_count,
+                    s.thinking_blocks,
+                    s.subagent_count
+                ),
+            ));
+            lines.push(field(
+                "tokens",
+                format!(
+                    "{} in · {} out · {} cache write · {} cache read · ${:.4}",
+                    s.tokens_in,
+                    s.tokens_out,
+                    s.cache_write_tokens,
+                    s.cache_read_tokens,
+                    s.cost_estimate_usd
+                ),
+            ));
+            lines.push(field(
+                "transcript",
+                s.transcript_size
+                    .map_or("not uploaded".to_owned(), |n| format!("{n} bytes")),
+            ));
+            if let Some(error) = &s.parse_error {
+                lines.push(Line::from(vec![
+                    Span::styled("parse error ", bold.fg(Color::Red)),
+                    Span::styled(error.clone(), Style::default().fg(Color::Red)),
+                ]));
+            }
+            lines.push(field("prompt", or_dash(&s.initial_prompt)));
+            lines.push(field("summary", or_dash(&s.summary)));
+            lines.push(Line::from(""));
+            lines.push(Line::from(Span::styled("first messages", bold)));
+            if detail.first_messages.is_empty() {
+                lines.push(Line::from("  none stored"));
+            }
+            for m in &detail.first_messages {
+                let gist: Vec<String> = m.blocks.iter().map(|b| b.gist()).collect();
+                let who = m.role.clone().unwrap_or_else(|| m.message_type.clone());
+                lines.push(Line::from(format!(
+                    "  {:>3} {who:<9} {}",
+                    m.ordinal,
+                    one_line(&gist.join(" "), 300)
+                )));
+            }
+        }
+    }
+    let popup = Rect {
+        x: area.x + 1,
+        y: area.y + 1,
+        width: area.width.saturating_sub(2),
+        height: area.height.saturating_sub(2),
+    };
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .scroll((u16::try_from(open.scroll).unwrap_or(u16::MAX), 0))
+            .block(
+                Block::bordered()
+                    .title(format!(" session {} ", open.id))
+                    .title_bottom(" Esc back · r reparse · ↑↓ scroll "),
+            ),
+        popup,
+    );
 }
 
 fn draw_failures(frame: &mut Frame, app: &App, area: Rect) {
@@ -362,20 +537,34 @@ fn draw_failure(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 fn draw_help(frame: &mut Frame, area: Rect) {
-    let lines: Vec<Line> = KEYS
-        .iter()
-        .map(|(_, label, _, what)| Line::from(format!("  {label:<5} {what}")))
-        .collect();
-    let height = lines.len() as u16 + 2;
+    let entry = |label: &str, what: &str| Line::from(format!(" {label:<6} {what}"));
+    let keys: Vec<Line> = KEYS.iter().map(|b| entry(b.label, b.what)).collect();
+    let half = keys.len().div_ceil(2);
+    let left = keys[..half].to_vec();
+    let mut right = keys[half..].to_vec();
+    right.push(Line::from(""));
+    right.push(Line::from(Span::styled(
+        " typing a filter or answering:",
+        Style::default().add_modifier(Modifier::BOLD),
+    )));
+    right.extend(
+        INPUT_KEYS
+            .iter()
+            .map(|(_, label, _, what)| entry(label, what)),
+    );
+    let height = (left.len().max(right.len()) as u16 + 2).min(area.height);
     let popup = Rect {
-        x: area.x + area.width / 4,
-        y: area.y + area.height / 3,
-        width: area.width / 2,
+        x: area.x + 1,
+        y: area.y + area.height.saturating_sub(height) / 2,
+        width: area.width.saturating_sub(2),
         height,
     };
     frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" keys ")),
-        popup,
-    );
+    let block = Block::bordered().title(" keys ");
+    let inner = block.inner(popup);
+    frame.render_widget(block, popup);
+    let [l, r] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(inner);
+    frame.render_widget(Paragraph::new(left), l);
+    frame.render_widget(Paragraph::new(right), r);
 }

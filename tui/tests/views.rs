@@ -4,10 +4,13 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use sessionflow_tui::app::View;
-use sessionflow_tui::app::{App, Update};
-use sessionflow_tui::keys::{self, Action, KEYS};
-use sessionflow_tui::snapshot::{Health, Monitor, SessionRow};
+use sessionflow_tui::app::{
+    App, Command, ListRequest, Prompt, SessionWindow, Sort, Update, View, WINDOW,
+};
+use sessionflow_tui::keys::{Action, INPUT_KEYS, KEYS};
+use sessionflow_tui::snapshot::{
+    BlockPreview, Health, MessagePreview, Monitor, SessionDetail, SessionInfo, SessionRow,
+};
 use sessionflow_tui::view;
 
 fn monitor() -> Monitor {
@@ -29,8 +32,9 @@ fn monitor() -> Monitor {
     .unwrap()
 }
 
-fn sessions() -> Vec<SessionRow> {
-    (0..30)
+/// Rows `from..to` of a made-up list.
+fn rows(from: u64, to: u64) -> Vec<SessionRow> {
+    (from..to)
         .map(|i| SessionRow {
             id: format!("s-{i:03}"),
             lifecycle: if i % 7 == 0 { "failed" } else { "summarized" }.into(),
@@ -41,6 +45,18 @@ fn sessions() -> Vec<SessionRow> {
             initial_prompt: Some(format!("fix the flaky test number {i}\nin the parser")),
         })
         .collect()
+}
+
+/// The window `app` asks for, answered from a list of `total` made-up sessions.
+fn answer(app: &mut App, total: u64) {
+    let request = app.list.clone();
+    let from = request.offset as u64;
+    let to = (from + WINDOW as u64).min(total);
+    app.apply(Update::Sessions(SessionWindow {
+        request,
+        total: total as usize,
+        rows: rows(from, to),
+    }));
 }
 
 fn healthy() -> Health {
@@ -70,7 +86,7 @@ fn dashboard_healthy() {
     for depth in [0, 1, 3, 5, 2] {
         let mut m = monitor();
         m.queue.depth = depth;
-        app.apply(Update::Snapshot(Box::new(m), healthy(), sessions()));
+        app.apply(Update::Snapshot(Box::new(m), healthy()));
     }
     insta::assert_snapshot!(render(&app, 100, 32));
 }
@@ -83,7 +99,7 @@ fn dashboard_degraded_with_reasons() {
     };
     let mut m = monitor();
     m.workers.clear();
-    let app = app_with(Some(Update::Snapshot(Box::new(m), health, vec![])));
+    let app = app_with(Some(Update::Snapshot(Box::new(m), health)));
     insta::assert_snapshot!(render(&app, 100, 32));
 }
 
@@ -94,11 +110,7 @@ fn empty_before_the_first_snapshot() {
 
 #[test]
 fn server_unreachable_keeps_the_last_data_and_says_so() {
-    let mut app = app_with(Some(Update::Snapshot(
-        Box::new(monitor()),
-        healthy(),
-        sessions(),
-    )));
+    let mut app = app_with(Some(Update::Snapshot(Box::new(monitor()), healthy())));
     app.apply(Update::Unreachable(
         "http://127.0.0.1:8080 refused the API key (401)".into(),
     ));
@@ -130,57 +142,130 @@ fn too_small_a_terminal_asks_for_room() {
 
 #[test]
 fn help_lists_every_key_from_the_table() {
-    let mut app = app_with(Some(Update::Snapshot(
-        Box::new(monitor()),
-        healthy(),
-        sessions(),
-    )));
+    let mut app = app_with(Some(Update::Snapshot(Box::new(monitor()), healthy())));
     app.act(Action::ToggleHelp);
     let screen = render(&app, 100, 32);
-    for (_, label, _, what) in KEYS {
-        assert!(
-            screen.contains(&format!("{label:<5} {what}")),
-            "{label}: {screen}"
-        );
+    for binding in &KEYS {
+        let line = format!("{:<6} {}", binding.label, binding.what);
+        assert!(screen.contains(&line), "{line}: {screen}");
+    }
+    for (_, label, _, what) in INPUT_KEYS {
+        let line = format!("{label:<6} {what}");
+        assert!(screen.contains(&line), "{line}: {screen}");
     }
     insta::assert_snapshot!(screen);
+    let small = render(&app, 80, 24);
+    assert!(
+        small.contains(&format!("{:<6} {}", KEYS[20].label, KEYS[20].what)),
+        "the help fits the smallest terminal: {small}"
+    );
 }
 
 fn press(app: &mut App, code: KeyCode, modifiers: KeyModifiers) {
-    if let Some(action) = keys::action(KeyEvent::new(code, modifiers)) {
-        app.act(action);
+    app.key(KeyEvent::new(code, modifiers));
+}
+
+fn key_of(code: KeyCode) -> KeyModifiers {
+    match code {
+        KeyCode::Char(c) if c.is_ascii_uppercase() => KeyModifiers::SHIFT,
+        _ => KeyModifiers::NONE,
+    }
+}
+
+/// A monitor showing the sessions view over 1 000 sessions, the 10th selected.
+fn browsing() -> App {
+    let mut app = app_with(Some(Update::Snapshot(Box::new(monitor()), healthy())));
+    app.act(Action::Show(View::Sessions));
+    answer(&mut app, 1000);
+    for _ in 0..10 {
+        app.act(Action::Down);
+    }
+    app
+}
+
+/// Every binding, pressed with each of its keys, does what its help line says. The match has
+/// no catch-all: a new action cannot join the table without a check here.
+#[test]
+fn every_binding_does_what_its_help_says() {
+    for binding in &KEYS {
+        for key in binding.keys {
+            let mut app = browsing();
+            let modifiers = if key.ctrl {
+                KeyModifiers::CONTROL
+            } else {
+                key_of(key.code)
+            };
+            let before_list = app.list.clone();
+            press(&mut app, key.code, modifiers);
+            let what = format!("{} ({:?})", binding.label, key.code);
+            match binding.action {
+                Action::Quit => assert!(app.quit, "{what}"),
+                Action::Back => {
+                    // Nothing open: Esc neither quits nor changes anything.
+                    assert!(!app.quit && app.open.is_none(), "{what}");
+                }
+                Action::ToggleHelp => assert!(app.show_help, "{what}"),
+                Action::TogglePause => assert!(app.paused && app.wanted().paused, "{what}"),
+                Action::NextView => assert_eq!(app.view, View::Failures, "{what}"),
+                Action::Show(view) => assert_eq!(app.view, view, "{what}"),
+                Action::Up => assert_eq!(app.selected, 9, "{what}"),
+                Action::Down => assert_eq!(app.selected, 11, "{what}"),
+                Action::PageUp => assert_eq!(app.selected, 0, "{what}"),
+                Action::PageDown => assert_eq!(app.selected, 10 + app.page_rows, "{what}"),
+                Action::Top => assert_eq!(app.selected, 0, "{what}"),
+                Action::Bottom => assert_eq!(app.selected, 999, "{what}"),
+                Action::Open => {
+                    assert_eq!(app.outbox, [Command::Detail("s-010".into())], "{what}");
+                    assert_eq!(app.open.as_ref().map(|o| o.id.as_str()), Some("s-010"));
+                }
+                Action::Reparse => {
+                    // s-010 is summarized: not offered, and the screen says why.
+                    assert!(app.prompt.is_none(), "{what}");
+                    assert!(
+                        app.notice
+                            .as_deref()
+                            .unwrap()
+                            .contains("s-010 is summarized"),
+                        "{what}"
+                    );
+                }
+                Action::Filter => {
+                    assert!(matches!(app.prompt, Some(Prompt::Filter { .. })), "{what}")
+                }
+                Action::NextSort => {
+                    assert_eq!((app.list.sort, app.selected), (Sort::Cost, 0), "{what}")
+                }
+                Action::ReverseOrder => assert_eq!(
+                    (app.list.ascending, before_list.ascending),
+                    (true, false),
+                    "{what}"
+                ),
+            }
+        }
     }
 }
 
 #[test]
-fn every_key_does_what_its_help_says() {
+fn help_closes_before_quitting_and_pausing_holds_the_snapshot() {
     let mut app = app_with(None);
     press(&mut app, KeyCode::Char('?'), KeyModifiers::NONE);
-    assert!(app.show_help, "? shows the help");
     press(&mut app, KeyCode::Char('q'), KeyModifiers::NONE);
     assert!(!app.show_help && !app.quit, "q closes the help first");
+    press(&mut app, KeyCode::Char('?'), KeyModifiers::NONE);
+    press(&mut app, KeyCode::Esc, KeyModifiers::NONE);
+    assert!(!app.show_help && !app.quit, "so does Esc");
     press(&mut app, KeyCode::Char('p'), KeyModifiers::NONE);
-    assert!(app.paused, "p pauses");
-    app.apply(Update::Snapshot(Box::new(monitor()), healthy(), sessions()));
+    app.apply(Update::Snapshot(Box::new(monitor()), healthy()));
     assert!(app.monitor.is_none(), "a paused monitor does not refresh");
     press(&mut app, KeyCode::Char('p'), KeyModifiers::NONE);
     assert!(!app.paused, "p resumes");
     press(&mut app, KeyCode::Char('x'), KeyModifiers::NONE);
     assert!(!app.quit, "unbound keys do nothing");
-    press(&mut app, KeyCode::Esc, KeyModifiers::NONE);
-    assert!(app.quit, "Esc quits");
-    let mut app = app_with(None);
-    press(&mut app, KeyCode::Char('c'), KeyModifiers::CONTROL);
-    assert!(app.quit, "Ctrl-C quits");
 }
 
 #[test]
 fn the_other_views() {
-    let mut app = app_with(Some(Update::Snapshot(
-        Box::new(monitor()),
-        healthy(),
-        sessions(),
-    )));
+    let mut app = app_with(Some(Update::Snapshot(Box::new(monitor()), healthy())));
     for view in [
         View::Sessions,
         View::Failures,
@@ -188,19 +273,19 @@ fn the_other_views() {
         View::Processors,
     ] {
         app.act(Action::Show(view));
+        if view == View::Sessions {
+            answer(&mut app, 30);
+        }
         insta::assert_snapshot!(view.title(), render(&app, 100, 26));
     }
 }
 
 #[test]
-fn tab_cycles_the_views_and_scrolling_moves_the_list() {
-    let mut app = app_with(Some(Update::Snapshot(
-        Box::new(monitor()),
-        healthy(),
-        sessions(),
-    )));
+fn tab_cycles_the_views_and_only_the_sessions_view_asks_for_rows() {
+    let mut app = app_with(Some(Update::Snapshot(Box::new(monitor()), healthy())));
     let mut seen = vec![app.view];
     for _ in 0..5 {
+        assert_eq!(app.wanted().list.is_some(), app.view == View::Sessions);
         press(&mut app, KeyCode::Tab, KeyModifiers::NONE);
         seen.push(app.view);
     }
@@ -215,26 +300,186 @@ fn tab_cycles_the_views_and_scrolling_moves_the_list() {
             View::Dashboard
         ]
     );
-    press(&mut app, KeyCode::Char('2'), KeyModifiers::NONE);
-    assert_eq!(app.view, View::Sessions, "2 shows the sessions");
-    assert!(render(&app, 100, 26).contains("s-000"));
-    for _ in 0..3 {
-        press(&mut app, KeyCode::Down, KeyModifiers::NONE);
-    }
-    press(&mut app, KeyCode::Char('j'), KeyModifiers::NONE);
-    press(&mut app, KeyCode::Char('k'), KeyModifiers::NONE);
-    assert_eq!(app.scroll, 3);
-    let screen = render(&app, 100, 26);
+    press(&mut app, KeyCode::Char('3'), KeyModifiers::NONE);
+    press(&mut app, KeyCode::Down, KeyModifiers::NONE);
+    assert_eq!(app.scroll, 1, "the failures view scrolls");
+    press(&mut app, KeyCode::Char('1'), KeyModifiers::NONE);
+    assert_eq!(app.scroll, 0, "a new view starts at the top");
+}
+
+#[test]
+fn scrolling_tens_of_thousands_asks_for_windows_around_the_selection() {
+    let mut app = browsing();
+    answer(&mut app, 50_000);
+    assert_eq!(app.list.offset, 0, "near the top, the first window serves");
+    let screen = render(&app, 100, 30);
+    assert!(screen.contains("11 of 50000"), "{screen}");
+    press(&mut app, KeyCode::End, KeyModifiers::NONE);
+    assert_eq!(app.selected, 49_999);
+    assert_eq!(
+        app.list.offset,
+        49_999 - WINDOW / 2,
+        "a window around the end"
+    );
+    let screen = render(&app, 100, 30);
     assert!(
-        !screen.contains("s-002") && screen.contains("s-003"),
+        screen.contains("50000 of 50000") && screen.contains("…"),
+        "rows not yet fetched show as … : {screen}"
+    );
+    answer(&mut app, 50_000);
+    let screen = render(&app, 100, 30);
+    assert!(screen.contains("s-49999"), "{screen}");
+    // Moving within the window asks for nothing new; nearing its edge re-centres it.
+    let held = app.list.offset;
+    for _ in 0..10 {
+        press(&mut app, KeyCode::Up, KeyModifiers::NONE);
+    }
+    assert_eq!(app.list.offset, held);
+    for _ in 0..100 {
+        press(&mut app, KeyCode::Up, KeyModifiers::NONE);
+    }
+    assert_eq!(app.selected, 49_889);
+    assert_eq!(app.list.offset, 49_889 - WINDOW / 2);
+    // An answer to an older request arriving late is ignored.
+    let stale = SessionWindow {
+        request: ListRequest {
+            offset: 0,
+            ..app.list.clone()
+        },
+        total: 50_000,
+        rows: rows(0, 200),
+    };
+    let before = app.window.clone();
+    app.apply(Update::Sessions(stale));
+    assert_eq!(app.window, before);
+}
+
+#[test]
+fn typing_a_filter_narrows_the_list_and_esc_brings_the_old_one_back() {
+    let mut app = browsing();
+    press(&mut app, KeyCode::Char('/'), KeyModifiers::NONE);
+    for c in "flaky".chars() {
+        press(&mut app, KeyCode::Char(c), KeyModifiers::NONE);
+    }
+    assert_eq!((app.list.filter.as_str(), app.selected), ("flaky", 0));
+    assert_eq!(app.wanted().list.unwrap().filter, "flaky", "asked as typed");
+    assert!(render(&app, 100, 30).contains("/flaky"));
+    press(&mut app, KeyCode::Char('q'), KeyModifiers::NONE);
+    assert!(!app.quit, "q is typed into the filter, not a quit");
+    press(&mut app, KeyCode::Backspace, KeyModifiers::NONE);
+    press(&mut app, KeyCode::Enter, KeyModifiers::NONE);
+    assert_eq!((app.list.filter.as_str(), &app.prompt), ("flaky", &None));
+    answer(&mut app, 12);
+    let screen = render(&app, 100, 30);
+    assert!(
+        screen.contains("matching \"flaky\" by created ↓ · 1 of 12"),
         "{screen}"
     );
-    press(&mut app, KeyCode::Up, KeyModifiers::NONE);
-    assert_eq!(app.scroll, 2);
-    press(&mut app, KeyCode::Char('1'), KeyModifiers::NONE);
+    press(&mut app, KeyCode::Char('/'), KeyModifiers::NONE);
+    press(&mut app, KeyCode::Char('x'), KeyModifiers::NONE);
+    press(&mut app, KeyCode::Esc, KeyModifiers::NONE);
+    assert_eq!(app.list.filter, "flaky", "Esc drops what was typed");
+    press(&mut app, KeyCode::Esc, KeyModifiers::NONE);
+    assert_eq!(app.list.filter, "", "Esc again clears the filter");
+    press(&mut app, KeyCode::Char('/'), KeyModifiers::NONE);
+    press(&mut app, KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(app.quit, "Ctrl-C quits even while typing");
+}
+
+fn detail(lifecycle: &str) -> SessionDetail {
+    SessionDetail {
+        info: SessionInfo {
+            id: "s-007".into(),
+            workspace_id: "w1".into(),
+            lifecycle: lifecycle.into(),
+            parse_status: "failed".into(),
+            parse_error: Some("Persist failed: database unavailable: connection refused".into()),
+            started_at: Some("2026-11-23T09:00:00Z".into()),
+            ended_at: Some("2026-11-23T09:30:00Z".into()),
+            duration_ms: Some(1_800_000),
+            end_reason: Some("exit".into()),
+            cwd: Some("/home/dev/sessionflow".into()),
+            git_branch: Some("main".into()),
+            model: Some("claude-sonnet-4-5".into()),
+            transcript_size: Some(48_213),
+            total_messages: 17,
+            tokens_out: 7000,
+            cost_estimate_usd: 1.75,
+            initial_prompt: Some("fix the flaky test number 7".into()),
+            ..SessionInfo::default()
+        },
+        first_messages: vec![
+            MessagePreview {
+                ordinal: 0,
+                message_type: "user".into(),
+                role: Some("user".into()),
+                blocks: vec![BlockPreview {
+                    block_type: "text".into(),
+                    text: Some("fix the flaky test number 7".into()),
+                    ..BlockPreview::default()
+                }],
+                ..MessagePreview::default()
+            },
+            MessagePreview {
+                ordinal: 1,
+                message_type: "assistant".into(),
+                role: Some("assistant".into()),
+                blocks: vec![
+                    BlockPreview {
+                        block_type: "text".into(),
+                        text: Some("Let me look at the test.".into()),
+                        ..BlockPreview::default()
+                    },
+                    BlockPreview {
+                        block_type: "tool_use".into(),
+                        tool_name: Some("Read".into()),
+                        ..BlockPreview::default()
+                    },
+                ],
+                ..MessagePreview::default()
+            },
+        ],
+    }
+}
+
+#[test]
+fn enter_opens_a_session_and_r_reparses_it_after_a_yes() {
+    let mut app = browsing();
+    for _ in 0..3 {
+        press(&mut app, KeyCode::Up, KeyModifiers::NONE);
+    }
+    press(&mut app, KeyCode::Enter, KeyModifiers::NONE);
     assert_eq!(
-        (app.view, app.scroll),
-        (View::Dashboard, 0),
-        "a new view starts at the top"
+        app.outbox.drain(..).collect::<Vec<_>>(),
+        [Command::Detail("s-007".into())]
     );
+    assert!(render(&app, 100, 30).contains("loading…"));
+    press(&mut app, KeyCode::Char('r'), KeyModifiers::NONE);
+    assert!(
+        app.prompt.is_none(),
+        "nothing to confirm before the detail arrives"
+    );
+    app.apply(Update::Detail(Box::new(detail("failed"))));
+    insta::assert_snapshot!("session_detail", render(&app, 100, 30));
+    press(&mut app, KeyCode::Char('r'), KeyModifiers::NONE);
+    assert_eq!(app.prompt, Some(Prompt::ConfirmReparse("s-007".into())));
+    assert!(render(&app, 100, 30).contains("Reparse s-007? Its rows are replaced. y to confirm"));
+    press(&mut app, KeyCode::Char('n'), KeyModifiers::NONE);
+    assert!(
+        app.outbox.is_empty() && app.prompt.is_none(),
+        "anything but y cancels"
+    );
+    assert_eq!(app.notice.as_deref(), Some("reparse of s-007 cancelled"));
+    press(&mut app, KeyCode::Char('r'), KeyModifiers::NONE);
+    press(&mut app, KeyCode::Char('y'), KeyModifiers::NONE);
+    assert_eq!(app.outbox, [Command::Reparse("s-007".into())]);
+    app.apply(Update::Notice("s-007 is queued to be parsed again".into()));
+    assert!(render(&app, 100, 30).contains("s-007 is queued to be parsed again"));
+    press(&mut app, KeyCode::Esc, KeyModifiers::NONE);
+    assert!(app.open.is_none(), "Esc closes the session");
+    // A parsed row can be reparsed straight from the list too; a summarized one cannot.
+    let mut app = browsing();
+    app.window.as_mut().unwrap().rows[10].lifecycle = "parsed".into();
+    press(&mut app, KeyCode::Char('r'), KeyModifiers::NONE);
+    assert_eq!(app.prompt, Some(Prompt::ConfirmReparse("s-010".into())));
 }

@@ -1,4 +1,4 @@
-//! Browsing: `GET /api/sessions` (filters and keyset pagination, newest first) and
+//! Browsing: `GET /api/sessions` (filters, text search, sorting, keyset pagination and offsets) and
 //! `GET /api/sessions/{id}/messages` (messages with their blocks, in order, paginated).
 
 use axum::Json;
@@ -34,20 +34,90 @@ pub struct ListQuery {
     workspace: Option<String>,
     /// Sessions created at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
+    /// Text the id, lifecycle, parse status, initial prompt, cwd, branch or model contains
+    /// (case-insensitive).
+    q: Option<String>,
+    /// `created` (default), `cost`, `tokens` (output) or `messages`.
+    sort: Option<String>,
+    /// `desc` (default) or `asc`.
+    order: Option<String>,
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, for reading on in order.
     cursor: Option<String>,
+    /// Rows to skip, for jumping into the middle of a long list (not with `cursor`).
+    offset: Option<i64>,
 }
 
-/// A cursor is the last row's creation time in microseconds and its id: `{micros}:{id}`.
-fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, String), ApiError> {
+/// What a list can be ordered by: the column and its SQL type, or none for the creation time
+/// itself.
+fn sort_column(sort: Option<&str>) -> Result<Option<(&'static str, &'static str)>, ApiError> {
+    match sort.unwrap_or("created") {
+        "created" => Ok(None),
+        "cost" => Ok(Some(("cost_estimate_usd", "float8"))),
+        "tokens" => Ok(Some(("tokens_out", "bigint"))),
+        "messages" => Ok(Some(("total_messages", "integer"))),
+        other => Err(ApiError::BadRequest(format!(
+            "sort must be created, cost, tokens or messages, not {other:?}"
+        ))),
+    }
+}
+
+/// Where a page starts: after the row with this sort value (none when sorted by creation),
+/// creation time and id.
+struct Cursor {
+    value: Option<f64>,
+    at: DateTime<Utc>,
+    id: String,
+}
+
+/// A cursor is `{micros}:{id}` (creation time in microseconds and id of the last row), prefixed
+/// with `{value}@` when the list is sorted by something else.
+fn decode_cursor(cursor: &str, sorted_by_value: bool) -> Result<Cursor, ApiError> {
     let bad = || ApiError::BadRequest(format!("cursor {cursor:?} is not one this API gave out"));
-    let (micros, id) = cursor.split_once(':').ok_or_else(bad)?;
+    let (value, rest) = match cursor.split_once('@') {
+        Some((value, rest)) if sorted_by_value => {
+            (Some(value.parse::<f64>().map_err(|_| bad())?), rest)
+        }
+        None if !sorted_by_value => (None, cursor),
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "cursor {cursor:?} belongs to a list in another order"
+            )));
+        }
+    };
+    let (micros, id) = rest.split_once(':').ok_or_else(bad)?;
     let micros: i64 = micros.parse().map_err(|_| bad())?;
     let at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
-    Ok((at, id.to_owned()))
+    Ok(Cursor {
+        value,
+        at,
+        id: id.to_owned(),
+    })
 }
 
+/// `%text%` for ILIKE, with the pattern characters in `text` taken literally.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The filters every list query shares; `$1`–`$4`.
+const LIST_FILTERS: &str = "($1::text IS NULL OR lifecycle = $1) \
+     AND ($2::text IS NULL OR workspace_id = $2) \
+     AND ($3::timestamptz IS NULL OR created_at >= $3) \
+     AND ($4::text IS NULL OR id ILIKE $4 OR lifecycle ILIKE $4 OR parse_status ILIKE $4 \
+          OR initial_prompt ILIKE $4 OR cwd ILIKE $4 OR git_branch ILIKE $4 OR model ILIKE $4)";
+
+/// `GET /api/sessions`: a page of sessions, newest first unless sorted otherwise, with
+/// `next_cursor` to read on and, on a first or offset page, `total` (how many match).
 pub async fn list(
     State(state): State<ApiState>,
     Query(query): Query<ListQuery>,
@@ -58,46 +128,118 @@ pub async fn list(
             .parse::<Lifecycle>()
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
-    let (after_at, after_id) = match &query.cursor {
-        Some(cursor) => {
-            let (at, id) = decode_cursor(cursor)?;
-            (Some(at), Some(id))
+    let column = sort_column(query.sort.as_deref())?;
+    let descending = match query.order.as_deref().unwrap_or("desc") {
+        "desc" => true,
+        "asc" => false,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "order must be asc or desc, not {other:?}"
+            )));
         }
-        None => (None, None),
     };
-    let rows: Vec<(Value, DateTime<Utc>, String)> = sqlx::query_as(
-        "SELECT jsonb_build_object('id', id, 'workspace_id', workspace_id, 'lifecycle', lifecycle, \
-                 'parse_status', parse_status, 'started_at', started_at, 'ended_at', ended_at, \
-                 'cwd', cwd, 'git_branch', git_branch, 'model', model, \
-                 'total_messages', total_messages, 'tokens_in', tokens_in, 'tokens_out', tokens_out, \
-                 'cache_read_tokens', cache_read_tokens, 'cache_write_tokens', cache_write_tokens, \
-                 'cost_estimate_usd', cost_estimate_usd, 'initial_prompt', initial_prompt, \
-                 'summary', summary, 'created_at', created_at), created_at, id \
-         FROM sessions \
-         WHERE ($1::text IS NULL OR lifecycle = $1) AND ($2::text IS NULL OR workspace_id = $2) \
-           AND ($3::timestamptz IS NULL OR created_at >= $3) \
-           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5)) \
-         ORDER BY created_at DESC, id DESC LIMIT $6",
-    )
-    .bind(query.lifecycle.as_deref())
-    .bind(query.workspace.as_deref())
-    .bind(query.since)
-    .bind(after_at)
-    .bind(after_id.as_deref())
-    .bind(limit)
-    .fetch_all(state.store.pool())
-    .await
-    .map_err(unavailable)?;
+    let offset = match (query.offset, &query.cursor) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give a cursor or an offset, not both".into(),
+            ));
+        }
+        (Some(n), None) if n < 0 => {
+            return Err(ApiError::BadRequest(format!(
+                "offset must not be negative, not {n}"
+            )));
+        }
+        (offset, _) => offset.unwrap_or(0),
+    };
+    let cursor = query
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(c, column.is_some()))
+        .transpose()?;
+    let pattern = query
+        .q
+        .as_deref()
+        .filter(|q| !q.is_empty())
+        .map(contains_pattern);
+    // The page's keys are found first, narrow rows only; the JSON is built for those 200 alone,
+    // not for every row an offset skips.
+    let (direction, past) = if descending {
+        ("DESC", "<")
+    } else {
+        ("ASC", ">")
+    };
+    let (key, order, after) = match column {
+        None => (
+            "0::float8",
+            format!("created_at {direction}, id {direction}"),
+            format!("(created_at, id) {past} ($5, $7)"),
+        ),
+        Some((column, kind)) => (
+            column,
+            format!("{column} {direction}, created_at {direction}, id {direction}"),
+            format!("({column}, created_at, id) {past} ($6::float8::{kind}, $5, $7)"),
+        ),
+    };
+    let sql = format!(
+        "WITH page AS ( \
+             SELECT id, {key}::float8 AS key, created_at FROM sessions \
+             WHERE {LIST_FILTERS} AND ($5::timestamptz IS NULL OR {after}) \
+             ORDER BY {order} LIMIT $8 OFFSET $9) \
+         SELECT jsonb_build_object('id', s.id, 'workspace_id', s.workspace_id, \
+                 'lifecycle', s.lifecycle, 'parse_status', s.parse_status, \
+                 'started_at', s.started_at, 'ended_at', s.ended_at, 'cwd', s.cwd, \
+                 'git_branch', s.git_branch, 'model', s.model, \
+                 'total_messages', s.total_messages, 'tokens_in', s.tokens_in, \
+                 'tokens_out', s.tokens_out, 'cache_read_tokens', s.cache_read_tokens, \
+                 'cache_write_tokens', s.cache_write_tokens, \
+                 'cost_estimate_usd', s.cost_estimate_usd, 'initial_prompt', s.initial_prompt, \
+                 'summary', s.summary, 'created_at', s.created_at), \
+                page.key, page.created_at, page.id \
+         FROM page JOIN sessions s ON s.id = page.id \
+         ORDER BY page.key {direction}, page.created_at {direction}, page.id {direction}"
+    );
+    let rows: Vec<(Value, f64, DateTime<Utc>, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(query.lifecycle.as_deref())
+        .bind(query.workspace.as_deref())
+        .bind(query.since)
+        .bind(pattern.as_deref())
+        .bind(cursor.as_ref().map(|c| c.at))
+        .bind(cursor.as_ref().map_or(0.0, |c| c.value.unwrap_or(0.0)))
+        .bind(cursor.as_ref().map(|c| c.id.as_str()))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(state.store.pool())
+        .await
+        .map_err(unavailable)?;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| {
-            rows.last()
-                .map(|(_, at, id)| format!("{}:{id}", at.timestamp_micros()))
+            rows.last().map(|(_, value, at, id)| match column {
+                None => format!("{}:{id}", at.timestamp_micros()),
+                Some(_) => format!("{value}@{}:{id}", at.timestamp_micros()),
+            })
         })
         .flatten();
-    let sessions: Vec<Value> = rows.into_iter().map(|(row, _, _)| row).collect();
-    Ok(Json(
-        json!({"sessions": sessions, "next_cursor": next_cursor}),
-    ))
+    let total: Option<i64> = match cursor {
+        Some(_) => None,
+        None => Some(
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM sessions WHERE {LIST_FILTERS}"
+            )))
+            .bind(query.lifecycle.as_deref())
+            .bind(query.workspace.as_deref())
+            .bind(query.since)
+            .bind(pattern.as_deref())
+            .fetch_one(state.store.pool())
+            .await
+            .map_err(unavailable)?,
+        ),
+    };
+    let sessions: Vec<Value> = rows.into_iter().map(|(row, ..)| row).collect();
+    let mut page = json!({"sessions": sessions, "next_cursor": next_cursor});
+    if let Some(total) = total {
+        page["total"] = json!(total);
+    }
+    Ok(Json(page))
 }
 
 #[derive(Deserialize)]
