@@ -26,13 +26,24 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let (files, bytes) = generate(&args.out, args.sessions, args.seed)?;
+    println!(
+        "wrote {} sessions ({files} files, {:.1} MB) to {}",
+        args.sessions,
+        bytes as f64 / 1e6,
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `sessions` generated sessions under `out`; returns the files and bytes written.
+pub fn generate(out: &Path, sessions: u64, seed: u64) -> anyhow::Result<(u64, u64)> {
+    fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let files = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
-    (0..args.sessions).into_par_iter().try_for_each(|index| {
-        let session = corpus::session(args.seed, index);
-        let project = args.out.join(&session.project);
+    (0..sessions).into_par_iter().try_for_each(|index| {
+        let session = corpus::session(seed, index);
+        let project = out.join(&session.project);
         write(
             &project.join(format!("{}.jsonl", session.session_id)),
             &session.transcript,
@@ -47,14 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bytes.fetch_add(written, Ordering::Relaxed);
         anyhow::Ok(())
     })?;
-    println!(
-        "wrote {} sessions ({} files, {:.1} MB) to {}",
-        args.sessions,
-        files.into_inner(),
-        bytes.into_inner() as f64 / 1e6,
-        args.out.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok((files.into_inner(), bytes.into_inner()))
 }
 
 fn write(path: &Path, body: &[u8]) -> anyhow::Result<()> {

@@ -1,7 +1,10 @@
 //! The `sessionflow` command line: parses arguments and hands each command to its module.
 //! No domain logic lives here; it is in the library crates.
 
+mod backfill;
+mod demo;
 mod gen_corpus;
+mod hook;
 mod inspect;
 mod migrate;
 mod service;
@@ -43,6 +46,10 @@ enum Command {
     /// The API and a worker in one process; without REDIS_URL, fully embedded.
     Daemon(service::Args),
     Tui(tui::Args),
+    Backfill(backfill::Args),
+    Hook(hook::HookArgs),
+    Hooks(hook::HooksArgs),
+    Demo(demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +58,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let log_file = match &cli.command {
         Command::Daemon(args) => args.log_file(),
+        Command::Demo(args) => Some(args.log_file.clone()),
         _ => None,
     };
     let writer = match log_file.as_deref().map(open_log) {
@@ -77,6 +85,10 @@ fn main() -> ExitCode {
         Command::Worker(args) => service::run(Mode::Worker, args),
         Command::Daemon(args) => service::run(Mode::Daemon, args),
         Command::Tui(args) => tui::run(args),
+        Command::Backfill(args) => backfill::run(args),
+        Command::Hook(args) => hook::run_hook(args),
+        Command::Hooks(args) => hook::run_hooks(args),
+        Command::Demo(args) => demo::run(args),
     };
     match outcome {
         Ok(code) => code,

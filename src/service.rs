@@ -68,20 +68,23 @@ impl Args {
     /// The file logs must go to instead of the terminal: with `--tui` only.
     pub fn log_file(&self) -> Option<PathBuf> {
         self.tui.then(|| {
-            self.log_file.clone().unwrap_or_else(|| {
-                std::env::var_os("XDG_STATE_HOME")
-                    .map(PathBuf::from)
-                    .or_else(|| {
-                        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state"))
-                    })
-                    .unwrap_or_else(std::env::temp_dir)
-                    .join("sessionflow/daemon.log")
-            })
+            self.log_file
+                .clone()
+                .unwrap_or_else(|| state_dir().join("daemon.log"))
         })
     }
 }
 
-fn default_blob_dir() -> String {
+/// `$XDG_STATE_HOME/sessionflow`, else `~/.local/state/sessionflow`.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("sessionflow")
+}
+
+pub fn default_blob_dir() -> String {
     let base = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
@@ -124,7 +127,7 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
             },
             Some((router, api_key)) => {
                 let config = sessionflow_tui::Config {
-                    transport: Arc::new(InProcess { router, api_key }),
+                    transport: Arc::new(InProcess::new(router, api_key)),
                     interval: Duration::from_secs(1),
                 };
                 let until = async {
@@ -160,9 +163,15 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
 
 /// The daemon's own API, called in-process by its monitor: the same routes and snapshot a
 /// remote `sessionflow tui` reads, without a socket.
-struct InProcess {
+pub struct InProcess {
     router: axum::Router,
     api_key: Arc<str>,
+}
+
+impl InProcess {
+    pub fn new(router: axum::Router, api_key: Arc<str>) -> Self {
+        InProcess { router, api_key }
+    }
 }
 
 impl Transport for InProcess {

@@ -27,7 +27,7 @@ pub struct Args {
     interval: Duration,
 }
 
-fn parse_interval(text: &str) -> Result<Duration, String> {
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
     let (number, unit) = text
         .find(|c: char| !c.is_ascii_digit())
         .map_or((text, "s"), |at| text.split_at(at));

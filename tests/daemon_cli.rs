@@ -2,24 +2,17 @@
 //! directory, signals — and the monitor in a real terminal (tmux), over HTTP and in-process.
 
 mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
 
-use common::{admin_url, url_for};
+use common::url_for;
+use daemon::{Daemon, KEY, drop_database, free_port, wait_healthy};
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-const KEY: &str = "daemon-test-key";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn serve_without_redis_refuses_and_says_why() {
@@ -37,31 +30,7 @@ fn serve_without_redis_refuses_and_says_why() {
     );
 }
 
-struct Daemon {
-    child: Child,
-    url: String,
-}
-
 impl Daemon {
-    fn start(database: &str, blobs: &std::path::Path) -> Self {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_sessionflow"))
-            .args(["daemon", "--log-format", "json"])
-            .env("DATABASE_URL", url_for(database))
-            .env_remove("REDIS_URL")
-            .env_remove("ANTHROPIC_API_KEY")
-            .env("SESSIONFLOW_BLOB", blobs)
-            .env("SESSIONFLOW_API_KEY", KEY)
-            .env("SESSIONFLOW_LISTEN", format!("127.0.0.1:{port}"))
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Daemon {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
     fn terminate(&mut self) -> (std::process::ExitStatus, Duration, String) {
         let started = Instant::now();
         Command::new("kill")
@@ -74,12 +43,6 @@ impl Daemon {
             stderr.read_to_string(&mut logs).unwrap();
         }
         (status, started.elapsed(), logs)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
     }
 }
 
@@ -165,13 +128,7 @@ async fn the_embedded_daemon_takes_a_session_from_events_to_summarized_and_stops
         "--log-format json writes JSON lines:\n{logs}"
     );
 
-    let admin = sqlx::PgPool::connect(&admin_url()).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE {database} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
+    drop_database(&database).await;
 }
 
 /// A tmux server of the test's own (its own socket), one 120x40 window running a plain shell.
@@ -305,28 +262,6 @@ const FIXTURES: [&str; 4] = [
     "cc2.1.14-headless-coverage-test-fix.jsonl",
     "cc2.1.78-interactive-186a0ba09c.jsonl",
 ];
-
-async fn wait_healthy(url: &str) {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match http.get(format!("{url}/healthz")).send().await {
-            Ok(r) if r.status() == 200 => return,
-            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            other => panic!("the daemon never became healthy: {other:?}"),
-        }
-    }
-}
-
-async fn drop_database(database: &str) {
-    let admin = sqlx::PgPool::connect(&admin_url()).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-}
 
 /// After `q` the monitor's command has returned 0 and the shell's screen is back: no
 /// alternate screen, the cursor shown, what was typed before still there.

@@ -8,6 +8,7 @@
 //! Still to come here: processors and their scheduler, and the monitor snapshot.
 
 pub mod api;
+pub mod capture;
 pub mod consumer;
 pub mod events;
 pub mod heartbeat;

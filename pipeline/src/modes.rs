@@ -163,6 +163,13 @@ impl Service {
         Ok(Service { worker, api, stop })
     }
 
+    /// Where the API listens (the port the system chose, when asked for port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.api
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
     /// The API's routes and key, to call in-process (the daemon's own monitor).
     pub fn api(&self) -> Option<(axum::Router, Arc<str>)> {
         self.api

@@ -217,7 +217,10 @@ async fn batch_status_answers_within_its_bounds(pool: PgPool) {
     assert_eq!(status, 200);
     assert_eq!(
         body,
-        json!({"statuses": {"s1": {"lifecycle": "detected", "parse_status": "pending"}}, "not_found": ["nope"]})
+        json!({"statuses": {"s1": {"lifecycle": "detected", "parse_status": "pending",
+                                   "transcript_size": null, "transcript_sha256": null,
+                                   "parse_error": null}},
+               "not_found": ["nope"]})
     );
     for n in [0, 501] {
         let ids: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();

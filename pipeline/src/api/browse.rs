@@ -113,8 +113,8 @@ fn contains_pattern(text: &str) -> String {
 const LIST_FILTERS: &str = "($1::text IS NULL OR lifecycle = $1) \
      AND ($2::text IS NULL OR workspace_id = $2) \
      AND ($3::timestamptz IS NULL OR created_at >= $3) \
-     AND ($4::text IS NULL OR id ILIKE $4 OR lifecycle ILIKE $4 OR parse_status ILIKE $4 \
-          OR initial_prompt ILIKE $4 OR cwd ILIKE $4 OR git_branch ILIKE $4 OR model ILIKE $4)";
+     AND ($4::text IS NULL OR concat_ws(' ', id, lifecycle, parse_status, initial_prompt, cwd, \
+          git_branch, model) ILIKE $4)";
 
 /// `GET /api/sessions`: a page of sessions, newest first unless sorted otherwise, with
 /// `next_cursor` to read on and, on a first or offset page, `total` (how many match).

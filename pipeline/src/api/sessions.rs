@@ -24,10 +24,17 @@ pub struct BatchStatusRequest {
     session_ids: Vec<String>,
 }
 
-#[derive(Serialize, PartialEq, Debug)]
+/// Where one session stands: enough for a client to tell whether the server holds its current
+/// transcript (size and SHA-256) and, for a failed session, why.
+#[derive(Serialize, PartialEq, Debug, sqlx::FromRow)]
 pub struct Status {
+    #[serde(skip)]
+    id: String,
     lifecycle: String,
     parse_status: String,
+    transcript_size: Option<i64>,
+    transcript_sha256: Option<String>,
+    parse_error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -47,22 +54,16 @@ pub async fn batch_status(
             "send 1 to {MAX_BATCH} session_ids, not {n}"
         )));
     }
-    let rows: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT id, lifecycle, parse_status FROM sessions WHERE id = ANY($1)")
-            .bind(&request.session_ids)
-            .fetch_all(state.store.pool())
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;
-    let mut statuses = BTreeMap::new();
-    for (id, lifecycle, parse_status) in rows {
-        statuses.insert(
-            id,
-            Status {
-                lifecycle,
-                parse_status,
-            },
-        );
-    }
+    let rows: Vec<Status> = sqlx::query_as(
+        "SELECT id, lifecycle, parse_status, transcript_size, transcript_sha256, parse_error \
+         FROM sessions WHERE id = ANY($1)",
+    )
+    .bind(&request.session_ids)
+    .fetch_all(state.store.pool())
+    .await
+    .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;
+    let statuses: BTreeMap<String, Status> =
+        rows.into_iter().map(|row| (row.id.clone(), row)).collect();
     let mut not_found: Vec<String> = Vec::new();
     for id in request.session_ids {
         if !statuses.contains_key(&id) && !not_found.contains(&id) {

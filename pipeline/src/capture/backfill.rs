@@ -1,0 +1,325 @@
+//! Backfill: sends every session found on disk that the server does not hold as it is — a
+//! synthetic `session.start`, the transcript, and `session.end` unless the session is live —
+//! ten at a time; then follows the server-side pipeline with batch-status until every session
+//! is done, the wait times out, or the operator stops it.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use serde_json::json;
+
+use super::client::{Client, ClientError, RemoteStatus};
+use super::discover::{LocalSession, Transcript};
+use crate::events::Event;
+
+/// How a backfill runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Send `session.end` for live sessions too.
+    pub include_live: bool,
+    /// A session whose files changed more recently than this is live.
+    pub live_within: Duration,
+    /// Sessions sent at once.
+    pub concurrency: usize,
+    /// The device the events come from.
+    pub device_id: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            include_live: false,
+            live_within: Duration::from_secs(5 * 60),
+            concurrency: 10,
+            device_id: device_id(),
+        }
+    }
+}
+
+/// This machine's name, for the events' `device_id`.
+pub fn device_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}
+
+/// What happened to one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// Sent and ended: the server will process it.
+    Uploaded,
+    /// Sent without an end: it is still being written.
+    Live,
+    /// The server already holds it as it is (and has ended it, or not: still live).
+    Skipped { ended: bool },
+    /// Not sent; the reason.
+    Failed(String),
+}
+
+/// Told as the backfill goes.
+pub trait Progress: Send + Sync {
+    fn sending(&self, total: usize);
+    fn sent(&self, session_id: &str, outcome: &Sent);
+    fn processing(&self, counts: &Processing);
+}
+
+/// The result of the sending phase, session by session.
+#[derive(Debug, Default, Clone)]
+pub struct SendReport {
+    pub outcomes: BTreeMap<String, Sent>,
+}
+
+impl SendReport {
+    pub fn count(&self, wanted: impl Fn(&Sent) -> bool) -> usize {
+        self.outcomes.values().filter(|o| wanted(o)).count()
+    }
+
+    /// The sessions the server has ended and will process (or has): those to wait for.
+    pub fn to_follow(&self) -> Vec<String> {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Sent::Uploaded | Sent::Skipped { ended: true }))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+/// Sends every session in `sessions`; one that fails is reported and the others go on.
+pub async fn send_all(
+    client: &Client,
+    sessions: Vec<LocalSession>,
+    options: &Options,
+    progress: &dyn Progress,
+) -> Result<SendReport, ClientError> {
+    progress.sending(sessions.len());
+    let ids: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
+    let remote = Arc::new(client.statuses(&ids).await?);
+    let mut report = SendReport::default();
+    let mut sends = futures::stream::iter(sessions)
+        .map(|session| {
+            let remote = Arc::clone(&remote);
+            async move {
+                let outcome = send_one(client, &session, remote.get(&session.id), options)
+                    .await
+                    .unwrap_or_else(Sent::Failed);
+                (session.id, outcome)
+            }
+        })
+        .buffer_unordered(options.concurrency.max(1));
+    while let Some((id, outcome)) = sends.next().await {
+        progress.sent(&id, &outcome);
+        report.outcomes.insert(id, outcome);
+    }
+    Ok(report)
+}
+
+async fn send_one(
+    client: &Client,
+    session: &LocalSession,
+    remote: Option<&RemoteStatus>,
+    options: &Options,
+) -> Result<Sent, String> {
+    let reading = session.clone();
+    let transcript = tokio::task::spawn_blocking(move || reading.read())
+        .await
+        .map_err(|e| format!("reading {} failed: {e}", session.main.display()))?
+        .map_err(|e| format!("cannot read {}: {e}", session.main.display()))?;
+    let live = !options.include_live
+        && SystemTime::now()
+            .duration_since(transcript.modified)
+            .is_ok_and(|age| age < options.live_within);
+    let same_content =
+        remote.and_then(|r| r.transcript_sha256.as_deref()) == Some(transcript.sha256.as_str());
+    let needs_end = !live && !remote.is_some_and(RemoteStatus::has_ended);
+    if same_content && !needs_end {
+        return Ok(Sent::Skipped {
+            ended: remote.is_some_and(RemoteStatus::has_ended),
+        });
+    }
+    let refused = |e: ClientError| e.to_string();
+    if remote.is_none() {
+        let start = start_event(session, &transcript, &options.device_id);
+        client.send_events(&[start]).await.map_err(refused)?;
+    }
+    if !same_content {
+        client
+            .upload(
+                &session.id,
+                &session.workspace_id,
+                transcript.body.clone().into(),
+            )
+            .await
+            .map_err(refused)?;
+    }
+    if needs_end {
+        let end = end_event(session, &transcript, &options.device_id);
+        client.send_events(&[end]).await.map_err(refused)?;
+        Ok(Sent::Uploaded)
+    } else if live {
+        Ok(Sent::Live)
+    } else {
+        Ok(Sent::Uploaded)
+    }
+}
+
+fn envelope(
+    kind: &str,
+    session: &LocalSession,
+    at: chrono::DateTime<chrono::Utc>,
+    device_id: &str,
+    data: serde_json::Value,
+) -> Event {
+    Event {
+        id: ulid::Ulid::generate().to_string(),
+        kind: kind.to_owned(),
+        timestamp: at,
+        device_id: device_id.to_owned(),
+        workspace_id: session.workspace_id.clone(),
+        session_id: Some(session.id.clone()),
+        data,
+        blob_refs: Vec::new(),
+    }
+}
+
+/// `session.start` as the file tells it: source backfill, cwd, branch, version, model and the
+/// first timestamp.
+pub fn start_event(session: &LocalSession, transcript: &Transcript, device_id: &str) -> Event {
+    let at = transcript
+        .first_timestamp
+        .unwrap_or_else(|| transcript.modified.into());
+    envelope(
+        "session.start",
+        session,
+        at,
+        device_id,
+        json!({
+            "cc_session_id": session.id,
+            "source": "backfill",
+            "cwd": transcript.cwd,
+            "git_branch": transcript.git_branch,
+            "cc_version": transcript.cc_version,
+            "model": transcript.model,
+            "transcript_path": session.main.display().to_string(),
+        }),
+    )
+}
+
+/// `session.end` at the last timestamp, with the duration from first to last.
+pub fn end_event(session: &LocalSession, transcript: &Transcript, device_id: &str) -> Event {
+    let last = transcript
+        .last_timestamp
+        .unwrap_or_else(|| transcript.modified.into());
+    let duration_ms = transcript
+        .first_timestamp
+        .map(|first| (last - first).num_milliseconds().max(0));
+    envelope(
+        "session.end",
+        session,
+        last,
+        device_id,
+        json!({
+            "cc_session_id": session.id,
+            "end_reason": "other",
+            "duration_ms": duration_ms,
+            "transcript_path": session.main.display().to_string(),
+        }),
+    )
+}
+
+/// Where the followed sessions stand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Processing {
+    pub total: usize,
+    /// Summarized or archived.
+    pub summarized: usize,
+    pub parsed: usize,
+    pub failed: usize,
+    /// Being parsed right now.
+    pub parsing: usize,
+    /// Ended, waiting for a worker.
+    pub queued: usize,
+    /// Not done yet (parsing, queued, or not yet seen by the server).
+    pub pending: usize,
+}
+
+impl Processing {
+    pub fn of(total: usize, statuses: &BTreeMap<String, RemoteStatus>) -> Self {
+        let mut counts = Processing {
+            total,
+            ..Processing::default()
+        };
+        for status in statuses.values() {
+            match status.lifecycle.as_str() {
+                "summarized" | "archived" => counts.summarized += 1,
+                "parsed" => counts.parsed += 1,
+                "failed" => counts.failed += 1,
+                _ if status.parse_status == "parsing" => counts.parsing += 1,
+                _ => counts.queued += 1,
+            }
+        }
+        counts.pending = total - counts.summarized - counts.parsed - counts.failed;
+        counts
+    }
+
+    pub fn done(&self) -> usize {
+        self.total - self.pending
+    }
+}
+
+/// How the wait ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitEnd {
+    Finished,
+    TimedOut,
+    Interrupted,
+}
+
+/// What the wait saw last.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    pub end: WaitEnd,
+    pub counts: Processing,
+    pub statuses: BTreeMap<String, RemoteStatus>,
+}
+
+/// Polls batch-status for `ids` every `every` until each is parsed, summarized, archived or
+/// failed, `timeout` passes, or `stop` completes. A poll that fails is retried at the next tick.
+pub async fn follow(
+    client: &Client,
+    ids: &[String],
+    every: Duration,
+    timeout: Duration,
+    stop: impl Future<Output = ()>,
+    progress: &dyn Progress,
+) -> Followed {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut statuses = BTreeMap::new();
+    let mut tick = tokio::time::interval(every);
+    tokio::pin!(stop);
+    let end = loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = tokio::time::sleep_until(deadline) => break WaitEnd::TimedOut,
+            () = &mut stop => break WaitEnd::Interrupted,
+        }
+        match client.statuses(ids).await {
+            Ok(now) => statuses = now,
+            Err(e) => tracing::warn!("checking on the sessions failed (retrying): {e}"),
+        }
+        let counts = Processing::of(ids.len(), &statuses);
+        progress.processing(&counts);
+        if counts.pending == 0 {
+            break WaitEnd::Finished;
+        }
+    };
+    Followed {
+        end,
+        counts: Processing::of(ids.len(), &statuses),
+        statuses,
+    }
+}
