@@ -1,12 +1,15 @@
 //! `PipelineQueue`: where sessions wait for the runner. `enqueue` never blocks its caller (the
 //! event consumer, the API): above the capacity (50) a session is dropped, counted and logged,
 //! and left for the recovery sweep, which finds every `ended` session whose run never happened.
+//! After a drop the queue says when it has room again (half empty), so that the sweep drains a
+//! backlog — a backfill of thousands — at the pipeline's pace instead of once a minute.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use sessionflow_stages::stage::{RunEnd, RunReport};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -36,9 +39,18 @@ impl Default for QueueConfig {
 
 type EndHook = Box<dyn FnMut(&str, &Result<RunReport, RunEnd>) + Send>;
 
+/// Sessions dropped and not yet swept up: set on a drop, cleared when a sweep finds no more;
+/// `room` is signalled when a run ends with the queue half empty while it is set.
+#[derive(Default)]
+struct Backlog {
+    pending: AtomicBool,
+    room: Notify,
+}
+
 pub struct PipelineQueue {
     sender: mpsc::Sender<String>,
     capacity: usize,
+    backlog: Arc<Backlog>,
     metrics: Arc<PipelineMetrics>,
     stop: CancellationToken,
     runner: Mutex<Option<JoinHandle<()>>>,
@@ -57,16 +69,26 @@ impl PipelineQueue {
         let stop = CancellationToken::new();
         let ids = ReceiverStream::new(receiver).take_until(stop.clone().cancelled_owned());
         let mut on_end = on_end;
+        let backlog = Arc::new(Backlog::default());
+        let capacity = config.capacity.max(1);
+        let watch = (sender.clone(), Arc::clone(&backlog));
         let runner = tokio::spawn(runner::run(
             ids,
             stages,
             config.max_runs,
             Arc::clone(&metrics),
-            move |id, outcome| on_end(id, outcome),
+            move |id, outcome| {
+                on_end(id, outcome);
+                let (sender, backlog) = &watch;
+                if backlog.pending.load(Ordering::Relaxed) && sender.capacity() * 2 >= capacity {
+                    backlog.room.notify_one();
+                }
+            },
         ));
         PipelineQueue {
             sender,
-            capacity: config.capacity.max(1),
+            capacity,
+            backlog,
             metrics,
             stop,
             runner: Mutex::new(Some(runner)),
@@ -84,6 +106,7 @@ impl PipelineQueue {
             }
             Err(mpsc::error::TrySendError::Full(id)) => {
                 self.metrics.dropped();
+                self.backlog.pending.store(true, Ordering::Relaxed);
                 tracing::warn!(
                     session = %id,
                     pending = self.capacity,
@@ -107,6 +130,17 @@ impl PipelineQueue {
     /// Sessions waiting to run.
     pub fn depth(&self) -> usize {
         self.capacity - self.sender.capacity()
+    }
+
+    /// Completes when sessions were dropped and the queue is half empty again: time for the
+    /// recovery sweep to take the next part of the backlog.
+    pub async fn backlog_room(&self) {
+        self.backlog.room.notified().await;
+    }
+
+    /// What a recovery sweep learnt: whether sessions may still be waiting outside the queue.
+    pub fn note_backlog(&self, more: bool) {
+        self.backlog.pending.store(more, Ordering::Relaxed);
     }
 
     pub fn metrics(&self) -> &Arc<PipelineMetrics> {

@@ -30,11 +30,14 @@ pub async fn recover(
 ) -> Result<usize, StoreError> {
     let room = queue.capacity().saturating_sub(queue.depth());
     if room == 0 {
+        queue.note_backlog(true);
         return Ok(0);
     }
     let ids = store
         .recovery_candidates(requeue_after, stuck, room as i64)
         .await?;
+    // As many as there was room for: more may be waiting.
+    queue.note_backlog(ids.len() >= room);
     let mut enqueued = 0;
     for id in ids {
         if queue.enqueue(id) {
@@ -88,7 +91,8 @@ pub async fn retry_summaries(
     Ok(summarized)
 }
 
-/// Runs both sweeps: recovery at once and every `every`, summaries every `every`, until `stop`.
+/// Runs both sweeps: recovery at once, every `every` and whenever the queue has room for a
+/// backlog of dropped sessions; summaries every `every`; until `stop`.
 pub fn spawn(
     store: Store,
     queue: Arc<PipelineQueue>,
@@ -100,12 +104,16 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
-            tokio::select! {
+            let backlog_only = tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
+                _ = tick.tick() => false,
+                () = queue.backlog_room() => true,
+            };
             if let Err(e) = recover(&store, &queue, REQUEUE_AFTER, STUCK_PARSING).await {
                 tracing::warn!("recovery sweep failed, will retry: {e}");
+            }
+            if backlog_only {
+                continue;
             }
             if let Err(e) = retry_summaries(
                 &store,

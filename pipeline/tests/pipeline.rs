@@ -668,3 +668,52 @@ async fn the_sweep_loop_recovers_at_start_and_stops_when_told(pool: PgPool) {
         .unwrap()
         .unwrap();
 }
+
+/// A backlog far larger than the queue (a backfill) drains at the pipeline's pace: each time
+/// the queue is half empty after a drop, the sweep takes the next part, without waiting for its
+/// hourly tick here.
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn a_backlog_larger_than_the_queue_drains_without_waiting_for_the_clock(pool: PgPool) {
+    let config = QueueConfig {
+        capacity: 5,
+        max_runs: 2,
+    };
+    let h = harness_with(pool, None, Arc::new(ExtractiveSummarizer), config);
+    for i in 0..40 {
+        h.session(&format!("s{i:02}"), Some(fixture(HELLO))).await;
+    }
+    let queue = Arc::new(h.queue);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sweeping = sweeps::spawn(
+        h.store.clone(),
+        Arc::clone(&queue),
+        Arc::clone(&h.blobs),
+        Arc::new(ExtractiveSummarizer),
+        Duration::from_secs(3600),
+        stop.clone(),
+    );
+    // What a burst of session.end events does: most are dropped.
+    let accepted = (0..40)
+        .filter(|i| queue.enqueue(format!("s{i:02}")))
+        .count();
+    assert!(accepted <= 5 + 2, "{accepted}");
+    let mut outcomes = h.outcomes;
+    let mut summarized = std::collections::BTreeSet::new();
+    while summarized.len() < 40 {
+        let (id, outcome) = tokio::time::timeout(Duration::from_secs(30), outcomes.recv())
+            .await
+            .expect("the backlog keeps moving without the hourly sweep")
+            .unwrap();
+        if outcome.is_ok() {
+            summarized.insert(id);
+        }
+    }
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sessions WHERE lifecycle <> 'summarized'")
+            .fetch_one(h.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(left, 0);
+    stop.cancel();
+    sweeping.await.unwrap();
+}

@@ -69,7 +69,10 @@ impl HandlerRegistry {
                 "session.end",
                 SessionEndHandler::new(pool.clone(), Arc::clone(&queue)),
             )
-            .register("session.reparse", ReparseHandler::new(Arc::clone(&queue)))
+            .register(
+                "session.reparse",
+                ReparseHandler::new(pool.clone(), Arc::clone(&queue)),
+            )
             .register(
                 "transcript.uploaded",
                 TranscriptUploadedHandler::new(pool, queue),
@@ -195,7 +198,7 @@ impl Handler for SessionEndHandler {
             let ended_now = matches!(before.as_deref(), None | Some("detected" | "capturing"))
                 && lifecycle == "ended";
             if ended_now && key.is_some() {
-                self.queue.enqueue(session);
+                enqueue_marked(&self.pool, &self.queue, session).await?;
             }
             Ok(())
         }
@@ -205,12 +208,13 @@ impl Handler for SessionEndHandler {
 
 /// Runs the pipeline again for a session the API has reset (`session.reparse`).
 pub struct ReparseHandler {
+    pool: PgPool,
     queue: Arc<PipelineQueue>,
 }
 
 impl ReparseHandler {
-    pub fn new(queue: Arc<PipelineQueue>) -> Self {
-        ReparseHandler { queue }
+    pub fn new(pool: PgPool, queue: Arc<PipelineQueue>) -> Self {
+        ReparseHandler { pool, queue }
     }
 }
 
@@ -222,8 +226,8 @@ impl Handler for ReparseHandler {
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         async move {
             // A full queue drops it; the recovery sweep finds the reset session anyway.
-            self.queue
-                .enqueue(event.session_id.as_deref().unwrap_or_default());
+            let session = event.session_id.as_deref().unwrap_or_default();
+            enqueue_marked(&self.pool, &self.queue, session).await?;
             Ok(())
         }
         .boxed()
@@ -285,7 +289,7 @@ pub struct Upload<'a> {
 
 /// Records an uploaded transcript (creating the session as `detected` if it is new) and starts
 /// the pipeline when the session has already ended and had no transcript before. Returns
-/// whether it enqueued the session.
+/// whether it queued the session (false also when the queue was full: the sweep takes it).
 pub async fn transcript_uploaded(
     pool: &PgPool,
     queue: &PipelineQueue,
@@ -321,8 +325,24 @@ pub async fn transcript_uploaded(
     tx.commit().await?;
     let first_transcript = matches!(before, None | Some(None));
     let start = first_transcript && lifecycle == "ended" && parse_status == "pending";
-    if start {
-        queue.enqueue(session_id);
+    Ok(start && enqueue_marked(pool, queue, session_id).await?)
+}
+
+/// Queues `session`; when it got a place, marks it queued (`enqueued_at`) so that a recovery
+/// sweep draining a backlog leaves it alone. A dropped one stays unmarked for the sweep.
+async fn enqueue_marked(
+    pool: &PgPool,
+    queue: &PipelineQueue,
+    session: &str,
+) -> Result<bool, sqlx::Error> {
+    if !queue.enqueue(session) {
+        return Ok(false);
     }
-    Ok(start)
+    sqlx::query(
+        "UPDATE sessions SET enqueued_at = now() WHERE id = $1 AND parse_status = 'pending'",
+    )
+    .bind(session)
+    .execute(pool)
+    .await?;
+    Ok(true)
 }

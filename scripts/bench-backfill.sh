@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Backfill of SESSIONS (default 2 000) generated sessions (~440 MB) into a local release daemon
+# on a fresh database: wall time, sessions/s, and how the time splits between sending and
+# waiting for the server's pipeline (printed by backfill itself).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh >/dev/null
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sessionflow-target}
+sessions=${SESSIONS:-2000}
+database=sessionflow_bench_backfill
+port=18082
+key=bench-backfill
+corpus=target/bench-backfill-$sessions
+
+cargo build --release --locked --quiet
+bin=$CARGO_TARGET_DIR/release/sessionflow
+if [ ! -d "$corpus/projects" ]; then
+  "$bin" gen-corpus --sessions "$sessions" --seed 5 --out "$corpus/projects"
+  find "$corpus/projects" -type f -exec touch -d '1 hour ago' {} +
+fi
+echo "corpus: $(find "$corpus/projects" -name '*.jsonl' | wc -l) files, $(du -sm "$corpus/projects" | cut -f1) MB"
+psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $database WITH (FORCE)"
+rm -rf target/bench-backfill-blobs
+DATABASE_URL=postgres://postgres@127.0.0.1/$database SESSIONFLOW_API_KEY=$key \
+  SESSIONFLOW_LISTEN=127.0.0.1:$port SESSIONFLOW_BLOB=target/bench-backfill-blobs \
+  REDIS_URL= "$bin" daemon 2>/dev/null &
+daemon=$!
+trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null' EXIT
+until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; do sleep 0.2; done
+start=$(date +%s.%N)
+"$bin" backfill "$corpus/projects" --server "http://127.0.0.1:$port" --api-key "$key" 2>&1 | grep -v '^Backfilling: [0-9]*/\|^Processing: [0-9]'
+end=$(date +%s.%N)
+python3 -c "w=$end-$start; print(f'wall {w:.1f} s, {$sessions/w:.1f} sessions/s')"
