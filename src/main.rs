@@ -9,6 +9,7 @@ mod inspect;
 mod migrate;
 mod service;
 mod tui;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,7 @@ enum Command {
     Hook(hook::HookArgs),
     Hooks(hook::HooksArgs),
     Demo(demo::Args),
+    Usage(usage::Args),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Command::Hook(args) => hook::run_hook(args),
         Command::Hooks(args) => hook::run_hooks(args),
         Command::Demo(args) => demo::run(args),
+        Command::Usage(args) => usage::run(args),
     };
     match outcome {
         Ok(code) => code,

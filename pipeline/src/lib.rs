@@ -14,6 +14,7 @@ pub mod events;
 pub mod heartbeat;
 pub mod metrics;
 pub mod modes;
+pub mod processors;
 pub mod queue;
 pub mod runner;
 pub mod sweeps;

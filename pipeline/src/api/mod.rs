@@ -4,6 +4,7 @@
 //!
 //! Events are handled in-process (embedded mode) or added to the Redis stream for the workers.
 
+mod admin;
 mod browse;
 mod error;
 mod ingest;
@@ -64,6 +65,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/sessions/{id}/messages", get(browse::messages))
         .route("/sessions/{id}/reparse", post(sessions::reparse))
         .route("/sessions/{id}/transcript/upload", post(upload::upload))
+        .route("/admin/run-session-processor", post(admin::run_processor))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()

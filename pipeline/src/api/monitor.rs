@@ -131,6 +131,24 @@ pub async fn monitor(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
     .await
     .map_err(unavailable)?;
 
+    let processors: Vec<Value> = sqlx::query_scalar(
+        "SELECT jsonb_build_object('name', r.processor_name, 'last_run', r.last_run_at, \
+                'next_run', r.next_run_at, 'running', r.running, 'last_result', r.last_result, \
+                'processed', (SELECT count(*) FROM processor_state p \
+                              WHERE p.processor_name = r.processor_name \
+                                AND p.processed_at IS NOT NULL AND p.attempts = 0), \
+                'failing', (SELECT count(*) FROM processor_state p \
+                            WHERE p.processor_name = r.processor_name \
+                              AND p.attempts BETWEEN 1 AND $1 - 1), \
+                'parked', (SELECT count(*) FROM processor_state p \
+                           WHERE p.processor_name = r.processor_name AND p.attempts >= $1)) \
+         FROM processor_runs r ORDER BY r.processor_name",
+    )
+    .bind(crate::processors::MAX_ATTEMPTS)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+
     Ok(Json(json!({
         "generated_at": Utc::now(),
         "sessions": {"by_lifecycle": by_lifecycle, "by_parse_status": by_parse_status},
@@ -140,6 +158,6 @@ pub async fn monitor(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
         "recent_failures": failures,
         "stuck": stuck,
         "events_per_second": recent_events as f64 / 60.0,
-        "processors": [],
+        "processors": processors,
     })))
 }

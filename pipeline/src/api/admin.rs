@@ -1,0 +1,40 @@
+//! `POST /api/admin/run-session-processor?processor=NAME`: runs a session processor once,
+//! now: 200 with what the run did, 404 for an unknown name, 409 while a run of it is under way
+//! (here or in any worker).
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::ApiState;
+use super::error::ApiError;
+use crate::processors::{Processors, RunError};
+
+#[derive(Deserialize)]
+pub struct RunQuery {
+    processor: Option<String>,
+}
+
+pub async fn run_processor(
+    State(state): State<ApiState>,
+    Query(query): Query<RunQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let name = query
+        .processor
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("name the processor: ?processor=NAME".into()))?;
+    let processors = Processors::standard(state.store.pool().clone(), state.blobs.clone());
+    match processors.run(&name).await {
+        Ok(summary) => Ok(Json(serde_json::to_value(summary).unwrap_or_default())),
+        Err(e @ RunError::Unknown(_)) => {
+            let known: Vec<&str> = processors.all().iter().map(|p| p.name()).collect();
+            Err(ApiError::NotFound(format!(
+                "{e}; known: {}",
+                known.join(", ")
+            )))
+        }
+        Err(e @ RunError::Busy(_)) => Err(ApiError::Conflict(e.to_string())),
+        Err(e @ RunError::Database(_)) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}

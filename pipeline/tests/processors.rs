@@ -1,0 +1,387 @@
+//! Session processors against real Postgres and a local blob store: the usage processor and its
+//! reports (each response once across sessions, checked against ccusage's per-file figures),
+//! invalidation, failure isolation and parking, and the advisory lock behind the admin route.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use sessionflow_pipeline::api::{ApiState, Ingest, MAX_TRANSCRIPT, router};
+use sessionflow_pipeline::events::{EventProcessor, HandlerRegistry};
+use sessionflow_pipeline::processors::report::{self, Grouping};
+use sessionflow_pipeline::processors::{
+    MAX_ATTEMPTS, Processor, Processors, RunError, RunSummary, SessionInput,
+};
+use sessionflow_stages::blob::{BlobStore, LocalBlobs, raw_transcript_key};
+use sessionflow_stages::store::{Lifecycle, NewSession, Store};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+const PORT: &str = "cc2.1.14-headless-python-to-rust-port.jsonl";
+const COVERAGE: &str = "cc2.1.14-headless-coverage-test-fix.jsonl";
+
+fn fixtures() -> &'static Path {
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures"
+    ))
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join("transcripts").join(name)).expect(name)
+}
+
+/// ccusage 20.0.24's figures for a fixture (shared/fixtures/ccusage-expected.json).
+fn expected(name: &str) -> Value {
+    let all: Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("ccusage-expected.json")).unwrap())
+            .unwrap();
+    all[name].clone()
+}
+
+struct World {
+    pool: PgPool,
+    blobs: Arc<dyn BlobStore>,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new(pool: PgPool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        World {
+            pool,
+            blobs: Arc::new(LocalBlobs::new(dir.path())),
+            _dir: dir,
+        }
+    }
+
+    /// A parsed session with `transcript` stored, as the pipeline leaves it.
+    async fn session(&self, id: &str, transcript: Vec<u8>) {
+        let key = raw_transcript_key("w1", id);
+        let sha = format!("{:x}", Sha256::digest(&transcript));
+        self.blobs.put(&key, Bytes::from(transcript)).await.unwrap();
+        Store::from_pool(self.pool.clone())
+            .create_session(&NewSession {
+                id,
+                workspace_id: "w1",
+                lifecycle: Some(Lifecycle::Ended),
+                transcript_key: Some(&key),
+                ..NewSession::default()
+            })
+            .await
+            .ok();
+        sqlx::query(
+            "UPDATE sessions SET parse_status = 'completed', lifecycle = 'summarized', \
+                    transcript_sha256 = $2, updated_at = now() WHERE id = $1",
+        )
+        .bind(id)
+        .bind(sha)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+
+    fn processors(&self, list: Vec<Arc<dyn Processor>>) -> Processors {
+        Processors::new(self.pool.clone(), Arc::clone(&self.blobs), list)
+    }
+
+    fn standard(&self) -> Processors {
+        Processors::standard(self.pool.clone(), Arc::clone(&self.blobs))
+    }
+}
+
+fn tokens(row: &impl serde::Serialize) -> [i64; 4] {
+    let v = serde_json::to_value(row).unwrap();
+    [
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+    ]
+    .map(|k| v[k].as_i64().unwrap())
+}
+
+fn ccusage_tokens(name: &str) -> [i64; 4] {
+    let e = expected(name);
+    [
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+    ]
+    .map(|k| e[k].as_i64().unwrap())
+}
+
+fn add(a: [i64; 4], b: [i64; 4]) -> [i64; 4] {
+    [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn a_response_copied_into_a_resumed_session_is_counted_once(pool: PgPool) {
+    let world = World::new(pool);
+    // b-resumed holds all of a-original (as Claude Code copies it on resume), then a later
+    // conversation whose responses c-other (which starts later than b) holds too.
+    world.session("a-original", fixture(COVERAGE)).await;
+    let mut resumed = fixture(COVERAGE);
+    resumed.extend(fixture(PORT));
+    world.session("b-resumed", resumed).await;
+    world.session("c-other", fixture(PORT)).await;
+
+    let summary = world.standard().run("usage").await.unwrap();
+    assert_eq!(
+        (summary.scanned, summary.processed, summary.errors),
+        (3, 3, 0)
+    );
+
+    let by_session = report::report(&world.pool, Grouping::Session, "UTC", None, None)
+        .await
+        .unwrap();
+    let row = |id: &str| {
+        by_session
+            .rows
+            .iter()
+            .find(|r| r.key == id)
+            .map(|r| tokens(&r.tokens))
+    };
+    assert_eq!(
+        row("a-original"),
+        Some(ccusage_tokens(COVERAGE)),
+        "ccusage's figures"
+    );
+    // The shared responses go to the session that starts first: a-original for the copied
+    // ones, b-resumed (which starts before c-other) for the later conversation.
+    assert_eq!(row("b-resumed"), Some(ccusage_tokens(PORT)));
+    assert_eq!(row("c-other"), None);
+    let once = add(ccusage_tokens(PORT), ccusage_tokens(COVERAGE));
+    assert_eq!(tokens(&by_session.totals), once, "every response once");
+    // Daily, monthly and session totals are the same figures.
+    for grouping in [Grouping::Daily, Grouping::Monthly] {
+        for tz in ["UTC", "Pacific/Auckland"] {
+            let other = report::report(&world.pool, grouping, tz, None, None)
+                .await
+                .unwrap();
+            assert_eq!(
+                tokens(&other.totals),
+                tokens(&by_session.totals),
+                "{grouping:?} in {tz}"
+            );
+            assert!((other.totals.cost_usd - by_session.totals.cost_usd).abs() < 1e-9);
+        }
+    }
+    assert!(by_session.unpriced.is_empty(), "{:?}", by_session.unpriced);
+    let cost = expected(PORT)["cost_usd"].as_f64().unwrap()
+        + expected(COVERAGE)["cost_usd"].as_f64().unwrap();
+    assert!(
+        (by_session.totals.cost_usd - cost).abs() < cost * 0.01,
+        "{} vs ccusage {cost}",
+        by_session.totals.cost_usd
+    );
+}
+
+/// Counts its calls; fails or panics on the sessions it is told to.
+struct Probe {
+    calls: AtomicUsize,
+    fail: &'static str,
+    panic: &'static str,
+}
+
+impl Probe {
+    fn new(fail: &'static str, panic: &'static str) -> Arc<Self> {
+        Arc::new(Probe {
+            calls: AtomicUsize::new(0),
+            fail,
+            panic,
+        })
+    }
+}
+
+impl Processor for Probe {
+    fn name(&self) -> &'static str {
+        "probe"
+    }
+
+    fn default_interval(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    fn process<'a>(&'a self, session: &'a SessionInput) -> BoxFuture<'a, Result<u64, String>> {
+        async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if session.id == self.panic {
+                panic!("probe panics on {}", session.id);
+            }
+            if session.id == self.fail {
+                return Err(format!("probe refuses {}", session.id));
+            }
+            // Reading the content is what a skipped session must not need.
+            let bytes = session.transcript().await?;
+            Ok(bytes.len() as u64 % 7)
+        }
+        .boxed()
+    }
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn failures_and_panics_stay_with_their_session_and_park_after_five(pool: PgPool) {
+    let world = World::new(pool);
+    for id in ["s1", "s2", "s3"] {
+        world.session(id, fixture(COVERAGE)).await;
+    }
+    let probe = Probe::new("s2", "s3");
+    let processors = world.processors(vec![probe.clone()]);
+    let first = processors.run("probe").await.unwrap();
+    assert_eq!(
+        (first.scanned, first.processed, first.errors),
+        (3, 1, 2),
+        "s1 done despite s2 failing and s3 panicking"
+    );
+    let error: String = sqlx::query_scalar(
+        "SELECT last_error FROM processor_state WHERE processor_name = 'probe' AND session_id = 's3'",
+    )
+    .fetch_one(&world.pool)
+    .await
+    .unwrap();
+    assert_eq!(error, "the processor panicked: probe panics on s3");
+    // Failed sessions are tried again each run until the fifth failure parks them.
+    for _ in 1..MAX_ATTEMPTS {
+        let run = processors.run("probe").await.unwrap();
+        assert_eq!((run.scanned, run.errors), (2, 2));
+    }
+    let parked = processors.run("probe").await.unwrap();
+    assert_eq!(parked, RunSummary::default(), "parked, not retried forever");
+    let attempts: Vec<i32> = sqlx::query_scalar(
+        "SELECT attempts FROM processor_state WHERE processor_name = 'probe' ORDER BY session_id",
+    )
+    .fetch_all(&world.pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, [0, MAX_ATTEMPTS, MAX_ATTEMPTS]);
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn a_grown_transcript_is_processed_again_and_a_stable_one_is_not_read(pool: PgPool) {
+    let world = World::new(pool);
+    world.session("grows", fixture(PORT)).await;
+    world.session("stable", fixture(COVERAGE)).await;
+    let probe = Probe::new("", "");
+    let processors = world.processors(vec![probe.clone()]);
+    assert_eq!(processors.run("probe").await.unwrap().processed, 2);
+    let nothing = processors.run("probe").await.unwrap();
+    assert_eq!(
+        nothing,
+        RunSummary::default(),
+        "nothing changed: nothing looked at"
+    );
+
+    // The pipeline touches both (a summary retry, say); one also got a longer transcript.
+    let mut longer = fixture(PORT);
+    longer.extend(fixture(COVERAGE));
+    world.session("grows", longer).await;
+    sqlx::query("UPDATE sessions SET updated_at = now() WHERE id = 'stable'")
+        .execute(&world.pool)
+        .await
+        .unwrap();
+    // If the stable session's content were read now, the run would fail on it.
+    world
+        .blobs
+        .delete(&raw_transcript_key("w1", "stable"))
+        .await
+        .unwrap();
+    let calls = probe.calls.load(Ordering::SeqCst);
+    let run = processors.run("probe").await.unwrap();
+    assert_eq!(
+        (run.scanned, run.processed, run.skipped, run.errors),
+        (2, 1, 1, 0),
+        "{run:?}"
+    );
+    assert_eq!(
+        probe.calls.load(Ordering::SeqCst),
+        calls + 1,
+        "only the grown one"
+    );
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn the_admin_route_runs_a_processor_once_at_a_time(pool: PgPool) {
+    let world = World::new(pool.clone());
+    world.session("s1", fixture(COVERAGE)).await;
+    let state = ApiState {
+        store: Store::from_pool(pool.clone()),
+        blobs: Arc::clone(&world.blobs),
+        ingest: Ingest::Embedded(Arc::new(EventProcessor::new(
+            pool.clone(),
+            HandlerRegistry::new(),
+        ))),
+        api_key: Arc::from("k"),
+        max_transcript: MAX_TRANSCRIPT,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let call = |name: &str| {
+        let request = reqwest::Client::new()
+            .post(format!(
+                "{url}/api/admin/run-session-processor?processor={name}"
+            ))
+            .bearer_auth("k")
+            .send();
+        async move {
+            let response = request.await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = call("usage").await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"scanned": 1, "processed": 1, "skipped": 0, "errors": 0, "items": 14})
+        )
+    );
+    let (status, body) = call("nope").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        body["error"],
+        "no processor is called \"nope\"; known: usage"
+    );
+
+    // While another process holds the lock: 409, and free again once it lets go.
+    let mut holder = pool.acquire().await.unwrap();
+    let taken: bool = sqlx::query_scalar(
+        "SELECT pg_try_advisory_lock(hashtext('sessionflow-processor'), hashtext('usage'))",
+    )
+    .fetch_one(&mut *holder)
+    .await
+    .unwrap();
+    assert!(taken);
+    let (status, body) = call("usage").await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (409, json!("processor usage is already running"))
+    );
+    drop(holder.detach());
+    let (status, _) = call("usage").await;
+    assert_eq!(status, 200);
+
+    // Two at once: one runs, the other is refused.
+    let both = futures::future::join(call("usage"), call("usage")).await;
+    let mut statuses = [both.0.0, both.1.0];
+    statuses.sort();
+    assert!(
+        statuses == [200, 409] || statuses == [200, 200],
+        "{statuses:?}"
+    );
+    // After a failing run the lock is free: a processor that fails everywhere, then any run.
+    let failing = world.processors(vec![Probe::new("s1", "")]);
+    assert_eq!(failing.run("probe").await.unwrap().errors, 1);
+    assert!(!matches!(
+        failing.run("probe").await,
+        Err(RunError::Busy(_))
+    ));
+}
