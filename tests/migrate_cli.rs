@@ -40,8 +40,12 @@ async fn migrate_creates_the_database_and_is_idempotent() {
             "content_blocks",
             "devices",
             "events",
+            "processor_runs",
+            "processor_state",
             "sessions",
             "transcript_messages",
+            "usage_responses",
+            "usage_sessions",
             "workers",
             "workspaces"
         ]
