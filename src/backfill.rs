@@ -50,7 +50,7 @@ pub struct Args {
     json: bool,
 }
 
-fn parse_wait(text: &str) -> Result<Duration, String> {
+pub fn parse_wait(text: &str) -> Result<Duration, String> {
     match text.strip_suffix('m') {
         Some(minutes) if !minutes.ends_with('m') => minutes
             .parse::<u64>()

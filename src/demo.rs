@@ -72,6 +72,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         summary_model: None,
         max_runs: 3,
         stream: sessionflow_pipeline::consumer::STREAM.to_owned(),
+        processor_intervals: Default::default(),
     };
     let say = |text: String| {
         if !args.json {

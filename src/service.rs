@@ -3,6 +3,7 @@
 //! exiting within 10 s. `daemon --tui` shows the live monitor over the daemon's own API,
 //! in-process, with the logs in a file; quitting the monitor stops the daemon.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,9 @@ pub struct Args {
     /// The Redis stream events travel through.
     #[arg(long, env = "SESSIONFLOW_STREAM", default_value = sessionflow_pipeline::consumer::STREAM)]
     stream: String,
+    /// Session processors' intervals, like usage=5m,tools=10m (over their defaults).
+    #[arg(long, env = "SESSIONFLOW_PROCESSOR_INTERVALS", value_parser = parse_intervals, default_value = "")]
+    processor_intervals: Intervals,
     /// Show the live monitor in this terminal (daemon only); logs go to --log-file.
     #[arg(long)]
     tui: bool,
@@ -73,6 +77,24 @@ impl Args {
                 .unwrap_or_else(|| state_dir().join("daemon.log"))
         })
     }
+}
+
+/// Processor intervals by name.
+#[derive(Debug, Clone, Default)]
+pub struct Intervals(pub HashMap<String, Duration>);
+
+fn parse_intervals(text: &str) -> Result<Intervals, String> {
+    let mut intervals = HashMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, every) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not NAME=INTERVAL, like usage=5m"))?;
+        intervals.insert(
+            name.trim().to_owned(),
+            crate::backfill::parse_wait(every.trim())?,
+        );
+    }
+    Ok(Intervals(intervals))
 }
 
 /// `$XDG_STATE_HOME/sessionflow`, else `~/.local/state/sessionflow`.
@@ -112,6 +134,7 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
         summary_model: args.summary_model,
         max_runs: args.max_runs,
         stream: args.stream,
+        processor_intervals: args.processor_intervals.0,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiState, Ingest};
 use crate::consumer::{self, ConsumerConfig, EventConsumer};
 use crate::events::{EventProcessor, HandlerRegistry};
+use crate::processors::{self, Processors};
 use crate::queue::{PipelineQueue, QueueConfig};
 use crate::runner::Stages;
 use crate::{heartbeat, sweeps};
@@ -57,6 +58,8 @@ pub struct Settings {
     pub max_runs: usize,
     /// The Redis stream of events (`sessionflow:events`).
     pub stream: String,
+    /// Session processors' intervals by name, over their defaults.
+    pub processor_intervals: std::collections::HashMap<String, Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +270,12 @@ impl Worker {
             SWEEP_EVERY,
             stop.clone(),
         ));
+        let (scheduler, _) = processors::scheduler::spawn(
+            Processors::standard(store.pool().clone(), Arc::clone(blobs)),
+            &settings.processor_intervals,
+            stop.clone(),
+        );
+        tasks.push(scheduler);
         tasks.push(heartbeat::spawn(
             pool,
             name,

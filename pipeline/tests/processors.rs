@@ -385,3 +385,85 @@ async fn the_admin_route_runs_a_processor_once_at_a_time(pool: PgPool) {
         Err(RunError::Busy(_))
     ));
 }
+
+/// Sleeps on every session.
+struct Sleepy;
+
+impl Processor for Sleepy {
+    fn name(&self) -> &'static str {
+        "sleepy"
+    }
+
+    fn default_interval(&self) -> Duration {
+        Duration::from_millis(100)
+    }
+
+    fn process<'a>(&'a self, _session: &'a SessionInput) -> BoxFuture<'a, Result<u64, String>> {
+        async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(0)
+        }
+        .boxed()
+    }
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn the_scheduler_keeps_each_processor_to_itself(pool: PgPool) {
+    let world = World::new(pool);
+    for id in ["s1", "s2", "s3"] {
+        world.session(id, fixture(COVERAGE)).await;
+    }
+    let panicky = Probe::new("", "s1");
+    let processors = world.processors(vec![
+        panicky.clone(),
+        Arc::new(Sleepy),
+        Arc::new(sessionflow_pipeline::processors::usage::UsageProcessor),
+    ]);
+    let intervals = [
+        ("probe".to_owned(), Duration::from_millis(200)),
+        ("usage".to_owned(), Duration::from_millis(200)),
+    ]
+    .into();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (scheduler, launches) =
+        sessionflow_pipeline::processors::scheduler::spawn(processors, &intervals, stop.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // usage finished its sessions while sleepy sleeps and probe panics on s1 each run.
+    let usage_done: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM processor_state WHERE processor_name = 'usage' AND attempts = 0",
+    )
+    .fetch_one(&world.pool)
+    .await
+    .unwrap();
+    assert_eq!(usage_done, 3);
+    assert_eq!(
+        launches.launched("sleepy"),
+        1,
+        "never a second instance while it runs"
+    );
+    assert_eq!(launches.busy("sleepy"), 0);
+    assert!(
+        launches.launched("probe") >= 5,
+        "a failing processor keeps its cadence: {}",
+        launches.launched("probe")
+    );
+    let (attempts, last_run): (i32, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+        "SELECT p.attempts, r.last_run_at FROM processor_state p \
+         JOIN processor_runs r ON r.processor_name = p.processor_name \
+         WHERE p.processor_name = 'probe' AND p.session_id = 's1'",
+    )
+    .fetch_one(&world.pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, MAX_ATTEMPTS, "parked after five panics");
+    assert!(
+        last_run.is_some(),
+        "the last run advances despite the failures"
+    );
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), scheduler)
+        .await
+        .expect("stops at once, abandoning the sleeper")
+        .unwrap();
+}

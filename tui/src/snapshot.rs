@@ -14,6 +14,21 @@ pub struct Monitor {
     pub workers: Vec<Worker>,
     pub recent_failures: Vec<Failure>,
     pub events_per_second: f64,
+    pub processors: Vec<ProcessorRow>,
+}
+
+/// A session processor: its runs, and what it made of the sessions.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ProcessorRow {
+    pub name: String,
+    pub last_run: Option<String>,
+    pub next_run: Option<String>,
+    pub running: bool,
+    pub last_result: Option<serde_json::Value>,
+    pub processed: u64,
+    pub failing: u64,
+    pub parked: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

@@ -27,7 +27,14 @@ fn monitor() -> Monitor {
         ],
         "workers": [{"id": "laptop-4242", "mode": "daemon", "queue_depth": 2, "in_flight": 2.0, "last_heartbeat": "2026-11-23T10:00:00Z"}],
         "recent_failures": [{"session_id": "s-7", "stage": "download", "error": "S3 download failed: blob transcripts/w1/s-7/raw.jsonl not found; the upload never finished, or the object was removed from the bucket by a lifecycle rule", "at": "2026-11-23T09:59:00Z"}],
-        "events_per_second": 3.5
+        "events_per_second": 3.5,
+        "processors": [
+            {"name": "usage", "last_run": "2026-11-23T09:58:00Z", "next_run": "2026-11-23T10:03:00Z", "running": false,
+             "last_result": {"scanned": 12, "processed": 11, "skipped": 0, "errors": 1, "items": 840},
+             "processed": 40, "failing": 1, "parked": 0},
+            {"name": "tools", "last_run": "2026-11-23T09:59:30Z", "next_run": null, "running": true,
+             "last_result": {"error": "database: connection refused"}, "processed": 38, "failing": 0, "parked": 2}
+        ]
     }))
     .unwrap()
 }

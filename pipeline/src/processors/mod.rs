@@ -7,6 +7,7 @@
 //! parked for that processor.
 
 pub mod report;
+pub mod scheduler;
 pub mod usage;
 
 use std::sync::Arc;
@@ -94,6 +95,10 @@ impl Processors {
     /// The ones sessionflow ships.
     pub fn standard(pool: PgPool, blobs: Arc<dyn BlobStore>) -> Self {
         Self::new(pool, blobs, vec![Arc::new(usage::UsageProcessor)])
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     pub fn all(&self) -> &[Arc<dyn Processor>] {
