@@ -8,6 +8,7 @@ mod hook;
 mod inspect;
 mod migrate;
 mod service;
+mod tools;
 mod tui;
 mod usage;
 
@@ -52,6 +53,7 @@ enum Command {
     Hooks(hook::HooksArgs),
     Demo(demo::Args),
     Usage(usage::Args),
+    Tools(tools::Args),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Command::Hooks(args) => hook::run_hooks(args),
         Command::Demo(args) => demo::run(args),
         Command::Usage(args) => usage::run(args),
+        Command::Tools(args) => tools::run(args),
     };
     match outcome {
         Ok(code) => code,

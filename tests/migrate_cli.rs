@@ -43,6 +43,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
             "processor_runs",
             "processor_state",
             "sessions",
+            "tool_usage",
             "transcript_messages",
             "usage_responses",
             "usage_sessions",

@@ -348,7 +348,7 @@ async fn the_admin_route_runs_a_processor_once_at_a_time(pool: PgPool) {
     assert_eq!(status, 404, "{body}");
     assert_eq!(
         body["error"],
-        "no processor is called \"nope\"; known: usage"
+        "no processor is called \"nope\"; known: usage, tools"
     );
 
     // While another process holds the lock: 409, and free again once it lets go.
@@ -466,4 +466,111 @@ async fn the_scheduler_keeps_each_processor_to_itself(pool: PgPool) {
         .await
         .expect("stops at once, abandoning the sleeper")
         .unwrap();
+}
+
+/// Per tool in a transcript, counted straight off its JSON lines: (calls, failed calls, files).
+fn tools_in(transcript: &[u8]) -> std::collections::BTreeMap<String, (i64, i64, i64)> {
+    use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+    let mut uses: HashMap<String, (String, Option<String>)> = HashMap::new();
+    let mut failed: HashSet<String> = HashSet::new();
+    let mut seen_lines: HashSet<String> = HashSet::new();
+    for line in transcript.split(|b| *b == b'\n') {
+        let Ok(record) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        if let Some(uuid) = record["uuid"].as_str()
+            && !seen_lines.insert(uuid.to_owned())
+        {
+            continue;
+        }
+        for block in record["message"]["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            match block["type"].as_str() {
+                Some("tool_use") => {
+                    let input = &block["input"];
+                    let file = ["file_path", "notebook_path", "path"]
+                        .iter()
+                        .find_map(|k| input[*k].as_str().map(str::to_owned));
+                    uses.insert(
+                        block["id"].as_str().unwrap_or_default().to_owned(),
+                        (block["name"].as_str().unwrap_or_default().to_owned(), file),
+                    );
+                }
+                Some("tool_result") if block["is_error"] == true => {
+                    failed.insert(block["tool_use_id"].as_str().unwrap_or_default().to_owned());
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut files: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut out: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+    for (id, (name, file)) in &uses {
+        let entry = out.entry(name.clone()).or_default();
+        entry.0 += 1;
+        entry.1 += i64::from(failed.contains(id));
+        if let Some(file) = file {
+            files.entry(name.clone()).or_default().insert(file.clone());
+        }
+    }
+    for (name, entry) in out.iter_mut() {
+        entry.2 = files.get(name).map_or(0, |f| f.len() as i64);
+    }
+    out
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn the_tools_processor_counts_calls_failures_and_files_from_the_stored_rows(pool: PgPool) {
+    use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
+    use sessionflow_pipeline::runner::Stages;
+    use sessionflow_stages::summarize::ExtractiveSummarizer;
+    let world = World::new(pool.clone());
+    const INTERACTIVE: &str = "cc1.0.98-interactive-fe5e1c67-53e7-4862-81ae-d0e013e3270b.jsonl";
+    world.session("t1", fixture(INTERACTIVE)).await;
+    sqlx::query(
+        "UPDATE sessions SET lifecycle = 'ended', parse_status = 'pending' WHERE id = 't1'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // The real pipeline stores the rows the processor reads.
+    let (tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    let store = Store::from_pool(pool.clone());
+    let queue = PipelineQueue::start_with_hook(
+        Stages::new(&store, &world.blobs, Arc::new(ExtractiveSummarizer)),
+        QueueConfig::default(),
+        Box::new(move |_, outcome| {
+            let _ = tx.send(outcome.is_ok());
+        }),
+    );
+    assert!(queue.enqueue("t1"));
+    assert_eq!(ended.recv().await, Some(true));
+
+    let summary = world.standard().run("tools").await.unwrap();
+    assert_eq!((summary.processed, summary.errors), (1, 0));
+    let stored: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT tool_name, calls, errors, files FROM tool_usage WHERE session_id = 't1' \
+         ORDER BY tool_name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let expected: Vec<(String, i64, i64, i64)> = tools_in(&fixture(INTERACTIVE))
+        .into_iter()
+        .map(|(name, (calls, errors, files))| (name, calls, errors, files))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(stored, expected);
+    assert_eq!(summary.items, expected.len() as u64);
+    let totals = sessionflow_pipeline::processors::tools::totals(&pool)
+        .await
+        .unwrap();
+    assert_eq!(totals.len(), expected.len());
+    assert!(
+        totals.windows(2).all(|w| w[0].calls >= w[1].calls),
+        "most called first"
+    );
 }

@@ -411,13 +411,16 @@ fn draw_processors(frame: &mut Frame, app: &App, area: Rect) {
     let rows: Vec<Row> = processors
         .into_iter()
         .map(|p| {
-            let result = p.last_result.as_ref().map_or(String::new(), |r| match r.get("error") {
-                Some(error) => format!("error: {}", error.as_str().unwrap_or_default()),
-                None => format!(
-                    "{} scanned, {} processed, {} errors",
-                    r["scanned"], r["processed"], r["errors"]
-                ),
-            });
+            let result = p
+                .last_result
+                .as_ref()
+                .map_or(String::new(), |r| match r.get("error") {
+                    Some(error) => format!("error: {}", error.as_str().unwrap_or_default()),
+                    None => format!(
+                        "{} scanned, {} processed, {} errors",
+                        r["scanned"], r["processed"], r["errors"]
+                    ),
+                });
             let parked = Cell::from(p.parked.to_string()).style(if p.parked > 0 {
                 Style::default().fg(Color::Red)
             } else {

@@ -1,5 +1,6 @@
 //! Session processors: independent jobs that derive data from parsed sessions on their own
-//! schedule ([`usage`]: token usage and cost per response). A run takes the processor's
+//! schedule ([`usage`]: token usage and cost per response; [`tools`]: calls, failures and files
+//! per tool). A run takes the processor's
 //! Postgres advisory lock without waiting (a second run at once is refused), looks only at
 //! sessions updated since the processor last saw them, skips those whose transcript hash it
 //! already processed, and records per session what it made of it (`processor_state`). A failure
@@ -8,6 +9,7 @@
 
 pub mod report;
 pub mod scheduler;
+pub mod tools;
 pub mod usage;
 
 use std::sync::Arc;
@@ -94,7 +96,14 @@ impl Processors {
 
     /// The ones sessionflow ships.
     pub fn standard(pool: PgPool, blobs: Arc<dyn BlobStore>) -> Self {
-        Self::new(pool, blobs, vec![Arc::new(usage::UsageProcessor)])
+        Self::new(
+            pool,
+            blobs,
+            vec![
+                Arc::new(usage::UsageProcessor),
+                Arc::new(tools::ToolsProcessor),
+            ],
+        )
     }
 
     pub fn pool(&self) -> &PgPool {

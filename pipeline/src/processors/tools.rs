@@ -1,0 +1,88 @@
+//! The `tools` processor: per session and tool name, how often it was called, how many calls
+//! failed (the matching tool_result has `is_error`), and how many distinct files the calls named
+//! (`file_path`, `notebook_path` or `path` in the input). It reads the session's stored rows,
+//! not its transcript.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use super::{Processor, SessionInput};
+
+pub struct ToolsProcessor;
+
+impl Processor for ToolsProcessor {
+    fn name(&self) -> &'static str {
+        "tools"
+    }
+
+    fn default_interval(&self) -> Duration {
+        Duration::from_secs(10 * 60)
+    }
+
+    fn process<'a>(&'a self, session: &'a SessionInput) -> BoxFuture<'a, Result<u64, String>> {
+        async move {
+            let database = |e: sqlx::Error| format!("database: {e}");
+            let mut tx = session.pool().begin().await.map_err(database)?;
+            sqlx::query("DELETE FROM tool_usage WHERE session_id = $1")
+                .bind(&session.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(database)?;
+            let rows = sqlx::query(
+                "WITH uses AS ( \
+                     SELECT tool_name, tool_use_id, \
+                            COALESCE(tool_input->>'file_path', tool_input->>'notebook_path', \
+                                     tool_input->>'path') AS file \
+                     FROM content_blocks \
+                     WHERE session_id = $1 AND block_type = 'tool_use' AND tool_name IS NOT NULL), \
+                 results AS ( \
+                     SELECT tool_use_id, bool_or(COALESCE(is_error, false)) AS failed \
+                     FROM content_blocks \
+                     WHERE session_id = $1 AND block_type = 'tool_result' \
+                     GROUP BY tool_use_id) \
+                 INSERT INTO tool_usage (session_id, tool_name, calls, errors, files) \
+                 SELECT $1, u.tool_name, count(*), count(*) FILTER (WHERE r.failed), \
+                        count(DISTINCT u.file) \
+                 FROM uses u LEFT JOIN results r ON r.tool_use_id = u.tool_use_id \
+                 GROUP BY u.tool_name",
+            )
+            .bind(&session.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(database)?
+            .rows_affected();
+            tx.commit().await.map_err(database)?;
+            Ok(rows)
+        }
+        .boxed()
+    }
+}
+
+/// One tool over every session.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ToolTotals {
+    pub tool_name: String,
+    pub calls: i64,
+    pub errors: i64,
+    /// Failed calls per call.
+    pub error_rate: f64,
+    pub sessions: i64,
+    /// Distinct files per session, added up.
+    pub files: i64,
+}
+
+/// Every tool's totals, most called first.
+pub async fn totals(pool: &PgPool) -> Result<Vec<ToolTotals>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT tool_name, sum(calls)::bigint AS calls, sum(errors)::bigint AS errors, \
+                (sum(errors)::float8 / GREATEST(sum(calls), 1)::float8) AS error_rate, \
+                count(*) AS sessions, sum(files)::bigint AS files \
+         FROM tool_usage GROUP BY tool_name ORDER BY calls DESC, tool_name",
+    )
+    .fetch_all(pool)
+    .await
+}
