@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts, on loopback, what sessionflow's tests talk to — PostgreSQL, Redis and the S3-compatible
 # server s3s-fs (installed with cargo on first use) — unless each is already up, then waits until
-# all three answer. Source it to get the environment the tests read; run it to just start them.
+# all three answer; installs ccusage (npm) for the usage comparisons and exports CCUSAGE. Source it to get the environment the tests read; run it to just start them.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,6 +68,18 @@ start_s3s() {
   wait_for s3s-fs 15 listening "$s3_port" || { cat "$s3_data.log" >&2; return 1; }
 }
 
+# ccusage, the reference usage tool the usage tests compare with (npm, once per machine).
+install_ccusage() {
+  local dir=$tools/ccusage
+  export CCUSAGE=$dir/node_modules/@ccusage/ccusage-linux-x64/bin/ccusage
+  if [ -x "$CCUSAGE" ]; then return; fi
+  say "installing ccusage 20.0.24 into $dir (once per machine)"
+  mkdir -p "$dir"
+  npm install --silent --no-audit --no-fund --prefix "$dir" ccusage@20.0.24 @ccusage/ccusage-linux-x64@20.0.24 >&2
+  chmod +x "$CCUSAGE"
+}
+
 start_postgres
 start_redis
 start_s3s
+install_ccusage

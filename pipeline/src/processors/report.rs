@@ -1,6 +1,8 @@
 //! Usage reports from what the `usage` processor stored: per day, month or session, each API
 //! response counted once across all sessions — for the session whose transcript starts first
-//! (ties: the smaller session id) — so daily, monthly and session totals always agree.
+//! (ties: the smaller session id), with its final figures (a copy cut short in a resumed
+//! session may hold only a partial usage line; the largest is the response's) — so daily,
+//! monthly and session totals always agree.
 
 use serde::Serialize;
 use sqlx::PgPool;
@@ -84,10 +86,18 @@ pub async fn report(
         Grouping::Session => "session_id",
     };
     let sql = format!(
-        "WITH chosen AS ( \
-             SELECT DISTINCT ON (u.response_key) u.* \
+        "WITH owner AS ( \
+             SELECT DISTINCT ON (u.response_key) u.response_key, u.session_id \
              FROM usage_responses u LEFT JOIN usage_sessions f ON f.session_id = u.session_id \
-             ORDER BY u.response_key, f.first_at ASC NULLS LAST, u.session_id) \
+             ORDER BY u.response_key, f.first_at ASC NULLS LAST, u.session_id), \
+         final AS ( \
+             SELECT DISTINCT ON (response_key) * FROM usage_responses \
+             ORDER BY response_key, input_tokens + output_tokens \
+                      + cache_creation_input_tokens + cache_read_input_tokens DESC, session_id), \
+         chosen AS ( \
+             SELECT o.session_id, f.model, f.\"timestamp\", f.input_tokens, f.output_tokens, \
+                    f.cache_creation_input_tokens, f.cache_read_input_tokens, f.cost_usd \
+             FROM owner o JOIN final f ON f.response_key = o.response_key) \
          SELECT COALESCE({key}, 'undated'), COALESCE(model, 'unknown'), \
                 sum(input_tokens)::bigint, sum(output_tokens)::bigint, \
                 sum(cache_creation_input_tokens)::bigint, sum(cache_read_input_tokens)::bigint, \
