@@ -2,6 +2,7 @@
 //! reports (each response once across sessions, checked against ccusage's per-file figures),
 //! invalidation, failure isolation and parking, and the advisory lock behind the admin route.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -573,4 +574,155 @@ async fn the_tools_processor_counts_calls_failures_and_files_from_the_stored_row
         totals.windows(2).all(|w| w[0].calls >= w[1].calls),
         "most called first"
     );
+}
+
+/// One response in a generated history: (session, key index, day offset, tokens, with a
+/// request id or not).
+type GenResponse = (usize, usize, i64, [i64; 4], bool);
+
+fn history() -> impl proptest::strategy::Strategy<Value = (Vec<i64>, Vec<GenResponse>)> {
+    use proptest::prelude::*;
+    (
+        // Each session's start, in hours from 2026-01-01.
+        prop::collection::vec(0i64..24 * 90, 1..6),
+        // Responses drawn from a small pool of keys, so sessions copy each other's.
+        prop::collection::vec(
+            (
+                0usize..6,
+                0usize..12,
+                0i64..24 * 120,
+                [0i64..5_000, 0i64..5_000, 0i64..50_000, 0i64..500_000],
+                any::<bool>(),
+            ),
+            0..40,
+        ),
+    )
+}
+
+/// A database of this test's own, migrated, dropped by the caller.
+async fn fresh_database(name: &str) -> (PgPool, PgPool) {
+    let admin_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = PgPool::connect(&admin_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(b, _)| b);
+    let pool = PgPool::connect(&format!("{base}/{name}")).await.unwrap();
+    sessionflow_stages::store::MIGRATOR
+        .run(&pool)
+        .await
+        .unwrap();
+    (admin, pool)
+}
+
+#[test]
+fn daily_monthly_and_session_totals_agree_on_any_history() {
+    use proptest::test_runner::{Config, TestRunner};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let name = format!("sessionflow_prop_usage_{}", std::process::id());
+    let (admin, pool) = runtime.block_on(fresh_database(&name));
+    let world = World::new(pool.clone());
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        ..Config::default()
+    });
+    let result = runner.run(&history(), |(starts, responses)| {
+        let pool = pool.clone();
+        let world = &world;
+        {
+            runtime.block_on(async move {
+                sqlx::query("TRUNCATE usage_responses, usage_sessions")
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                let origin = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                    .unwrap()
+                    .to_utc();
+                for (i, start) in starts.iter().enumerate() {
+                    let id = format!("s{i}");
+                    world.session(&id, b"{}".to_vec()).await;
+                    sqlx::query("INSERT INTO usage_sessions VALUES ($1, $2)")
+                        .bind(&id)
+                        .bind(origin + chrono::Duration::hours(*start))
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
+                // What each session's transcript holds: a response once per session (the
+                // processor collapses split lines), the largest figures winning.
+                let mut rows: BTreeMap<(String, String), (i64, [i64; 4])> = BTreeMap::new();
+                for (session, key, hour, tokens, with_request) in &responses {
+                    let session = format!("s{}", session % starts.len());
+                    let key = if *with_request {
+                        format!("msg{key}:req{key}")
+                    } else {
+                        format!("session:{session}:msg{key}")
+                    };
+                    let entry = rows.entry((session, key)).or_insert((*hour, *tokens));
+                    if tokens.iter().sum::<i64>() > entry.1.iter().sum::<i64>() {
+                        *entry = (*hour, *tokens);
+                    }
+                }
+                for ((session, key), (hour, t)) in &rows {
+                    sqlx::query(
+                        "INSERT INTO usage_responses VALUES ($1, $2, 'claude-sonnet-4-5', $3, \
+                         $4, $5, $6, $7, 0.001)",
+                    )
+                    .bind(session)
+                    .bind(key)
+                    .bind(origin + chrono::Duration::hours(*hour))
+                    .bind(t[0])
+                    .bind(t[1])
+                    .bind(t[2])
+                    .bind(t[3])
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                }
+                // Independently: each key once, with its largest figures.
+                let mut once: BTreeMap<&str, [i64; 4]> = BTreeMap::new();
+                for ((_, key), (_, t)) in &rows {
+                    let best = once.entry(key.as_str()).or_insert(*t);
+                    if t.iter().sum::<i64>() > best.iter().sum::<i64>() {
+                        *best = *t;
+                    }
+                }
+                let expected = once.values().fold([0i64; 4], |a, t| add(a, *t));
+                for grouping in [Grouping::Session, Grouping::Daily, Grouping::Monthly] {
+                    for tz in ["UTC", "America/Los_Angeles", "Asia/Kolkata"] {
+                        let report = report::report(&pool, grouping, tz, None, None)
+                            .await
+                            .unwrap();
+                        let rows_sum = report
+                            .rows
+                            .iter()
+                            .fold([0i64; 4], |a, r| add(a, tokens(&r.tokens)));
+                        proptest::prop_assert_eq!(tokens(&report.totals), expected);
+                        proptest::prop_assert_eq!(rows_sum, expected);
+                    }
+                }
+                Ok(())
+            })
+        }
+    });
+    runtime.block_on(async {
+        pool.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {name} WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+    });
+    result.unwrap();
 }
