@@ -53,5 +53,5 @@ for run in first second; do
     "http://127.0.0.1:$port/api/admin/run-session-processor?processor=usage")
   end=$(date +%s.%N)
   after=$(commits)
-  python3 -c "w=$end-$start; print(f'$run run: {w:.2f} s, {($after-$before)/$sessions:.2f} transactions per session; $result')"
+  python3 -c "import sys; w=$end-$start; print(f'$run run: {w:.2f} s, {($after-$before)/$sessions:.2f} transactions per session; ' + sys.argv[1])" "$result"
 done

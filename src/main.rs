@@ -7,6 +7,7 @@ mod gen_corpus;
 mod hook;
 mod inspect;
 mod migrate;
+mod process;
 mod service;
 mod tools;
 mod tui;
@@ -54,6 +55,7 @@ enum Command {
     Demo(demo::Args),
     Usage(usage::Args),
     Tools(tools::Args),
+    Process(process::Args),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Usage(args) => usage::run(args),
         Command::Tools(args) => tools::run(args),
+        Command::Process(args) => process::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -40,6 +40,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
             "content_blocks",
             "devices",
             "events",
+            "offline_files",
             "processor_runs",
             "processor_state",
             "sessions",

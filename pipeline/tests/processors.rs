@@ -726,3 +726,59 @@ fn daily_monthly_and_session_totals_agree_on_any_history() {
     });
     result.unwrap();
 }
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn offline_runs_trust_unchanged_files_and_redo_changed_ones(pool: PgPool) {
+    use sessionflow_pipeline::capture::discover;
+    let world = World::new(pool.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("projects/-home-dev-app");
+    std::fs::create_dir_all(&project).unwrap();
+    let first = project.join("off-1.jsonl");
+    std::fs::write(&first, fixture(COVERAGE)).unwrap();
+    std::fs::write(project.join("off-2.jsonl"), fixture(PORT)).unwrap();
+    let processors = world.standard();
+    let sessions = || discover::discover(&[dir.path().join("projects")]).0;
+
+    let run = processors.run_offline("usage", &sessions()).await.unwrap();
+    assert_eq!((run.scanned, run.processed, run.items), (2, 2, 14 + 39));
+    let (state, source): (String, String) =
+        sqlx::query_as("SELECT lifecycle, source FROM sessions WHERE id = 'off-1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), source.as_str()), ("detected", "offline"));
+
+    // Same size and modification time: trusted without reading, even if the bytes changed.
+    let modified = std::fs::metadata(&first).unwrap().modified().unwrap();
+    let mut bytes = fixture(COVERAGE);
+    let at = bytes.iter().position(|b| *b == b'{').unwrap();
+    bytes[at] = b' ';
+    std::fs::write(&first, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let run = processors.run_offline("usage", &sessions()).await.unwrap();
+    assert_eq!((run.processed, run.skipped), (0, 2), "no file read again");
+    // A new modification time: hashed, found changed, processed again.
+    std::fs::File::options()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .set_modified(modified + Duration::from_secs(5))
+        .unwrap();
+    let run = processors.run_offline("usage", &sessions()).await.unwrap();
+    assert_eq!((run.processed, run.skipped), (1, 1));
+    // The tools processor needs the pipeline's rows: refused offline, with the reason.
+    assert_eq!(
+        processors
+            .run_offline("tools", &sessions())
+            .await
+            .unwrap_err()
+            .to_string(),
+        "processor tools reads the rows the pipeline stores; run it on a server"
+    );
+}

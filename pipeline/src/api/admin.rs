@@ -34,7 +34,9 @@ pub async fn run_processor(
                 known.join(", ")
             )))
         }
-        Err(e @ RunError::Busy(_)) => Err(ApiError::Conflict(e.to_string())),
+        Err(e @ (RunError::Busy(_) | RunError::NotOffline(_))) => {
+            Err(ApiError::Conflict(e.to_string()))
+        }
         Err(e @ RunError::Database(_)) => Err(ApiError::Unavailable(e.to_string())),
     }
 }

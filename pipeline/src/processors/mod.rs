@@ -29,9 +29,16 @@ pub const MAX_ATTEMPTS: i32 = 5;
 pub struct SessionInput {
     pub id: String,
     pub workspace_id: String,
-    transcript_key: Option<String>,
+    source: Source,
     pool: PgPool,
-    blobs: Arc<dyn BlobStore>,
+}
+
+/// Where a session's transcript is read from.
+enum Source {
+    /// The server's blob store (the key, if the session has one).
+    Blob(Arc<dyn BlobStore>, Option<String>),
+    /// Files on disk (`sessionflow process`): the main transcript and its subagent files.
+    Files(crate::capture::discover::LocalSession),
 }
 
 impl SessionInput {
@@ -40,13 +47,23 @@ impl SessionInput {
         &self.pool
     }
 
-    /// The raw transcript, read from the blob store.
+    /// The raw transcript (with its subagent files), from the blob store or from disk.
     pub async fn transcript(&self) -> Result<Bytes, String> {
-        let key = self
-            .transcript_key
-            .as_deref()
-            .ok_or_else(|| format!("session {} has no stored transcript", self.id))?;
-        self.blobs.get(key).await.map_err(|e| e.to_string())
+        match &self.source {
+            Source::Blob(blobs, key) => {
+                let key = key
+                    .as_deref()
+                    .ok_or_else(|| format!("session {} has no stored transcript", self.id))?;
+                blobs.get(key).await.map_err(|e| e.to_string())
+            }
+            Source::Files(session) => {
+                let session = session.clone();
+                let read = tokio::task::spawn_blocking(move || session.read())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                read.map(|t| Bytes::from(t.body)).map_err(|e| e.to_string())
+            }
+        }
     }
 }
 
@@ -57,6 +74,11 @@ pub trait Processor: Send + Sync + 'static {
     fn default_interval(&self) -> Duration;
     /// Processes one session; returns how many items it produced.
     fn process<'a>(&'a self, session: &'a SessionInput) -> BoxFuture<'a, Result<u64, String>>;
+    /// Whether it can work from transcript files alone (`sessionflow process`), without the
+    /// rows the pipeline stores.
+    fn works_offline(&self) -> bool {
+        false
+    }
 }
 
 /// What one run did.
@@ -77,6 +99,8 @@ pub enum RunError {
     Unknown(String),
     #[error("processor {0} is already running")]
     Busy(String),
+    #[error("processor {0} reads the rows the pipeline stores; run it on a server")]
+    NotOffline(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -186,60 +210,194 @@ impl Processors {
                 continue;
             }
             let input = SessionInput {
-                id: id.clone(),
+                id,
                 workspace_id,
-                transcript_key,
+                source: Source::Blob(Arc::clone(&self.blobs), transcript_key),
                 pool: self.pool.clone(),
-                blobs: Arc::clone(&self.blobs),
             };
-            let task = {
-                let processor = Arc::clone(&processor);
-                tokio::spawn(async move { processor.process(&input).await })
-            };
-            let outcome = match task.await {
-                Ok(outcome) => outcome,
-                Err(e) if e.is_panic() => Err(format!("the processor panicked: {}", panic_text(e))),
-                Err(e) => Err(e.to_string()),
-            };
-            match outcome {
-                Ok(items) => {
-                    sqlx::query(
-                        "INSERT INTO processor_state (processor_name, session_id, content_hash, \
-                             processed_at, items, attempts, last_error, seen_at) \
-                         VALUES ($1, $2, $3, now(), $4, 0, NULL, now()) \
-                         ON CONFLICT (processor_name, session_id) DO UPDATE SET \
-                             content_hash = EXCLUDED.content_hash, processed_at = now(), \
-                             items = EXCLUDED.items, attempts = 0, last_error = NULL, \
-                             seen_at = now()",
-                    )
-                    .bind(name)
-                    .bind(&id)
-                    .bind(&sha)
-                    .bind(items as i64)
-                    .execute(&self.pool)
-                    .await?;
-                    summary.processed += 1;
-                    summary.items += items;
-                }
-                Err(error) => {
-                    tracing::warn!(processor = name, session = %id, "processing failed: {error}");
-                    sqlx::query(
-                        "INSERT INTO processor_state (processor_name, session_id, attempts, \
-                             last_error, seen_at) VALUES ($1, $2, 1, $3, now()) \
-                         ON CONFLICT (processor_name, session_id) DO UPDATE SET \
-                             attempts = processor_state.attempts + 1, last_error = $3, \
-                             seen_at = now()",
-                    )
-                    .bind(name)
-                    .bind(&id)
-                    .bind(&error)
-                    .execute(&self.pool)
-                    .await?;
-                    summary.errors += 1;
-                }
-            }
+            self.attempt(&processor, input, &sha, &mut summary).await?;
         }
         Ok(summary)
+    }
+
+    /// Processes one session (a panic stays with it) and records the outcome.
+    async fn attempt(
+        &self,
+        processor: &Arc<dyn Processor>,
+        input: SessionInput,
+        sha: &str,
+        summary: &mut RunSummary,
+    ) -> Result<(), RunError> {
+        let name = processor.name();
+        let id = input.id.clone();
+        let task = {
+            let processor = Arc::clone(processor);
+            tokio::spawn(async move { processor.process(&input).await })
+        };
+        let outcome = match task.await {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_panic() => Err(format!("the processor panicked: {}", panic_text(e))),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(items) => {
+                sqlx::query(
+                    "INSERT INTO processor_state (processor_name, session_id, content_hash, \
+                         processed_at, items, attempts, last_error, seen_at) \
+                     VALUES ($1, $2, $3, now(), $4, 0, NULL, now()) \
+                     ON CONFLICT (processor_name, session_id) DO UPDATE SET \
+                         content_hash = EXCLUDED.content_hash, processed_at = now(), \
+                         items = EXCLUDED.items, attempts = 0, last_error = NULL, \
+                         seen_at = now()",
+                )
+                .bind(name)
+                .bind(&id)
+                .bind(sha)
+                .bind(items as i64)
+                .execute(&self.pool)
+                .await?;
+                summary.processed += 1;
+                summary.items += items;
+            }
+            Err(error) => {
+                tracing::warn!(processor = name, session = %id, "processing failed: {error}");
+                sqlx::query(
+                    "INSERT INTO processor_state (processor_name, session_id, attempts, \
+                         last_error, seen_at) VALUES ($1, $2, 1, $3, now()) \
+                     ON CONFLICT (processor_name, session_id) DO UPDATE SET \
+                         attempts = processor_state.attempts + 1, last_error = $3, \
+                         seen_at = now()",
+                )
+                .bind(name)
+                .bind(&id)
+                .bind(&error)
+                .execute(&self.pool)
+                .await?;
+                summary.errors += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `name` over session files on disk (`sessionflow process`), keeping its state in the
+    /// database like a server run. A file whose size and modification time are those recorded
+    /// is not read again; a session is processed when its content hash is new to the processor.
+    /// Sessions the database does not know are recorded (lifecycle `detected`, source
+    /// `offline`, no transcript key, so the pipeline leaves them alone).
+    pub async fn run_offline(
+        &self,
+        name: &str,
+        sessions: &[crate::capture::discover::LocalSession],
+    ) -> Result<RunSummary, RunError> {
+        let processor = Arc::clone(
+            self.get(name)
+                .ok_or_else(|| RunError::Unknown(name.to_owned()))?,
+        );
+        if !processor.works_offline() {
+            return Err(RunError::NotOffline(name.to_owned()));
+        }
+        let Some(lock) = Lock::try_take(&self.pool, name).await? else {
+            return Err(RunError::Busy(name.to_owned()));
+        };
+        let mut summary = RunSummary::default();
+        for session in sessions {
+            summary.scanned += 1;
+            let sha = match self.file_hash(session).await {
+                Ok(sha) => sha,
+                Err(error) => {
+                    tracing::warn!(session = %session.id, "{error}");
+                    summary.errors += 1;
+                    continue;
+                }
+            };
+            sqlx::query("INSERT INTO workspaces (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
+                .bind(&session.workspace_id)
+                .execute(&self.pool)
+                .await?;
+            sqlx::query(
+                "INSERT INTO sessions (id, workspace_id, lifecycle, source, transcript_sha256) \
+                 VALUES ($1, $2, 'detected', 'offline', $3) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&session.id)
+            .bind(&session.workspace_id)
+            .bind(&sha)
+            .execute(&self.pool)
+            .await?;
+            let done: Option<Option<String>> = sqlx::query_scalar(
+                "SELECT content_hash FROM processor_state \
+                 WHERE processor_name = $1 AND session_id = $2 AND attempts < $3",
+            )
+            .bind(name)
+            .bind(&session.id)
+            .bind(MAX_ATTEMPTS)
+            .fetch_optional(&self.pool)
+            .await?;
+            if done.flatten().as_deref() == Some(sha.as_str()) {
+                summary.skipped += 1;
+                continue;
+            }
+            let input = SessionInput {
+                id: session.id.clone(),
+                workspace_id: session.workspace_id.clone(),
+                source: Source::Files(session.clone()),
+                pool: self.pool.clone(),
+            };
+            self.attempt(&processor, input, &sha, &mut summary).await?;
+        }
+        lock.release().await;
+        Ok(summary)
+    }
+
+    /// The session's content hash: the recorded one while its files' size and modification
+    /// time are unchanged, else read and hashed (and recorded).
+    async fn file_hash(
+        &self,
+        session: &crate::capture::discover::LocalSession,
+    ) -> Result<String, String> {
+        let mut size = 0u64;
+        let mut modified = std::time::UNIX_EPOCH;
+        for path in std::iter::once(&session.main).chain(&session.subagents) {
+            let meta = std::fs::metadata(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            size += meta.len();
+            modified = modified.max(meta.modified().map_err(|e| e.to_string())?);
+        }
+        let mtime_ns = modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let path = session.main.display().to_string();
+        let known: Option<String> = sqlx::query_scalar(
+            "SELECT sha256 FROM offline_files WHERE path = $1 AND size = $2 AND mtime_ns = $3",
+        )
+        .bind(&path)
+        .bind(size as i64)
+        .bind(mtime_ns)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+        if let Some(sha) = known {
+            return Ok(sha);
+        }
+        let reading = session.clone();
+        let transcript = tokio::task::spawn_blocking(move || reading.read())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+        sqlx::query(
+            "INSERT INTO offline_files (path, session_id, size, mtime_ns, sha256) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (path) DO UPDATE SET \
+                 session_id = EXCLUDED.session_id, size = EXCLUDED.size, \
+                 mtime_ns = EXCLUDED.mtime_ns, sha256 = EXCLUDED.sha256",
+        )
+        .bind(&path)
+        .bind(&session.id)
+        .bind(size as i64)
+        .bind(mtime_ns)
+        .bind(&transcript.sha256)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+        Ok(transcript.sha256)
     }
 }
 

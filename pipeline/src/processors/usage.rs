@@ -65,6 +65,10 @@ impl Processor for UsageProcessor {
         Duration::from_secs(5 * 60)
     }
 
+    fn works_offline(&self) -> bool {
+        true
+    }
+
     fn process<'a>(&'a self, session: &'a SessionInput) -> BoxFuture<'a, Result<u64, String>> {
         async move {
             let bytes = session.transcript().await?;
