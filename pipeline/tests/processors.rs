@@ -782,3 +782,37 @@ async fn offline_runs_trust_unchanged_files_and_redo_changed_ones(pool: PgPool) 
         "processor tools reads the rows the pipeline stores; run it on a server"
     );
 }
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn an_unpriced_model_is_reported_as_such_not_as_free(pool: PgPool) {
+    let world = World::new(pool);
+    // The fixture's responses, as if a model the pricing table does not know wrote them.
+    let text = String::from_utf8(fixture(COVERAGE)).unwrap();
+    let model = "claude-opus-4-5-20251101";
+    assert!(text.contains(model));
+    world
+        .session(
+            "future",
+            text.replace(model, "claude-future-9").into_bytes(),
+        )
+        .await;
+    world.session("known", fixture(PORT)).await;
+    world.standard().run("usage").await.unwrap();
+    let report = report::report(&world.pool, Grouping::Session, "UTC", None, None)
+        .await
+        .unwrap();
+    assert_eq!(report.unpriced, ["claude-future-9"]);
+    let future = report.rows.iter().find(|r| r.key == "future").unwrap();
+    assert!(future.models.iter().all(|m| !m.priced));
+    assert_eq!(
+        future.tokens.cost_usd, 0.0,
+        "no price is not counted as a cost"
+    );
+    assert_eq!(
+        tokens(&future.tokens),
+        ccusage_tokens(COVERAGE),
+        "its tokens still count"
+    );
+    let known = expected(PORT)["cost_usd"].as_f64().unwrap();
+    assert!((report.totals.cost_usd - known).abs() < known * 0.01);
+}
