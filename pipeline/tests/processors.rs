@@ -816,3 +816,28 @@ async fn an_unpriced_model_is_reported_as_such_not_as_free(pool: PgPool) {
     let known = expected(PORT)["cost_usd"].as_f64().unwrap();
     assert!((report.totals.cost_usd - known).abs() < known * 0.01);
 }
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn two_runs_at_once_one_runs_one_is_refused(pool: PgPool) {
+    let world = World::new(pool);
+    world.session("s1", fixture(COVERAGE)).await;
+    let processors = world.processors(vec![Arc::new(Sleepy)]);
+    let first = tokio::spawn({
+        let processors = processors.clone();
+        async move { processors.run("sleepy").await }
+    });
+    // The first holds the lock while it sleeps on s1.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(matches!(
+        processors.run("sleepy").await,
+        Err(RunError::Busy(_))
+    ));
+    first.abort();
+    let _ = first.await;
+    // Abandoned mid-run (a cancelled request, a stopping worker): the lock is free again.
+    let again = tokio::time::timeout(Duration::from_secs(1), processors.run("sleepy")).await;
+    assert!(
+        again.is_err(),
+        "it runs (and sleeps) instead of being refused"
+    );
+}
