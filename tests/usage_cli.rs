@@ -19,25 +19,33 @@ use serde_json::Value;
 
 type Tokens = [i64; 4];
 
-fn ccusage(config: &Path) -> (Tokens, BTreeMap<String, Tokens>) {
+/// `ccusage REPORT --json --offline` over `config`, days in UTC.
+fn run_ccusage(config: &Path, report: &str) -> Value {
     let binary = std::env::var("CCUSAGE")
         .expect("CCUSAGE is not set: scripts/services.sh installs ccusage 20.0.24 and sets it");
     let out = Command::new(&binary)
-        .args(["session", "--json", "--offline"])
+        .args([report, "--json", "--offline", "--timezone", "UTC"])
         .env("CLAUDE_CONFIG_DIR", config)
+        .env("TZ", "UTC")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"));
     assert!(out.status.success(), "{out:?}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let tokens = |v: &Value| -> Tokens {
-        [
-            "inputTokens",
-            "outputTokens",
-            "cacheCreationTokens",
-            "cacheReadTokens",
-        ]
-        .map(|k| v[k].as_i64().unwrap())
-    };
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn ccusage_tokens(v: &Value) -> Tokens {
+    [
+        "inputTokens",
+        "outputTokens",
+        "cacheCreationTokens",
+        "cacheReadTokens",
+    ]
+    .map(|k| v[k].as_i64().unwrap())
+}
+
+fn ccusage(config: &Path) -> (Tokens, BTreeMap<String, Tokens>) {
+    let report = run_ccusage(config, "session");
+    let tokens = ccusage_tokens;
     let rows = report["session"]
         .as_array()
         .unwrap()
@@ -221,4 +229,67 @@ async fn a_history_with_resumed_copies_equals_ccusage_and_counts_each_response_o
         }
     }
     compare("resumed", config.path()).await;
+}
+
+/// ccusage 20.0.24's daily report counts a response split over lines without `requestId` once
+/// per day its lines fall on; its session report (and every report of ours) counts it once.
+#[tokio::test]
+async fn a_split_response_without_request_id_across_midnight_counts_once() {
+    let config = tempfile::tempdir().unwrap();
+    let project = config.path().join("projects/-home-dev-quirk");
+    std::fs::create_dir_all(&project).unwrap();
+    let fixture = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/transcripts/cc2.1.14-headless-hello-world-script.jsonl"),
+    )
+    .unwrap();
+    let reply: Value = fixture
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["type"] == "assistant" && v["message"]["usage"].is_object())
+        .unwrap();
+    let mut lines = String::new();
+    for (i, (at, output, text)) in [
+        ("2026-02-01T23:59:59.000Z", 5, "part one"),
+        ("2026-02-02T00:00:01.000Z", 50, "part two"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut line = reply.clone();
+        let object = line.as_object_mut().unwrap();
+        object.remove("requestId");
+        object.insert(
+            "uuid".into(),
+            format!("00000000-0000-4000-8000-00000000000{i}").into(),
+        );
+        object.insert("sessionId".into(), "quirk-1".into());
+        object.insert("timestamp".into(), at.into());
+        line["message"]["usage"]["output_tokens"] = output.into();
+        line["message"]["content"] = serde_json::json!([{"type": "text", "text": text}]);
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+    }
+    let transcript = project.join("quirk-1.jsonl");
+    std::fs::write(&transcript, lines).unwrap();
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&transcript)
+        .unwrap();
+    file.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+
+    let session = ccusage_tokens(&run_ccusage(config.path(), "session")["totals"]);
+    let daily = ccusage_tokens(&run_ccusage(config.path(), "daily")["totals"]);
+    assert_eq!(
+        session[1], 50,
+        "ccusage's session report: the response once"
+    );
+    assert_eq!(
+        daily[1], 55,
+        "ccusage's daily report: once per day its lines fall on"
+    );
+    // Ours: equal to ccusage's session report, in every grouping (compare checks daily and
+    // monthly against session).
+    compare("quirk", config.path()).await;
 }
