@@ -6,8 +6,10 @@ CREATE TABLE processor_state (
     content_hash    text,
     processed_at    timestamptz,
     items           bigint NOT NULL DEFAULT 0,
-    -- Failed attempts since the last success; at 5 the session is parked for this processor.
+    -- Failed attempts since the last success; at 5 the session is parked for this processor
+    -- until its transcript changes (attempted_hash: the hash those attempts failed on).
     attempts        integer NOT NULL DEFAULT 0,
+    attempted_hash  text,
     last_error      text,
     -- When a run last looked at the session: only sessions updated since are looked at again.
     seen_at         timestamptz NOT NULL DEFAULT now(),

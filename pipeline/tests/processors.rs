@@ -262,6 +262,17 @@ async fn failures_and_panics_stay_with_their_session_and_park_after_five(pool: P
     .await
     .unwrap();
     assert_eq!(attempts, [0, MAX_ATTEMPTS, MAX_ATTEMPTS]);
+    // A new transcript gives a parked session a fresh count.
+    world.session("s2", fixture(PORT)).await;
+    let retried = processors.run("probe").await.unwrap();
+    assert_eq!((retried.scanned, retried.errors), (1, 1), "only s2, again");
+    let attempts: i32 = sqlx::query_scalar(
+        "SELECT attempts FROM processor_state WHERE processor_name = 'probe' AND session_id = 's2'",
+    )
+    .fetch_one(&world.pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, 1);
 }
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
@@ -467,6 +478,12 @@ async fn the_scheduler_keeps_each_processor_to_itself(pool: PgPool) {
         .await
         .expect("stops at once, abandoning the sleeper")
         .unwrap();
+    let running: bool =
+        sqlx::query_scalar("SELECT running FROM processor_runs WHERE processor_name = 'sleepy'")
+            .fetch_one(&world.pool)
+            .await
+            .unwrap();
+    assert!(!running, "the abandoned run is not shown as running");
 }
 
 /// Per tool in a transcript, counted straight off its JSON lines: (calls, failed calls, files).

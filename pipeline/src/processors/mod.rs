@@ -4,8 +4,8 @@
 //! Postgres advisory lock without waiting (a second run at once is refused), looks only at
 //! sessions updated since the processor last saw them, skips those whose transcript hash it
 //! already processed, and records per session what it made of it (`processor_state`). A failure
-//! or panic on one session is recorded and the run goes on; after 5 failed attempts a session is
-//! parked for that processor.
+//! or panic on one session is recorded and the run goes on; after 5 failed attempts on one
+//! transcript a session is parked for that processor until its transcript changes.
 
 pub mod report;
 pub mod scheduler;
@@ -187,7 +187,9 @@ impl Processors {
              LEFT JOIN processor_state p ON p.processor_name = $1 AND p.session_id = s.id \
              WHERE s.parse_status = 'completed' AND s.transcript_sha256 IS NOT NULL \
                AND (p.session_id IS NULL \
-                    OR (p.attempts < $2 AND (s.updated_at > p.seen_at OR p.attempts > 0))) \
+                    OR (p.attempts < $2 AND (s.updated_at > p.seen_at OR p.attempts > 0)) \
+                    OR (p.attempts >= $2 AND s.updated_at > p.seen_at \
+                        AND s.transcript_sha256 IS DISTINCT FROM p.attempted_hash)) \
              ORDER BY s.id",
         )
         .bind(name)
@@ -261,16 +263,21 @@ impl Processors {
             }
             Err(error) => {
                 tracing::warn!(processor = name, session = %id, "processing failed: {error}");
+                // A new transcript starts the count again: parking is per content.
                 sqlx::query(
                     "INSERT INTO processor_state (processor_name, session_id, attempts, \
-                         last_error, seen_at) VALUES ($1, $2, 1, $3, now()) \
+                         attempted_hash, last_error, seen_at) \
+                     VALUES ($1, $2, 1, $4, $3, now()) \
                      ON CONFLICT (processor_name, session_id) DO UPDATE SET \
-                         attempts = processor_state.attempts + 1, last_error = $3, \
-                         seen_at = now()",
+                         attempts = CASE WHEN processor_state.attempted_hash \
+                                              IS NOT DISTINCT FROM $4 \
+                                         THEN processor_state.attempts + 1 ELSE 1 END, \
+                         attempted_hash = $4, last_error = $3, seen_at = now()",
                 )
                 .bind(name)
                 .bind(&id)
                 .bind(&error)
+                .bind(sha)
                 .execute(&self.pool)
                 .await?;
                 summary.errors += 1;
@@ -323,16 +330,20 @@ impl Processors {
             .bind(&sha)
             .execute(&self.pool)
             .await?;
-            let done: Option<Option<String>> = sqlx::query_scalar(
-                "SELECT content_hash FROM processor_state \
-                 WHERE processor_name = $1 AND session_id = $2 AND attempts < $3",
+            let state: Option<(Option<String>, i32, Option<String>)> = sqlx::query_as(
+                "SELECT content_hash, attempts, attempted_hash FROM processor_state \
+                 WHERE processor_name = $1 AND session_id = $2",
             )
             .bind(name)
             .bind(&session.id)
-            .bind(MAX_ATTEMPTS)
             .fetch_optional(&self.pool)
             .await?;
-            if done.flatten().as_deref() == Some(sha.as_str()) {
+            let unchanged = state.is_some_and(|(done, attempts, attempted)| {
+                let processed = attempts == 0 && done.as_deref() == Some(sha.as_str());
+                let parked = attempts >= MAX_ATTEMPTS && attempted.as_deref() == Some(sha.as_str());
+                processed || parked
+            });
+            if unchanged {
                 summary.skipped += 1;
                 continue;
             }

@@ -118,9 +118,17 @@ pub fn spawn(
         }
         // Stopping: a run in flight is abandoned (its lock goes with its connection); the
         // sessions it did not finish are picked up by the next run anywhere.
-        for (_, task) in running {
+        for (name, task) in running {
             task.abort();
             let _ = task.await;
+            let cleared =
+                sqlx::query("UPDATE processor_runs SET running = false WHERE processor_name = $1")
+                    .bind(&name)
+                    .execute(processors.pool())
+                    .await;
+            if let Err(e) = cleared {
+                tracing::warn!(processor = %name, "cannot record the abandoned run: {e}");
+            }
         }
     });
     (handle, launches)
