@@ -26,13 +26,8 @@ pub struct Args {
     /// Projects folders, project folders or session files [default: ~/.claude/projects and
     /// ~/.config/claude/projects, or each of CLAUDE_CONFIG_DIR's comma-separated paths].
     dirs: Vec<PathBuf>,
-    /// The sessionflow API.
-    #[arg(
-        long,
-        env = "SESSIONFLOW_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
+    #[command(flatten)]
+    server: crate::options::Server,
     /// The API's bearer key.
     #[arg(long, env = "SESSIONFLOW_API_KEY", hide_env_values = true)]
     api_key: String,
@@ -81,8 +76,8 @@ async fn backfill(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let (sessions, unreadable) = discover::discover(&roots);
-    let client =
-        Client::new(&args.server, &args.api_key, Patience::BACKFILL).map_err(anyhow::Error::msg)?;
+    let client = Client::new(&args.server.server, &args.api_key, Patience::BACKFILL)
+        .map_err(anyhow::Error::msg)?;
     let view = View::new(args.json);
     for u in &unreadable {
         view.line(&format!("skipped {}: {}", u.path.display(), u.error));

@@ -33,14 +33,8 @@ pub struct Args {
     /// Also send your own sessions from ~/.claude/projects (or CLAUDE_CONFIG_DIR).
     #[arg(long)]
     include_mine: bool,
-    /// Postgres connection URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://localhost/sessionflow",
-        hide_env_values = true
-    )]
-    database_url: String,
+    #[command(flatten)]
+    database: crate::options::Database,
     /// Where transcripts go [default: ~/.local/share/sessionflow/blobs].
     #[arg(long, env = "SESSIONFLOW_BLOB")]
     blob: Option<String>,
@@ -60,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let api_key = ulid::Ulid::generate().to_string();
     let settings = Settings {
-        database_url: args.database_url.clone(),
+        database_url: args.database.database_url.clone(),
         redis_url: None,
         blob: args
             .blob
@@ -81,7 +75,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     };
     say(format!(
         "Starting an embedded daemon on {} (logs: {})",
-        redact(&args.database_url),
+        redact(&args.database.database_url),
         args.log_file.display()
     ));
     let stop = CancellationToken::new();
@@ -189,8 +183,8 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
          left(summary, 60) FROM sessions ORDER BY created_at DESC LIMIT 10\"\n  \
          SESSIONFLOW_API_KEY=… sessionflow daemon   # then: sessionflow tui, or \
          curl -H \"Authorization: Bearer $SESSIONFLOW_API_KEY\" http://127.0.0.1:8080/api/sessions",
-        redact(&args.database_url),
-        redact(&args.database_url)
+        redact(&args.database.database_url),
+        redact(&args.database.database_url)
     );
     Ok(ExitCode::SUCCESS)
 }

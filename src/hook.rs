@@ -36,13 +36,8 @@ enum HookEvent {
 
 #[derive(clap::Args)]
 struct Target {
-    /// The sessionflow API.
-    #[arg(
-        long,
-        env = "SESSIONFLOW_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
+    #[command(flatten)]
+    server: crate::options::Server,
     /// The API's bearer key; without one, everything is spooled until a key is set.
     #[arg(long, env = "SESSIONFLOW_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -86,7 +81,11 @@ fn hook(args: HookArgs) -> anyhow::Result<()> {
     let spool = Spool::new(args.target.spool.clone().unwrap_or_else(Spool::default_dir));
     let items = items_for(args.event, &input);
     let client = match args.target.api_key.as_deref().filter(|k| !k.is_empty()) {
-        Some(key) => Some(Client::new(&args.target.server, key, Patience::HOOK)?),
+        Some(key) => Some(Client::new(
+            &args.target.server.server,
+            key,
+            Patience::HOOK,
+        )?),
         None => None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -7,6 +7,7 @@ mod gen_corpus;
 mod hook;
 mod inspect;
 mod migrate;
+mod options;
 mod process;
 mod service;
 mod tools;

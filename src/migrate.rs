@@ -8,14 +8,8 @@ use sessionflow_stages::store::{MIGRATOR, Store};
 /// Create the database if missing and bring its schema up to date.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Postgres connection URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://localhost/sessionflow",
-        hide_env_values = true
-    )]
-    database_url: String,
+    #[command(flatten)]
+    database: crate::options::Database,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -23,7 +17,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store = Store::open(&args.database_url).await?;
+        let store = Store::open(&args.database.database_url).await?;
         store.pool().close().await;
         anyhow::Ok(())
     })?;

@@ -18,14 +18,8 @@ pub struct Args {
     /// Only this processor [default: every one that works from files].
     #[arg(long)]
     processor: Option<String>,
-    /// Postgres connection URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://localhost/sessionflow",
-        hide_env_values = true
-    )]
-    database_url: String,
+    #[command(flatten)]
+    database: crate::options::Database,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -40,7 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let store = Store::open(&args.database_url).await?;
+        let store = Store::open(&args.database.database_url).await?;
         // Offline processors read files, never the blob store.
         let blobs = Arc::new(LocalBlobs::new(std::env::temp_dir()));
         let processors = Processors::standard(store.pool().clone(), blobs);

@@ -23,14 +23,8 @@ const STOP_WITHIN: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Postgres connection URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://localhost/sessionflow",
-        hide_env_values = true
-    )]
-    database_url: String,
+    #[command(flatten)]
+    database: crate::options::Database,
     /// Redis URL; unset, events are handled in-process (daemon only).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
@@ -125,7 +119,7 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
         crate::tui::require_terminal("daemon --tui")?;
     }
     let settings = Settings {
-        database_url: args.database_url,
+        database_url: args.database.database_url,
         redis_url: args.redis_url.filter(|u| !u.is_empty()),
         blob: args.blob.unwrap_or_else(default_blob_dir),
         api_key: args.api_key,

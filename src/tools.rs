@@ -16,20 +16,14 @@ pub struct Args {
     /// `{"tools": [...]}`, every tool, most called first.
     #[arg(long)]
     json: bool,
-    /// Postgres connection URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://localhost/sessionflow",
-        hide_env_values = true
-    )]
-    database_url: String,
+    #[command(flatten)]
+    database: crate::options::Database,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     let all = runtime.block_on(async {
-        let store = Store::open(&args.database_url).await?;
+        let store = Store::open(&args.database.database_url).await?;
         anyhow::Ok(tools::totals(store.pool()).await?)
     })?;
     if args.json {

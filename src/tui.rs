@@ -12,13 +12,8 @@ use sessionflow_tui::source::Http;
 /// Watch queue depth, lifecycle counts, stages and workers live.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The sessionflow API to watch.
-    #[arg(
-        long,
-        env = "SESSIONFLOW_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
+    #[command(flatten)]
+    server: crate::options::Server,
     /// The API's bearer key.
     #[arg(long, env = "SESSIONFLOW_API_KEY", hide_env_values = true)]
     api_key: String,
@@ -47,7 +42,7 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     require_terminal("the monitor")?;
-    let transport = Http::new(&args.server, args.api_key).map_err(anyhow::Error::msg)?;
+    let transport = Http::new(&args.server.server, args.api_key).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime
         .block_on(sessionflow_tui::run(

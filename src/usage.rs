@@ -25,14 +25,8 @@ pub struct Args {
     /// `{"rows": [...], "totals": {...}}` instead of a table.
     #[arg(long)]
     json: bool,
-    /// Postgres connection URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://localhost/sessionflow",
-        hide_env_values = true
-    )]
-    database_url: String,
+    #[command(flatten)]
+    database: crate::options::Database,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -72,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let timezone = args.timezone.clone().unwrap_or_else(local_timezone);
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {
-        let store = Store::open(&args.database_url).await?;
+        let store = Store::open(&args.database.database_url).await?;
         report::report(store.pool(), grouping, &timezone, args.since, args.until)
             .await
             .with_context(|| format!("cannot build the report (time zone {timezone:?})"))
