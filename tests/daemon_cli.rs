@@ -51,44 +51,16 @@ async fn the_embedded_daemon_takes_a_session_from_events_to_summarized_and_stops
     let database = format!("sessionflow_daemon_{}", std::process::id());
     let blobs = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(&database, blobs.path());
+    wait_healthy(&daemon.url).await;
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match http.get(format!("{}/healthz", daemon.url)).send().await {
-            Ok(r) if r.status() == 200 => break,
-            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            other => panic!("the daemon never became healthy: {other:?}"),
-        }
-    }
-    let event = |kind: &str, data: Value| {
-        json!({"id": ulid::Ulid::generate().to_string(), "type": kind, "timestamp": chrono::Utc::now(),
-               "device_id": "laptop", "workspace_id": "w1", "session_id": "s1", "data": data})
-    };
-    let events = json!({"events": [
-        event("session.start", json!({"cc_session_id": "s1", "source": "startup"})),
-        event("session.end", json!({"cc_session_id": "s1", "end_reason": "exit"})),
-    ]});
-    let r = http
-        .post(format!("{}/api/events/ingest", daemon.url))
-        .bearer_auth(KEY)
-        .json(&events)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let transcript = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/transcripts/cc2.1.14-headless-python-to-rust-port.jsonl"),
+    feed(
+        &http,
+        &daemon.url,
+        "s1",
+        "cc2.1.14-headless-python-to-rust-port.jsonl",
     )
-    .unwrap();
-    let r = http
-        .post(format!("{}/api/sessions/s1/transcript/upload", daemon.url))
-        .bearer_auth(KEY)
-        .body(transcript)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut session = Value::Null;
     while Instant::now() < deadline {
         session = http
