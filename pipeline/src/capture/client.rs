@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sessionflow_stages::summarize::retry_after;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -200,12 +201,7 @@ impl Client {
             let retry_after = match build().bearer_auth(&self.api_key).send().await {
                 Ok(response) => {
                     let status = response.status();
-                    let retry_after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                    let retry_after = retry_after(response.headers());
                     let body = response.bytes().await.unwrap_or_default();
                     let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     let reason = answer["error"]

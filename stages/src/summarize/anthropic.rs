@@ -97,12 +97,7 @@ impl AnthropicSummarizer {
                 .map_err(|e| SummaryError::Transport(e.to_string()))?;
             let status = response.status().as_u16();
             if status == 429 {
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                let retry_after = retry_after(response.headers());
                 return Err(SummaryError::RateLimited { retry_after });
             }
             if status == 529 || (500..600).contains(&status) {
@@ -159,4 +154,13 @@ impl Summarizer for AnthropicSummarizer {
     fn name(&self) -> &'static str {
         "anthropic"
     }
+}
+
+/// A response's `Retry-After` in seconds, if it gives one.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }

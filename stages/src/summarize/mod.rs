@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 
 use crate::transcript::{ContentBlock, MessageKind, ParsedTranscript};
 
-pub use anthropic::{AnthropicConfig, AnthropicSummarizer};
+pub use anthropic::{AnthropicConfig, AnthropicSummarizer, retry_after};
 pub use extractive::ExtractiveSummarizer;
 
 #[derive(Debug, thiserror::Error)]
