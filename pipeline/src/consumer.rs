@@ -66,12 +66,7 @@ impl ConsumerConfig {
 }
 
 fn default_consumer_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "host".to_owned());
+    let host = crate::hostname().unwrap_or_else(|| "host".to_owned());
     format!("{host}-{}", std::process::id())
 }
 

@@ -44,13 +44,6 @@ impl Rates {
     }
 }
 
-/// The host this worker runs on.
-fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default()
-}
-
 pub async fn beat(
     pool: &PgPool,
     worker: &str,
@@ -76,7 +69,7 @@ pub async fn beat(
         })
         .collect();
     let pipeline = json!({
-        "host": host(), "version": env!("CARGO_PKG_VERSION"),
+        "host": crate::hostname().unwrap_or_default(), "version": env!("CARGO_PKG_VERSION"),
         "runs_in_flight": s.runs_in_flight, "completed": s.completed, "stopped": s.stopped,
         "failed": s.failed, "deferred": s.deferred, "enqueued": s.enqueued, "dropped": s.dropped,
         "stages": stages,

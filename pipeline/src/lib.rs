@@ -3,9 +3,9 @@
 //! stage reports, the recovery and summary-retry [`sweeps`], and the [`events`] that drive the
 //! session lifecycle, read from Redis Streams by the [`consumer`].
 //!
-//! [`api`] is the HTTP API and [`modes`] wires everything into `serve`, `worker` and `daemon`.
-//!
-//! Still to come here: processors and their scheduler, and the monitor snapshot.
+//! [`api`] is the HTTP API (with the monitor snapshot) and [`modes`] wires everything into
+//! `serve`, `worker` and `daemon`; [`processors`] and their scheduler derive data from parsed
+//! sessions; [`capture`] is the client side: backfill, hooks and their spool.
 
 pub mod api;
 pub mod capture;
@@ -18,3 +18,12 @@ pub mod processors;
 pub mod queue;
 pub mod runner;
 pub mod sweeps;
+
+/// This machine's name (the kernel's, else `HOSTNAME`), for worker, consumer and device ids.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+}

@@ -41,11 +41,7 @@ impl Default for Options {
 
 /// This machine's name, for the events' `device_id`.
 pub fn device_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".to_owned())
+    crate::hostname().unwrap_or_else(|| "unknown-host".to_owned())
 }
 
 /// What happened to one session.
