@@ -145,14 +145,7 @@ impl Processors {
     /// Runs `name` once over the sessions it has not seen as they are; refused while another
     /// run of it holds its lock (in any process).
     pub async fn run(&self, name: &str) -> Result<RunSummary, RunError> {
-        let processor = Arc::clone(
-            self.get(name)
-                .ok_or_else(|| RunError::Unknown(name.to_owned()))?,
-        );
-        let lock = Lock::try_take(&self.pool, name).await?;
-        let Some(lock) = lock else {
-            return Err(RunError::Busy(name.to_owned()));
-        };
+        let (processor, lock) = self.claim(name, false).await?;
         sqlx::query(
             "INSERT INTO processor_runs (processor_name, running) VALUES ($1, true) \
              ON CONFLICT (processor_name) DO UPDATE SET running = true",
@@ -175,6 +168,26 @@ impl Processors {
         .await?;
         lock.release().await;
         outcome
+    }
+
+    /// The processor called `name` (one that works from files, when `offline`) and its lock,
+    /// taken without waiting.
+    async fn claim(
+        &self,
+        name: &str,
+        offline: bool,
+    ) -> Result<(Arc<dyn Processor>, Lock), RunError> {
+        let processor = Arc::clone(
+            self.get(name)
+                .ok_or_else(|| RunError::Unknown(name.to_owned()))?,
+        );
+        if offline && !processor.works_offline() {
+            return Err(RunError::NotOffline(name.to_owned()));
+        }
+        match Lock::try_take(&self.pool, name).await? {
+            Some(lock) => Ok((processor, lock)),
+            None => Err(RunError::Busy(name.to_owned())),
+        }
     }
 
     async fn sweep(&self, processor: Arc<dyn Processor>) -> Result<RunSummary, RunError> {
@@ -296,16 +309,7 @@ impl Processors {
         name: &str,
         sessions: &[crate::capture::discover::LocalSession],
     ) -> Result<RunSummary, RunError> {
-        let processor = Arc::clone(
-            self.get(name)
-                .ok_or_else(|| RunError::Unknown(name.to_owned()))?,
-        );
-        if !processor.works_offline() {
-            return Err(RunError::NotOffline(name.to_owned()));
-        }
-        let Some(lock) = Lock::try_take(&self.pool, name).await? else {
-            return Err(RunError::Busy(name.to_owned()));
-        };
+        let (processor, lock) = self.claim(name, true).await?;
         let mut summary = RunSummary::default();
         for session in sessions {
             summary.scanned += 1;
