@@ -46,7 +46,7 @@ fn bench_url() -> String {
 }
 
 async fn reset(store: &Store, count: usize) {
-    sqlx::query("TRUNCATE sessions, transcript_messages, content_blocks")
+    sqlx::query("TRUNCATE sessions CASCADE")
         .execute(store.pool())
         .await
         .expect("truncate");

@@ -50,7 +50,7 @@ fn reset_peak_memory() {
 async fn run(name: &str, store: &Store, transcripts: impl Iterator<Item = Bytes>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir.path()));
-    sqlx::query("TRUNCATE sessions, transcript_messages, content_blocks")
+    sqlx::query("TRUNCATE sessions CASCADE")
         .execute(store.pool())
         .await
         .expect("truncate");

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Backfill of SESSIONS (default 2 000) generated sessions (~440 MB) into a local release daemon
 # on a fresh database: wall time, sessions/s, and how the time splits between sending and
-# waiting for the server's pipeline (printed by backfill itself).
+# waiting for the server's pipeline (printed by backfill itself). QUICK=1: 60 sessions (CI: it
+# must still work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh >/dev/null
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sessionflow-target}
-sessions=${SESSIONS:-2000}
+sessions=${SESSIONS:-$([ -n "${QUICK:-}" ] && echo 60 || echo 2000)}
 database=sessionflow_bench_backfill
 port=18082
 key=bench-backfill

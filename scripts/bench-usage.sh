@@ -3,12 +3,14 @@
 # parsed sessions whose transcripts sit in a local blob directory (hard links to the generated
 # files), a `sessionflow serve` (no worker, so no scheduler runs behind our back), and two runs
 # through POST /api/admin/run-session-processor: wall time, and transactions per session from
-# pg_stat_database (autocommit statements count one each).
+# pg_stat_database (autocommit statements count one each); then the usage report through
+# GET /api/usage and `sessionflow usage`, twice each with nothing new in between (the second
+# answer is the kept report). QUICK=1: 100 sessions (CI: it must still work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh >/dev/null
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sessionflow-target}
-sessions=${SESSIONS:-10000}
+sessions=${SESSIONS:-$([ -n "${QUICK:-}" ] && echo 100 || echo 10000)}
 database=sessionflow_bench_usage
 port=18083
 key=bench-usage
@@ -54,4 +56,20 @@ for run in first second; do
   end=$(date +%s.%N)
   after=$(commits)
   python3 -c "import sys; w=$end-$start; print(f'$run run: {w:.2f} s, {($after-$before)/$sessions:.2f} transactions per session; ' + sys.argv[1])" "$result"
+done
+
+# Reports: the first computes (and keeps) the report, the second finds nothing new to process
+# and answers the kept one.
+for by in daily session device; do
+  for call in first second; do
+    curl -s -o /dev/null -w "GET /api/usage?by=$by ($call): %{time_total} s\n" \
+      -H "authorization: Bearer $key" "http://127.0.0.1:$port/api/usage?by=$by&timezone=UTC"
+  done
+done
+for call in first second; do
+  start=$(date +%s.%N)
+  DATABASE_URL=postgres://postgres@127.0.0.1/$database SESSIONFLOW_BLOB=$blobs \
+    "$bin" usage monthly --json --timezone Europe/Paris >/dev/null
+  end=$(date +%s.%N)
+  python3 -c "print(f'sessionflow usage monthly ($call, whole process): {$end-$start:.3f} s')"
 done

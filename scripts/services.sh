@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts, on loopback, what sessionflow's tests talk to — PostgreSQL, Redis and the S3-compatible
 # server s3s-fs (installed with cargo on first use) — unless each is already up, then waits until
-# all three answer; installs ccusage (npm) for the usage comparisons and exports CCUSAGE. Source it to get the environment the tests read; run it to just start them.
+# all three answer; installs ccusage (npm) for the usage comparisons and exports CCUSAGE, and a
+# pinned Claude Code (npm) for the real-client test and exports CLAUDE_CODE. Source it to get the
+# environment the tests read; run it to just start them.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -79,7 +81,20 @@ install_ccusage() {
   chmod +x "$CCUSAGE"
 }
 
+# Claude Code itself, pinned, for the test that runs the real client (npm, once per machine).
+install_claude_code() {
+  local version=2.1.197 dir=$tools/claude-code
+  export CLAUDE_CODE=$dir/node_modules/@anthropic-ai/claude-code/bin/claude.exe
+  if [ -x "$CLAUDE_CODE" ] && grep -q "\"version\": \"$version\"" "$dir/node_modules/@anthropic-ai/claude-code/package.json"; then
+    return
+  fi
+  say "installing Claude Code $version into $dir (once per machine)"
+  mkdir -p "$dir"
+  npm install --silent --no-audit --no-fund --prefix "$dir" "@anthropic-ai/claude-code@$version" >&2
+}
+
 start_postgres
 start_redis
 start_s3s
 install_ccusage
+install_claude_code

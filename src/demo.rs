@@ -17,7 +17,13 @@ use sessionflow_pipeline::capture::backfill::{self, Followed, Options, SendRepor
 use sessionflow_pipeline::capture::client::{Client, Patience};
 use sessionflow_pipeline::capture::discover;
 use sessionflow_pipeline::modes::{Mode, Service, Settings};
+use sessionflow_stages::store::redact;
 use tokio_util::sync::CancellationToken;
+
+use sessionflow_pipeline::processors::Processors;
+use sessionflow_pipeline::processors::report::{Grouping, Request};
+use sessionflow_protocol::reports::UsageReport;
+use sessionflow_stages::store::Store;
 
 use crate::backfill::{POLL_EVERY, Report, View};
 
@@ -53,13 +59,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let api_key = ulid::Ulid::generate().to_string();
+    let database_url = args.database.url().await?;
+    let blob = args
+        .blob
+        .clone()
+        .unwrap_or_else(crate::service::default_blob_dir);
     let settings = Settings {
-        database_url: args.database.database_url.clone(),
+        database_url: database_url.clone(),
         redis_url: None,
-        blob: args
-            .blob
-            .clone()
-            .unwrap_or_else(crate::service::default_blob_dir),
+        blob: blob.clone(),
         api_key: Some(api_key.clone()),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         anthropic_api_key: None,
@@ -75,7 +83,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     };
     say(format!(
         "Starting an embedded daemon on {} (logs: {})",
-        redact(&args.database.database_url),
+        redact(&database_url),
         args.log_file.display()
     ));
     let stop = CancellationToken::new();
@@ -145,6 +153,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
                 let config = sessionflow_tui::Config {
                     transport: Arc::new(crate::service::InProcess::new(router, key)),
                     interval: Duration::from_millis(500),
+                    timezone: crate::usage::local_timezone(),
                 };
                 let until = async {
                     result = Some(work.await);
@@ -172,33 +181,52 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         sent: &sent,
         followed: Some(&followed),
     };
+    let usage = usage_of(&database_url, &blob, sent.to_follow()).await?;
     if args.json {
-        println!("{}", report.json());
+        let mut json = report.json();
+        json["session_ids"] = serde_json::json!(sent.to_follow());
+        json["usage"] = serde_json::json!(usage);
+        println!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
     report.print(sending, started.elapsed() - sending);
+    println!("\nUsage of these sessions by day (each API response counted once):");
+    crate::usage::print(&usage, &usage_request(None), false);
     println!(
         "\nThe results are in Postgres ({}). To look at them:\n  \
          psql {} -c \"SELECT id, lifecycle, total_messages, tokens_out, cost_estimate_usd, \
          left(summary, 60) FROM sessions ORDER BY created_at DESC LIMIT 10\"\n  \
          SESSIONFLOW_API_KEY=… sessionflow daemon   # then: sessionflow tui, or \
          curl -H \"Authorization: Bearer $SESSIONFLOW_API_KEY\" http://127.0.0.1:8080/api/sessions",
-        redact(&args.database.database_url),
-        redact(&args.database.database_url)
+        redact(&database_url),
+        redact(&database_url)
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// The URL without its password.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+fn usage_request(sessions: Option<Vec<String>>) -> Request {
+    Request {
+        grouping: Grouping::Daily,
+        timezone: crate::usage::local_timezone(),
+        since: None,
+        until: None,
+        sessions,
     }
+}
+
+/// The usage report of `sessions`, the usage processor brought up to date first.
+async fn usage_of(
+    database_url: &str,
+    blob: &str,
+    sessions: Vec<String>,
+) -> anyhow::Result<UsageReport> {
+    let store = Store::open(database_url).await?;
+    let blobs = sessionflow_stages::blob::open(blob).await?;
+    let processors = Processors::standard(store.pool().clone(), Arc::from(blobs));
+    let report = processors
+        .usage_report(&usage_request(Some(sessions)))
+        .await
+        .context("cannot build the usage report")?;
+    store.pool().close().await;
+    Ok(report)
 }

@@ -65,7 +65,7 @@ const MAX_INPUT: u64 = 1024 * 1024;
 
 pub fn run_hook(args: HookArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = hook(args) {
-        eprintln!("sessionflow hook: {e:#}");
+        eprintln!("sessionflow hook: {}", crate::describe(&e));
     }
     Ok(ExitCode::SUCCESS)
 }

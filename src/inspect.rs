@@ -233,7 +233,6 @@ impl Report {
             Report::Table(totals) => totals,
         };
         let s = &report.stats;
-        let unpriced = report.models.iter().any(|m| m.cost_usd.is_none());
         writeln!(
             out,
             "{:<FILE_WIDTH$}  {:<8}  {:>7}  {:>6}  {:>8}  {:>8}  {:>11}  {:>11}  {:>13}  {:>15}  {:>10}",
@@ -250,7 +249,7 @@ impl Report {
             group(s.tokens_out),
             group(s.cache_write_tokens),
             group(s.cache_read_tokens),
-            cost(s.cost_estimate_usd, unpriced),
+            cost(s.cost_estimate_usd, Mark::of(&report.models)),
         )?;
         totals.files += 1;
         totals.lines += report.lines;
@@ -287,7 +286,7 @@ impl Report {
             group(tokens.output_tokens),
             group(tokens.cache_creation_input_tokens),
             group(tokens.cache_read_input_tokens),
-            cost(priced, !unpriced.is_empty()),
+            cost(priced, Mark::of(&models)),
         )?;
         let repeated = totals.responses - totals.usage.len();
         if repeated > 0 {
@@ -303,12 +302,53 @@ impl Report {
                 unpriced.join(", ")
             )?;
         }
+        let estimated: Vec<&str> = models
+            .iter()
+            .filter(|m| m.cost_estimated)
+            .map(|m| m.model.as_str())
+            .collect();
+        if !estimated.is_empty() {
+            writeln!(
+                out,
+                "≈ priced at their family's newest rates (not in the price table): {}",
+                estimated.join(", ")
+            )?;
+        }
         Ok(())
     }
 }
 
-fn cost(usd: f64, unpriced: bool) -> String {
-    format!("{usd:.2}{}", if unpriced { "*" } else { "" })
+/// How sure a cost is.
+struct Mark {
+    /// Some tokens have no price: the cost leaves them out (`*`).
+    unpriced: bool,
+    /// No token has a price.
+    nothing_priced: bool,
+    /// Some prices are a family's newest rates (`≈`).
+    estimated: bool,
+}
+
+impl Mark {
+    fn of(models: &[ModelUsage]) -> Mark {
+        Mark {
+            unpriced: models.iter().any(|m| m.cost_usd.is_none()),
+            nothing_priced: !models.is_empty() && models.iter().all(|m| m.cost_usd.is_none()),
+            estimated: models.iter().any(|m| m.cost_estimated),
+        }
+    }
+}
+
+fn cost(usd: f64, mark: Mark) -> String {
+    if mark.nothing_priced {
+        return "unpriced*".to_owned();
+    }
+    // An empty sum of floats is -0.0; never show "-0.00".
+    let usd = usd + 0.0;
+    format!(
+        "{}{usd:.2}{}",
+        if mark.estimated { "≈" } else { "" },
+        if mark.unpriced { "*" } else { "" }
+    )
 }
 
 /// `1234567` as `1,234,567`.

@@ -61,8 +61,29 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    if matches!(
+        cli.command,
+        Command::Inspect(_) | Command::Usage(_) | Command::Tools(_)
+    ) {
+        // `sessionflow tools | head` ends quietly when the reader goes, like any Unix filter,
+        // instead of panicking on the broken pipe. Only for commands that print and exit:
+        // servers and hooks keep ignoring SIGPIPE.
+        // SAFETY: restores a signal's default disposition before any other thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    // Postgres notices ("relation … already exists, skipping") are for whoever asks for them
+    // by name, e.g. RUST_LOG=sqlx=debug.
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if !std::env::var("RUST_LOG").is_ok_and(|f| f.contains("sqlx")) {
+        filter = filter.add_directive(
+            "sqlx::postgres::notice=warn"
+                .parse()
+                .expect("a constant, valid directive"),
+        );
+    }
     let log_file = match &cli.command {
         Command::Daemon(args) => args.log_file(),
         Command::Demo(args) => Some(args.log_file.clone()),
@@ -72,13 +93,13 @@ fn main() -> ExitCode {
         None => BoxMakeWriter::new(std::io::stderr),
         Some(Ok(file)) => BoxMakeWriter::new(std::sync::Mutex::new(file)),
         Some(Err(e)) => {
-            eprintln!("sessionflow: {e:#}");
+            eprintln!("sessionflow: {}", describe(&e));
             return ExitCode::FAILURE;
         }
     };
     let logs = tracing_subscriber::fmt()
         .with_writer(writer)
-        .with_ansi(log_file.is_none())
+        .with_ansi(log_file.is_none() && colour(&std::io::stderr()))
         .with_env_filter(filter);
     match cli.log_format {
         LogFormat::Text => logs.init(),
@@ -103,10 +124,32 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("sessionflow: {error:#}");
+            eprintln!("sessionflow: {}", describe(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set (<https://no-color.org>).
+fn colour(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The error and its causes on one line, each said once: a cause whose text its parent already
+/// quotes is left out.
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let said = cause.to_string();
+        if text.contains(said.as_str()) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
 }
 
 /// Opens (appending) the file logs go to, making its directory.
@@ -120,4 +163,40 @@ fn open_log(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
         .append(true)
         .open(path)
         .with_context(|| format!("cannot open the log file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    /// An error that quotes its cause in its own text, as many libraries' errors do.
+    #[derive(Debug)]
+    struct Quoting(std::io::Error);
+
+    impl std::fmt::Display for Quoting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot reach the database: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Quoting {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_its_parent_already_quotes_is_said_once() {
+        let quoted = anyhow::Error::new(Quoting(std::io::Error::other("connection refused")));
+        assert_eq!(
+            describe(&quoted),
+            "cannot reach the database: connection refused"
+        );
+        let chained = anyhow::Error::new(std::io::Error::other("connection refused"))
+            .context("the demo's daemon could not start");
+        assert_eq!(
+            describe(&chained),
+            "the demo's daemon could not start: connection refused"
+        );
+    }
 }

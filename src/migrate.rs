@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use sessionflow_stages::store::{MIGRATOR, Store};
+use sessionflow_stages::store::MIGRATOR;
 
 /// Create the database if missing and bring its schema up to date.
 #[derive(clap::Args)]
@@ -17,7 +17,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store = Store::open(&args.database.database_url).await?;
+        let store = args.database.open().await?;
         store.pool().close().await;
         anyhow::Ok(())
     })?;

@@ -1,17 +1,33 @@
 //! Options several commands share, declared once: where the database is, and which
 //! sessionflow API a client talks to.
 
+use std::sync::Arc;
+
+use anyhow::Context;
+use sessionflow_pipeline::capture::client::{Client, Patience};
+use sessionflow_pipeline::processors::Processors;
+use sessionflow_stages::blob;
+use sessionflow_stages::store::{Store, locate};
+
 /// `--database-url`, or `DATABASE_URL`.
 #[derive(clap::Args)]
 pub struct Database {
-    /// Postgres connection URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://localhost/sessionflow",
-        hide_env_values = true
-    )]
-    pub database_url: String,
+    /// Postgres connection URL [default: database sessionflow on the local server, as PGUSER or
+    /// this OS account, over its socket or 127.0.0.1].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+impl Database {
+    /// The URL given, or the local server's that lets this user in.
+    pub async fn url(&self) -> anyhow::Result<String> {
+        Ok(locate::database_url(self.database_url.as_deref()).await?)
+    }
+
+    /// Opens (creating and migrating) the database.
+    pub async fn open(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(&self.url().await?).await?)
+    }
 }
 
 /// `--server`, or `SESSIONFLOW_SERVER`.
@@ -24,4 +40,64 @@ pub struct Server {
         default_value = "http://127.0.0.1:8080"
     )]
     pub server: String,
+}
+
+/// Where `usage` and `tools` get their figures: a server's API when one is given, else the
+/// database (whose processors are brought up to date first, reading transcripts from the blob
+/// store).
+#[derive(clap::Args)]
+pub struct Reports {
+    /// Ask this sessionflow server instead of the database.
+    #[arg(long, env = "SESSIONFLOW_SERVER")]
+    server: Option<String>,
+    /// The server's bearer key.
+    #[arg(long, env = "SESSIONFLOW_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    #[command(flatten)]
+    database: Database,
+    /// Where transcripts are kept, read to bring processors up to date (without --server)
+    /// [default: ~/.local/share/sessionflow/blobs].
+    #[arg(long, env = "SESSIONFLOW_BLOB")]
+    blob: Option<String>,
+}
+
+/// What [`Reports`] opened.
+pub enum ReportSource {
+    Api(Client),
+    Database(Processors),
+}
+
+impl Reports {
+    pub async fn open(&self) -> anyhow::Result<ReportSource> {
+        match self.server.as_deref().filter(|s| !s.is_empty()) {
+            Some(server) => {
+                let key = self
+                    .api_key
+                    .as_deref()
+                    .filter(|k| !k.is_empty())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--server needs the server's key: --api-key or SESSIONFLOW_API_KEY"
+                        )
+                    })?;
+                Ok(ReportSource::Api(
+                    Client::new(server, key, Patience::REPORT).map_err(anyhow::Error::msg)?,
+                ))
+            }
+            None => {
+                let store = self.database.open().await?;
+                let blob = self
+                    .blob
+                    .clone()
+                    .unwrap_or_else(crate::service::default_blob_dir);
+                let blobs = blob::open(&blob)
+                    .await
+                    .with_context(|| format!("cannot open the blob store {blob}"))?;
+                Ok(ReportSource::Database(Processors::standard(
+                    store.pool().clone(),
+                    Arc::from(blobs),
+                )))
+            }
+        }
+    }
 }

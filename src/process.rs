@@ -8,7 +8,6 @@ use std::sync::Arc;
 use sessionflow_pipeline::capture::discover;
 use sessionflow_pipeline::processors::Processors;
 use sessionflow_stages::blob::LocalBlobs;
-use sessionflow_stages::store::Store;
 
 /// Run session processors over transcript files, without a server.
 #[derive(clap::Args)]
@@ -34,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let store = Store::open(&args.database.database_url).await?;
+        let store = args.database.open().await?;
         // Offline processors read files, never the blob store.
         let blobs = Arc::new(LocalBlobs::new(std::env::temp_dir()));
         let processors = Processors::standard(store.pool().clone(), blobs);

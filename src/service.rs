@@ -118,20 +118,20 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
         }
         crate::tui::require_terminal("daemon --tui")?;
     }
-    let settings = Settings {
-        database_url: args.database.database_url,
-        redis_url: args.redis_url.filter(|u| !u.is_empty()),
-        blob: args.blob.unwrap_or_else(default_blob_dir),
-        api_key: args.api_key,
-        listen: args.listen,
-        anthropic_api_key: args.anthropic_api_key,
-        summary_model: args.summary_model,
-        max_runs: args.max_runs,
-        stream: args.stream,
-        processor_intervals: args.processor_intervals.0,
-    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        let settings = Settings {
+            database_url: args.database.url().await?,
+            redis_url: args.redis_url.filter(|u| !u.is_empty()),
+            blob: args.blob.unwrap_or_else(default_blob_dir),
+            api_key: args.api_key,
+            listen: args.listen,
+            anthropic_api_key: args.anthropic_api_key,
+            summary_model: args.summary_model,
+            max_runs: args.max_runs,
+            stream: args.stream,
+            processor_intervals: args.processor_intervals.0,
+        };
         let stop = CancellationToken::new();
         let service = Service::start(mode, settings, stop.clone()).await?;
         let monitor = args.tui.then(|| service.api()).flatten();
@@ -146,6 +146,7 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
                 let config = sessionflow_tui::Config {
                     transport: Arc::new(InProcess::new(router, api_key)),
                     interval: Duration::from_secs(1),
+                    timezone: crate::usage::local_timezone(),
                 };
                 let until = async {
                     tokio::select! {

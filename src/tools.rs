@@ -1,11 +1,14 @@
 //! `sessionflow tools`: the most used and the most failing tools over every session, from the
-//! `tools` processor's data.
+//! `tools` processor's data (brought up to date first) — from the database, or from a server's
+//! `GET /api/tools`.
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use serde_json::json;
-use sessionflow_pipeline::processors::tools;
-use sessionflow_stages::store::Store;
+use sessionflow_protocol::reports::{ToolTotals, ToolsReport};
+
+use crate::options::ReportSource;
 
 /// The most used and the most failing tools.
 #[derive(clap::Args)]
@@ -17,21 +20,31 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    database: crate::options::Database,
+    source: crate::options::Reports,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
-    let all = runtime.block_on(async {
-        let store = Store::open(&args.database.database_url).await?;
-        anyhow::Ok(tools::totals(store.pool()).await?)
+    let all: Vec<ToolTotals> = runtime.block_on(async {
+        match args.source.open().await? {
+            ReportSource::Database(processors) => processors
+                .tool_totals()
+                .await
+                .context("cannot read the tool totals"),
+            ReportSource::Api(client) => {
+                let answer = client.get("/api/tools").await.map_err(anyhow::Error::msg)?;
+                let report: ToolsReport = serde_json::from_value(answer)
+                    .context("the server's /api/tools answer is unreadable")?;
+                Ok(report.tools)
+            }
+        }
     })?;
     if args.json {
-        println!("{}", json!({ "tools": all }));
+        println!("{}", json!(ToolsReport { tools: all }));
         return Ok(ExitCode::SUCCESS);
     }
     if all.is_empty() {
-        println!("No tool calls recorded yet (the tools processor runs in every worker).");
+        println!("No tool calls recorded yet.");
         return Ok(ExitCode::SUCCESS);
     }
     println!("Most used");

@@ -49,6 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Config {
                 transport: Arc::new(transport),
                 interval: args.interval,
+                timezone: crate::usage::local_timezone(),
             },
             std::future::pending(),
         ))

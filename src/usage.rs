@@ -1,14 +1,17 @@
-//! `sessionflow usage daily|monthly|session`: token usage and cost from the `usage` processor's
-//! data, each API response counted once across all sessions.
+//! `sessionflow usage daily|monthly|session|device|workspace`: token usage and cost from the
+//! `usage` processor's data (brought up to date first), each API response counted once across
+//! all sessions and devices — from the database, or from a server's `GET /api/usage`.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use serde_json::{Value, json};
-use sessionflow_pipeline::processors::report::{self, Grouping, Report, Tokens};
-use sessionflow_stages::store::Store;
+use sessionflow_pipeline::capture::client::encode;
+use sessionflow_pipeline::processors::report::{Grouping, Request};
+use sessionflow_protocol::reports::{Tokens, UsageReport};
 
-/// Token usage and cost per day, month or session.
+use crate::options::ReportSource;
+
+/// Token usage and cost per day, month, session, device or workspace.
 #[derive(clap::Args)]
 pub struct Args {
     #[arg(value_enum)]
@@ -26,7 +29,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    database: crate::options::Database,
+    source: crate::options::Reports,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -34,10 +37,11 @@ enum By {
     Daily,
     Monthly,
     Session,
+    Device,
+    Workspace,
 }
-
 /// This machine's time zone: `TZ`, `/etc/timezone`, the `/etc/localtime` link, else UTC.
-fn local_timezone() -> String {
+pub fn local_timezone() -> String {
     if let Ok(tz) = std::env::var("TZ")
         && !tz.is_empty()
     {
@@ -58,69 +62,80 @@ fn local_timezone() -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let grouping = match args.by {
-        By::Daily => Grouping::Daily,
-        By::Monthly => Grouping::Monthly,
-        By::Session => Grouping::Session,
+    let request = Request {
+        grouping: match args.by {
+            By::Daily => Grouping::Daily,
+            By::Monthly => Grouping::Monthly,
+            By::Session => Grouping::Session,
+            By::Device => Grouping::Device,
+            By::Workspace => Grouping::Workspace,
+        },
+        timezone: args.timezone.clone().unwrap_or_else(local_timezone),
+        since: args.since,
+        until: args.until,
+        sessions: None,
     };
-    let timezone = args.timezone.clone().unwrap_or_else(local_timezone);
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {
-        let store = Store::open(&args.database.database_url).await?;
-        report::report(store.pool(), grouping, &timezone, args.since, args.until)
-            .await
-            .with_context(|| format!("cannot build the report (time zone {timezone:?})"))
+        match args.source.open().await? {
+            ReportSource::Database(processors) => processors
+                .usage_report(&request)
+                .await
+                .context("cannot build the usage report"),
+            ReportSource::Api(client) => {
+                let answer = client
+                    .get(&api_path(&request))
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                serde_json::from_value(answer).context("the server's usage report is unreadable")
+            }
+        }
     })?;
-    if !report.unpriced.is_empty() {
-        eprintln!(
-            "warning: no price for {}: their tokens are counted, their cost is not",
-            report.unpriced.join(", ")
-        );
-    }
-    if args.json {
-        println!("{}", to_json(&report, grouping));
-    } else {
-        print_table(&report, grouping, &timezone);
-    }
+    print(&report, &request, args.json);
     Ok(ExitCode::SUCCESS)
 }
 
-fn tokens_json(t: &Tokens) -> Value {
-    json!({
-        "input_tokens": t.input_tokens,
-        "output_tokens": t.output_tokens,
-        "cache_creation_input_tokens": t.cache_creation_input_tokens,
-        "cache_read_input_tokens": t.cache_read_input_tokens,
-        "cost_usd": t.cost_usd,
-    })
+/// `GET /api/usage` with the request's query.
+fn api_path(request: &Request) -> String {
+    let by = serde_json::to_value(request.grouping)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut path = format!("/api/usage?by={by}&timezone={}", encode(&request.timezone));
+    if let Some(since) = request.since {
+        path.push_str(&format!("&since={since}"));
+    }
+    if let Some(until) = request.until {
+        path.push_str(&format!("&until={until}"));
+    }
+    path
 }
 
-fn to_json(report: &Report, grouping: Grouping) -> Value {
-    let rows: Vec<Value> = report
-        .rows
-        .iter()
-        .map(|row| {
-            let mut value = tokens_json(&row.tokens);
-            value[grouping.key_name()] = json!(row.key);
-            value["models"] = row
-                .models
-                .iter()
-                .map(|m| {
-                    let mut model = tokens_json(&m.tokens);
-                    model["model"] = json!(m.model);
-                    if !m.priced {
-                        model["cost_usd"] = Value::Null;
-                    }
-                    model
-                })
-                .collect();
-            value
-        })
-        .collect();
-    json!({"rows": rows, "totals": tokens_json(&report.totals)})
+/// The report as a table (or JSON), with what is unpriced or estimated said on stderr.
+pub fn print(report: &UsageReport, request: &Request, json: bool) {
+    let unpriced = report.unpriced();
+    if !unpriced.is_empty() {
+        eprintln!(
+            "warning: no price for {}: their tokens are counted, their cost is not",
+            unpriced.join(", ")
+        );
+    }
+    let estimated = report.estimated();
+    if !estimated.is_empty() {
+        eprintln!(
+            "note: {} priced at their family's newest rates (≈): the price table lacks them",
+            estimated.join(", ")
+        );
+    }
+    if json {
+        println!("{}", serde_json::json!(report));
+    } else {
+        print_table(report, request);
+    }
 }
 
-fn print_table(report: &Report, grouping: Grouping, timezone: &str) {
+fn print_table(report: &UsageReport, request: &Request) {
+    let grouping = request.grouping;
     println!(
         "{:<38} {:>12} {:>12} {:>14} {:>14} {:>10}",
         grouping.key_name(),
@@ -130,21 +145,32 @@ fn print_table(report: &Report, grouping: Grouping, timezone: &str) {
         "cache read",
         "cost $"
     );
-    let line = |key: &str, t: &Tokens| {
+    let line = |key: &str, t: &Tokens, mark: &str| {
         println!(
-            "{key:<38} {:>12} {:>12} {:>14} {:>14} {:>10.2}",
+            "{key:<38} {:>12} {:>12} {:>14} {:>14} {:>10}",
             t.input_tokens,
             t.output_tokens,
             t.cache_creation_input_tokens,
             t.cache_read_input_tokens,
-            t.cost_usd
+            format!("{mark}{:.2}", t.cost())
         );
     };
+    let mark = |estimated: bool| if estimated { "≈" } else { "" };
     for row in &report.rows {
-        line(&row.key, &row.tokens);
+        let estimated = row.models.iter().any(|m| m.cost_estimated);
+        line(row.key.value(), &row.tokens, mark(estimated));
     }
-    line("total", &report.totals);
-    if grouping != Grouping::Session {
-        println!("(days in {timezone}; each API response counted once across sessions)");
+    line(
+        "total",
+        &report.totals,
+        mark(!report.estimated().is_empty()),
+    );
+    if grouping.is_period() {
+        println!(
+            "(days in {}; each API response counted once across sessions)",
+            request.timezone
+        );
+    } else {
+        println!("(each API response counted once, for the session that first holds it)");
     }
 }

@@ -180,18 +180,14 @@ impl Drop for Tmux {
 
 /// The count the dashboard's lifecycle bars show for `lifecycle` (0 when its bar is empty).
 fn lifecycle_count(screen: &str, lifecycle: &str) -> Option<u64> {
-    let lines: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
-    let label: Vec<char> = lifecycle.chars().take(6).collect();
-    let (row, column) = lines.iter().enumerate().find_map(|(row, line)| {
-        line.windows(label.len())
-            .position(|w| w == label.as_slice())
-            .filter(|_| String::from_iter(line).contains("detect captur"))
-            .map(|column| (row, column))
-    })?;
-    let above = lines.get(row.checked_sub(1)?)?;
-    let cell: String = above.iter().skip(column).take(6).collect();
-    let digits: String = cell.chars().filter(char::is_ascii_digit).collect();
-    Some(digits.parse().unwrap_or(0))
+    // The dashboard's "sessions by lifecycle" box: `│ summarized       4 ████`.
+    screen.lines().find_map(|line| {
+        let inside = line.split('│').nth(1)?;
+        let mut words = inside.split_whitespace();
+        (words.next()? == lifecycle)
+            .then(|| words.next()?.parse().ok())
+            .flatten()
+    })
 }
 
 /// Sends `session.start`, `session.end` and the transcript of `fixture` for `id`.

@@ -272,6 +272,13 @@ fn unknown_models_are_unpriced_until_a_pricing_file_prices_them() {
         table.contains("unpriced models, tokens counted but no cost: claude-future-9"),
         "{table}"
     );
+    // Nothing priced: said as such, never as "-0.00*" (an empty sum of floats is -0.0).
+    assert!(!table.contains("-0.00"), "{table}");
+    assert_eq!(
+        table.matches("unpriced*").count(),
+        2,
+        "file row and total: {table}"
+    );
 
     let prices = dir.path().join("prices.json");
     fs::write(
@@ -291,6 +298,27 @@ fn unknown_models_are_unpriced_until_a_pricing_file_prices_them() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("cannot read pricing file /no/prices.json")
+    );
+}
+
+#[test]
+fn a_new_model_of_a_known_family_is_priced_as_an_estimate() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.jsonl");
+    fs::write(&file, reply("a1", "s", "claude-opus-9-9-20300101")).unwrap();
+    let line = &json_lines(&run(bin().args(["inspect", "--json"]).arg(&file)))[0];
+    let model = &line["models"][0];
+    assert!(model["cost_usd"].as_f64().unwrap() > 0.0, "{model}");
+    assert_eq!(model["cost_estimated"], true, "{model}");
+    let table = stdout(&run(bin().arg("inspect").arg(&file)));
+    assert!(
+        table.contains("≈ priced at their family's newest rates (not in the price table): claude-opus-9-9-20300101"),
+        "{table}"
+    );
+    assert_eq!(
+        table.matches('≈').count(),
+        3,
+        "file row, total, legend: {table}"
     );
 }
 

@@ -46,6 +46,8 @@ async fn migrate_creates_the_database_and_is_idempotent() {
             "sessions",
             "tool_usage",
             "transcript_messages",
+            "usage_generation",
+            "usage_report_cache",
             "usage_responses",
             "usage_sessions",
             "workers",

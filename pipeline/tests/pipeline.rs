@@ -2,6 +2,11 @@
 //! store and the real S3-compatible s3s-fs: fetch → download → parse → persist → summarize →
 //! backup, the queue's bounds, and the sweeps.
 
+// These tests talk to S3: without the feature they would have nothing to run, so the suite
+// refuses to build rather than skip them (scripts/test.sh builds with --all-features).
+#[cfg(not(feature = "s3"))]
+compile_error!("the S3 tests need the `s3` feature: cargo test --all-features");
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

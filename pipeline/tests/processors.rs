@@ -14,10 +14,11 @@ use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use sessionflow_pipeline::api::{ApiState, Ingest, MAX_TRANSCRIPT, router};
 use sessionflow_pipeline::events::{EventProcessor, HandlerRegistry};
-use sessionflow_pipeline::processors::report::{self, Grouping};
+use sessionflow_pipeline::processors::report::{self, Grouping, Request};
 use sessionflow_pipeline::processors::{
     MAX_ATTEMPTS, Processor, Processors, RunError, RunSummary, SessionInput,
 };
+use sessionflow_protocol::reports::UsageReport;
 use sessionflow_stages::blob::{BlobStore, LocalBlobs, raw_transcript_key};
 use sessionflow_stages::store::{Lifecycle, NewSession, Store};
 use sha2::{Digest, Sha256};
@@ -139,14 +140,14 @@ async fn a_response_copied_into_a_resumed_session_is_counted_once(pool: PgPool) 
         (3, 3, 0)
     );
 
-    let by_session = report::report(&world.pool, Grouping::Session, "UTC", None, None)
+    let by_session = usage_report(&world.pool, Grouping::Session, "UTC")
         .await
         .unwrap();
     let row = |id: &str| {
         by_session
             .rows
             .iter()
-            .find(|r| r.key == id)
+            .find(|r| r.key.value() == id)
             .map(|r| tokens(&r.tokens))
     };
     assert_eq!(
@@ -163,24 +164,26 @@ async fn a_response_copied_into_a_resumed_session_is_counted_once(pool: PgPool) 
     // Daily, monthly and session totals are the same figures.
     for grouping in [Grouping::Daily, Grouping::Monthly] {
         for tz in ["UTC", "Pacific/Auckland"] {
-            let other = report::report(&world.pool, grouping, tz, None, None)
-                .await
-                .unwrap();
+            let other = usage_report(&world.pool, grouping, tz).await.unwrap();
             assert_eq!(
                 tokens(&other.totals),
                 tokens(&by_session.totals),
                 "{grouping:?} in {tz}"
             );
-            assert!((other.totals.cost_usd - by_session.totals.cost_usd).abs() < 1e-9);
+            assert!((other.totals.cost() - by_session.totals.cost()).abs() < 1e-9);
         }
     }
-    assert!(by_session.unpriced.is_empty(), "{:?}", by_session.unpriced);
+    assert!(
+        by_session.unpriced().is_empty(),
+        "{:?}",
+        by_session.unpriced()
+    );
     let cost = expected(PORT)["cost_usd"].as_f64().unwrap()
         + expected(COVERAGE)["cost_usd"].as_f64().unwrap();
     assert!(
-        (by_session.totals.cost_usd - cost).abs() < cost * 0.01,
+        (by_session.totals.cost() - cost).abs() < cost * 0.01,
         "{} vs ccusage {cost}",
-        by_session.totals.cost_usd
+        by_session.totals.cost()
     );
 }
 
@@ -720,9 +723,7 @@ fn daily_monthly_and_session_totals_agree_on_any_history() {
                 let expected = once.values().fold([0i64; 4], |a, t| add(a, *t));
                 for grouping in [Grouping::Session, Grouping::Daily, Grouping::Monthly] {
                     for tz in ["UTC", "America/Los_Angeles", "Asia/Kolkata"] {
-                        let report = report::report(&pool, grouping, tz, None, None)
-                            .await
-                            .unwrap();
+                        let report = usage_report(&pool, grouping, tz).await.unwrap();
                         let rows_sum = report
                             .rows
                             .iter()
@@ -818,14 +819,19 @@ async fn an_unpriced_model_is_reported_as_such_not_as_free(pool: PgPool) {
         .await;
     world.session("known", fixture(PORT)).await;
     world.standard().run("usage").await.unwrap();
-    let report = report::report(&world.pool, Grouping::Session, "UTC", None, None)
+    let report = usage_report(&world.pool, Grouping::Session, "UTC")
         .await
         .unwrap();
-    assert_eq!(report.unpriced, ["claude-future-9"]);
-    let future = report.rows.iter().find(|r| r.key == "future").unwrap();
-    assert!(future.models.iter().all(|m| !m.priced));
+    assert_eq!(report.unpriced(), ["claude-future-9"]);
+    let future = report
+        .rows
+        .iter()
+        .find(|r| r.key.value() == "future")
+        .unwrap();
+    assert!(future.models.iter().all(|m| m.tokens.cost_usd.is_none()));
     assert_eq!(
-        future.tokens.cost_usd, 0.0,
+        future.tokens.cost_usd,
+        Some(0.0),
         "no price is not counted as a cost"
     );
     assert_eq!(
@@ -834,7 +840,7 @@ async fn an_unpriced_model_is_reported_as_such_not_as_free(pool: PgPool) {
         "its tokens still count"
     );
     let known = expected(PORT)["cost_usd"].as_f64().unwrap();
-    assert!((report.totals.cost_usd - known).abs() < known * 0.01);
+    assert!((report.totals.cost() - known).abs() < known * 0.01);
 }
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
@@ -866,4 +872,20 @@ async fn two_runs_at_once_one_runs_one_is_refused(pool: PgPool) {
             other => panic!("the abandoned run's lock was not freed: {other:?}"),
         }
     }
+}
+
+/// The usage report by `grouping`, days in `timezone`, over everything.
+async fn usage_report(
+    pool: &PgPool,
+    grouping: Grouping,
+    timezone: &str,
+) -> Result<UsageReport, report::ReportError> {
+    let request = Request {
+        grouping,
+        timezone: timezone.to_owned(),
+        since: None,
+        until: None,
+        sessions: None,
+    };
+    report::report(pool, &request).await
 }

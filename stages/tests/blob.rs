@@ -2,6 +2,11 @@
 //! that `scripts/services.sh` starts (`AWS_ENDPOINT_URL` and credentials from the environment,
 //! with that script's values as defaults).
 
+// These tests talk to S3: without the feature they would have nothing to run, so the suite
+// refuses to build rather than skip them (scripts/test.sh builds with --all-features).
+#[cfg(not(feature = "s3"))]
+compile_error!("the S3 tests need the `s3` feature: cargo test --all-features");
+
 use bytes::Bytes;
 use futures::StreamExt;
 use sessionflow_stages::blob::{

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 
 use crossterm::event::KeyEvent;
+use sessionflow_protocol::reports::UsageReport;
 
 use crate::keys::{self, Action, InputAction};
 use crate::snapshot::{Health, Monitor, SessionDetail, SessionRow};
@@ -22,15 +23,17 @@ pub enum View {
     Failures,
     Workers,
     Processors,
+    Usage,
 }
 
 impl View {
-    pub const ALL: [View; 5] = [
+    pub const ALL: [View; 6] = [
         View::Dashboard,
         View::Sessions,
         View::Failures,
         View::Workers,
         View::Processors,
+        View::Usage,
     ];
 
     pub fn title(self) -> &'static str {
@@ -40,6 +43,7 @@ impl View {
             View::Failures => "failures",
             View::Workers => "workers",
             View::Processors => "processors",
+            View::Usage => "usage",
         }
     }
 
@@ -117,6 +121,8 @@ impl SessionWindow {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Wanted {
     pub list: Option<ListRequest>,
+    /// The usage report, when the usage view shows.
+    pub usage: bool,
     pub paused: bool,
 }
 
@@ -135,10 +141,20 @@ pub enum Update {
     Snapshot(Box<Monitor>, Health),
     Sessions(SessionWindow),
     Detail(Box<SessionDetail>),
+    /// Tokens and cost by day.
+    Usage(Box<Usage>),
     /// The outcome of a command, to show the operator.
     Notice(String),
     /// The server could not be reached or refused us; the source keeps retrying.
     Unreachable(String),
+}
+
+/// The usage view's data: the report by day, and which month is the current one where the
+/// monitor runs (`YYYY-MM`, the month whose total the view shows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Usage {
+    pub report: UsageReport,
+    pub this_month: String,
 }
 
 /// A line being typed at the bottom of the screen, or a question waiting for an answer.
@@ -174,6 +190,8 @@ pub struct App {
     /// Rows the sessions table shows at once (set when drawn; paging moves by it).
     pub page_rows: usize,
     pub open: Option<Open>,
+    /// The latest usage report (by day) that arrived.
+    pub usage: Option<Usage>,
     pub prompt: Option<Prompt>,
     /// The outcome of the last command.
     pub notice: Option<String>,
@@ -203,6 +221,7 @@ impl App {
     pub fn wanted(&self) -> Wanted {
         Wanted {
             list: (self.view == View::Sessions).then(|| self.list.clone()),
+            usage: self.view == View::Usage,
             paused: self.paused,
         }
     }
@@ -242,6 +261,7 @@ impl App {
                     open.detail = Some(*detail);
                 }
             }
+            Update::Usage(report) => self.usage = Some(*report),
             Update::Notice(text) => self.notice = Some(text),
             Update::Unreachable(why) => self.problem = Some(why),
         }

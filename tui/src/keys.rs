@@ -64,7 +64,7 @@ const fn bind(
     }
 }
 
-pub const KEYS: [Binding; 21] = [
+pub const KEYS: [Binding; 22] = [
     bind(
         &[
             ch('q'),
@@ -110,6 +110,12 @@ pub const KEYS: [Binding; 21] = [
         "5",
         Action::Show(View::Processors),
         "processors",
+    ),
+    bind(
+        &[ch('6')],
+        "6",
+        Action::Show(View::Usage),
+        "usage: tokens and cost by day",
     ),
     bind(&[key(KeyCode::Up), ch('k')], "↑ k", Action::Up, "move up"),
     bind(

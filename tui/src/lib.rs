@@ -28,6 +28,8 @@ use crate::source::Transport;
 pub struct Config {
     pub transport: Arc<dyn Transport>,
     pub interval: Duration,
+    /// IANA time zone the usage view's days are taken in.
+    pub timezone: String,
 }
 
 /// Runs the monitor in the terminal until the operator quits or `until` completes. The
@@ -51,6 +53,7 @@ async fn event_loop(
     let source = tokio::spawn(source::poll(
         config.transport,
         config.interval,
+        config.timezone,
         wanted_rx,
         commands_rx,
         tx,

@@ -1,5 +1,6 @@
 //! The data source: every interval it fetches `/api/monitor` and `/healthz` (and the session
-//! list window when the sessions view shows), fetches a new window as soon as the operator
+//! list window when the sessions view shows; the usage report, at most every
+//! [`USAGE_EVERY`], when the usage view shows), fetches a new window as soon as the operator
 //! scrolls, filters or sorts, carries out commands (open a session, reparse), and sends what it
 //! got — or why it could not — to the app. It never gives up.
 //!
@@ -12,7 +13,7 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
-use crate::app::{Command, ListRequest, SessionWindow, Update, WINDOW, Wanted};
+use crate::app::{Command, ListRequest, SessionWindow, Update, Usage, WINDOW, Wanted};
 use crate::snapshot::{Health, MessagePage, Monitor, SessionDetail, SessionInfo, SessionPage};
 
 /// A request to the API: method, path with query, and whether it carries the API key.
@@ -88,15 +89,22 @@ impl Transport for Http {
     }
 }
 
+/// How often the usage view's report is asked for again (the server may first bring its usage
+/// processor up to date).
+pub const USAGE_EVERY: Duration = Duration::from_secs(15);
+
 /// Runs until the app goes away.
 pub async fn poll(
     transport: std::sync::Arc<dyn Transport>,
     interval: Duration,
+    timezone: String,
     mut wanted: watch::Receiver<Wanted>,
     mut commands: mpsc::Receiver<Command>,
     updates: mpsc::Sender<Update>,
 ) {
     let api = Api(transport.as_ref());
+    let usage_path = format!("/api/usage?by=daily&timezone={}", encode(&timezone));
+    let mut usage_at: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -114,17 +122,28 @@ pub async fn poll(
                 if let Some(list) = now.list {
                     sent &= send_window(&api, list, &updates).await;
                 }
+                if now.usage && usage_at.is_none_or(|at| at.elapsed() >= USAGE_EVERY) {
+                    usage_at = Some(tokio::time::Instant::now());
+                    sent &= send_usage(&api, &usage_path, &updates).await;
+                }
                 sent
             }
             changed = wanted.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                let list = wanted.borrow_and_update().list.clone();
-                match list {
+                let now = wanted.borrow_and_update().clone();
+                let mut sent = match now.list {
                     Some(list) => send_window(&api, list, &updates).await,
                     None => true,
+                };
+                if !now.usage {
+                    usage_at = None;
+                } else if usage_at.is_none() {
+                    usage_at = Some(tokio::time::Instant::now());
+                    sent &= send_usage(&api, &usage_path, &updates).await;
                 }
+                sent
             }
             command = commands.recv() => match command {
                 Some(command) => updates.send(api.carry_out(command).await).await.is_ok(),
@@ -141,6 +160,17 @@ async fn send_window(api: &Api<'_>, list: ListRequest, updates: &mpsc::Sender<Up
     let update = match api.window(list).await {
         Ok(window) => Update::Sessions(window),
         Err(why) => Update::Unreachable(why),
+    };
+    updates.send(update).await.is_ok()
+}
+
+async fn send_usage(api: &Api<'_>, path: &str, updates: &mpsc::Sender<Update>) -> bool {
+    let update = match api.get(path, "a usage report").await {
+        Ok(report) => Update::Usage(Box::new(Usage {
+            report,
+            this_month: chrono::Local::now().format("%Y-%m").to_string(),
+        })),
+        Err(why) => Update::Notice(format!("usage: {why}")),
     };
     updates.send(update).await.is_ok()
 }

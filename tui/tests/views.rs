@@ -4,8 +4,9 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use sessionflow_protocol::reports::UsageReport;
 use sessionflow_tui::app::{
-    App, Command, ListRequest, Prompt, SessionWindow, Sort, Update, View, WINDOW,
+    App, Command, ListRequest, Prompt, SessionWindow, Sort, Update, Usage, View, WINDOW,
 };
 use sessionflow_tui::keys::{Action, INPUT_KEYS, KEYS};
 use sessionflow_tui::snapshot::{
@@ -287,12 +288,61 @@ fn the_other_views() {
     }
 }
 
+/// Two days of usage: one with two models (one priced by its family's newest rates, one
+/// unpriced), one with one; the later day in the current month.
+fn usage() -> Usage {
+    let report: UsageReport = serde_json::from_value(serde_json::json!({
+        "rows": [
+            {"date": "2026-11-30", "input_tokens": 1200, "output_tokens": 34000,
+             "cache_creation_input_tokens": 50000, "cache_read_input_tokens": 1250000,
+             "cost_usd": 3.5, "models": [
+                {"model": "claude-opus-4-8", "input_tokens": 1200, "output_tokens": 34000,
+                 "cache_creation_input_tokens": 50000, "cache_read_input_tokens": 1250000,
+                 "cost_usd": 3.5}]},
+            {"date": "2026-12-01", "input_tokens": 300, "output_tokens": 9000,
+             "cache_creation_input_tokens": 20000, "cache_read_input_tokens": 400000,
+             "cost_usd": 1.25, "models": [
+                {"model": "claude-opus-9-1", "input_tokens": 100, "output_tokens": 4000,
+                 "cache_creation_input_tokens": 10000, "cache_read_input_tokens": 200000,
+                 "cost_usd": 1.25, "cost_estimated": true},
+                {"model": "house-model", "input_tokens": 200, "output_tokens": 5000,
+                 "cache_creation_input_tokens": 10000, "cache_read_input_tokens": 200000,
+                 "cost_usd": null}]}
+        ],
+        "totals": {"input_tokens": 1500, "output_tokens": 43000,
+                   "cache_creation_input_tokens": 70000, "cache_read_input_tokens": 1650000,
+                   "cost_usd": 4.75}
+    }))
+    .unwrap();
+    Usage {
+        report,
+        this_month: "2026-12".into(),
+    }
+}
+
+#[test]
+fn the_usage_view_shows_days_models_and_this_month() {
+    let mut app = app_with(Some(Update::Snapshot(Box::new(monitor()), healthy())));
+    press(&mut app, KeyCode::Char('6'), KeyModifiers::NONE);
+    assert_eq!(app.view, View::Usage);
+    assert!(app.wanted().usage, "the usage view asks for the report");
+    insta::assert_snapshot!("usage_waiting", render(&app, 100, 26));
+    app.apply(Update::Usage(Box::new(usage())));
+    let screen = render(&app, 100, 26);
+    assert!(
+        screen.contains("2026-12 so far: ≈$1.25 · 429,300 tokens"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("usage", screen);
+}
+
 #[test]
 fn tab_cycles_the_views_and_only_the_sessions_view_asks_for_rows() {
     let mut app = app_with(Some(Update::Snapshot(Box::new(monitor()), healthy())));
     let mut seen = vec![app.view];
-    for _ in 0..5 {
+    for _ in 0..6 {
         assert_eq!(app.wanted().list.is_some(), app.view == View::Sessions);
+        assert_eq!(app.wanted().usage, app.view == View::Usage);
         press(&mut app, KeyCode::Tab, KeyModifiers::NONE);
         seen.push(app.view);
     }
@@ -304,6 +354,7 @@ fn tab_cycles_the_views_and_only_the_sessions_view_asks_for_rows() {
             View::Failures,
             View::Workers,
             View::Processors,
+            View::Usage,
             View::Dashboard
         ]
     );

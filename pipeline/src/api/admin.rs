@@ -8,14 +8,31 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::ApiState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::processors::{Processors, RunError};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct RunQuery {
+    /// The processor: `usage` or `tools`.
     processor: Option<String>,
 }
 
+/// Runs a session processor once, now.
+#[utoipa::path(
+    post,
+    path = "/api/admin/run-session-processor",
+    tag = "operations",
+    params(RunQuery),
+    responses(
+        (status = 200, description = "What the run did: `{scanned, processed, skipped, errors, items}`", body = Object),
+        (status = 400, description = "No processor named", body = ErrorBody),
+        (status = 404, description = "No such processor; the known ones are listed", body = ErrorBody),
+        (status = 409, description = "A run of it is under way", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn run_processor(
     State(state): State<ApiState>,
     Query(query): Query<RunQuery>,

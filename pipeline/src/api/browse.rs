@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sessionflow_stages::store::Lifecycle;
 
 use super::ApiState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 200;
@@ -28,9 +28,11 @@ fn unavailable(e: sqlx::Error) -> ApiError {
     ApiError::Unavailable(format!("database unavailable: {e}"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
+    /// Only sessions in this lifecycle state.
     lifecycle: Option<String>,
+    /// Only sessions of this workspace.
     workspace: Option<String>,
     /// Sessions created at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
@@ -41,6 +43,7 @@ pub struct ListQuery {
     sort: Option<String>,
     /// `desc` (default) or `asc`.
     order: Option<String>,
+    /// Rows per page, 1 to 200 (default 50).
     limit: Option<i64>,
     /// `next_cursor` of the previous page, for reading on in order.
     cursor: Option<String>,
@@ -118,6 +121,19 @@ const LIST_FILTERS: &str = "($1::text IS NULL OR lifecycle = $1) \
 
 /// `GET /api/sessions`: a page of sessions, newest first unless sorted otherwise, with
 /// `next_cursor` to read on and, on a first or offset page, `total` (how many match).
+#[utoipa::path(
+    get,
+    path = "/api/sessions",
+    tag = "sessions",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "`{sessions: [...], next_cursor, total}`", body = Object),
+        (status = 400, description = "A bad filter, sort, limit or cursor", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Query(query): Query<ListQuery>,
@@ -242,13 +258,28 @@ pub async fn list(
     Ok(Json(page))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct MessagesQuery {
     /// Messages after this ordinal (`next_after` of the previous page).
     after: Option<i32>,
+    /// Messages per page, 1 to 200 (default 50).
     limit: Option<i64>,
 }
 
+/// A session's messages in order, each with its content blocks.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/messages",
+    tag = "sessions",
+    params(("id" = String, Path, description = "Session id"), MessagesQuery),
+    responses(
+        (status = 200, description = "`{messages: [...], next_after}`", body = Object),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn messages(
     State(state): State<ApiState>,
     Path(id): Path<String>,

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, json_body};
+use super::error::{ApiError, ErrorBody, json_body};
 use super::{ApiState, Ingest, MAX_JSON_BODY};
 use crate::consumer;
 use crate::events::{Event, ProcessError, Processed};
@@ -15,17 +15,36 @@ use crate::events::{Event, ProcessError, Processed};
 /// Most events in one request.
 pub const MAX_EVENTS: usize = 100;
 
-#[derive(Deserialize)]
+/// 1 to 100 event envelopes.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct IngestRequest {
     events: Vec<Event>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct IngestResponse {
+    /// Events new to the server.
     accepted: usize,
+    /// Events it had already (same `id`): harmless to send again.
     duplicates: usize,
 }
 
+/// Records events: `session.start`, `session.end`, `session.compact`. Each event's `id` is a
+/// ULID the client makes, so sending one again is harmless.
+#[utoipa::path(
+    post,
+    path = "/api/events/ingest",
+    tag = "capture",
+    request_body = IngestRequest,
+    responses(
+        (status = 202, description = "Recorded", body = IngestResponse),
+        (status = 400, description = "An event is malformed; the reason names it (`events[i]: …`)", body = ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn ingest(
     State(state): State<ApiState>,
     body: Body,

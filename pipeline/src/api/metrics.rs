@@ -29,6 +29,16 @@ fn number(value: &Value) -> f64 {
     value.as_f64().unwrap_or(0.0)
 }
 
+/// Prometheus metrics, computed from the database (every worker's heartbeat).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 503, description = "The database cannot be reached", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn metrics(State(state): State<ApiState>) -> Response {
     match render(&state).await {
         Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),

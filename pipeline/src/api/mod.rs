@@ -10,6 +10,8 @@ mod error;
 mod ingest;
 mod metrics;
 mod monitor;
+mod openapi;
+mod reports;
 mod sessions;
 mod upload;
 
@@ -20,11 +22,12 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use fred::prelude::Client;
 use sessionflow_stages::blob::BlobStore;
 use sessionflow_stages::store::Store;
 use subtle::ConstantTimeEq;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::consumer;
 use crate::events::{Event, EventProcessor, ProcessError};
@@ -54,25 +57,41 @@ pub struct ApiState {
     pub max_transcript: u64,
 }
 
-/// The API's routes over `state`.
+/// The API's routes over `state`, each registered with its description in the OpenAPI
+/// document `GET /api/openapi.json` serves.
 pub fn router(state: ApiState) -> Router {
-    let api = Router::new()
-        .route("/events/ingest", post(ingest::ingest))
-        .route("/sessions/batch-status", post(sessions::batch_status))
-        .route("/monitor", get(monitor::monitor))
-        .route("/sessions", get(browse::list))
-        .route("/sessions/{id}", get(sessions::session))
-        .route("/sessions/{id}/messages", get(browse::messages))
-        .route("/sessions/{id}/reparse", post(sessions::reparse))
-        .route("/sessions/{id}/transcript/upload", post(upload::upload))
-        .route("/admin/run-session-processor", post(admin::run_processor))
-        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
-        .layer(middleware::from_fn_with_state(state.clone(), authorize));
-    Router::new()
-        .nest("/api", api)
-        .route("/healthz", get(sessions::healthz))
-        .route("/metrics", get(metrics::metrics))
+    let (router, document) = routes(state.clone()).split_for_parts();
+    router
+        .layer(axum::Extension(Arc::new(document)))
         .with_state(state)
+}
+
+/// The API's OpenAPI document, before the routes add their paths.
+fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    openapi::ApiDoc::openapi()
+}
+
+fn routes(state: ApiState) -> OpenApiRouter<ApiState> {
+    let api = OpenApiRouter::new()
+        .routes(routes!(ingest::ingest))
+        .routes(routes!(sessions::batch_status))
+        .routes(routes!(monitor::monitor))
+        .routes(routes!(browse::list))
+        .routes(routes!(sessions::session))
+        .routes(routes!(browse::messages))
+        .routes(routes!(sessions::reparse))
+        .routes(routes!(upload::upload))
+        .routes(routes!(admin::run_processor))
+        .routes(routes!(reports::usage))
+        .routes(routes!(reports::tools))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn_with_state(state, authorize));
+    OpenApiRouter::with_openapi(openapi())
+        .merge(api)
+        .routes(routes!(openapi::openapi))
+        .routes(routes!(sessions::healthz))
+        .routes(routes!(metrics::metrics))
 }
 
 /// The device id of events the API writes itself.

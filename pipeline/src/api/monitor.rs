@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::ApiState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::heartbeat;
 
 /// Failures and stuck sessions listed at most.
@@ -32,6 +32,19 @@ fn number(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
+/// The operator's snapshot: sessions by lifecycle and parse status, queue, stages, workers,
+/// recent failures, events per second, processors.
+#[utoipa::path(
+    get,
+    path = "/api/monitor",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The snapshot", body = Object),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn monitor(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let pool = state.store.pool();
     let unavailable = |e: sqlx::Error| ApiError::Unavailable(format!("database unavailable: {e}"));

@@ -11,7 +11,7 @@ use fred::prelude::ClientLike;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::error::{ApiError, json_body};
+use super::error::{ApiError, ErrorBody, json_body};
 use super::{ApiState, Ingest, MAX_JSON_BODY, announce};
 use crate::heartbeat;
 use sessionflow_stages::store::{Lifecycle, StoreError};
@@ -19,14 +19,16 @@ use sessionflow_stages::store::{Lifecycle, StoreError};
 /// Most sessions asked about in one batch-status request.
 pub const MAX_BATCH: usize = 500;
 
-#[derive(Deserialize)]
+/// The sessions asked about.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct BatchStatusRequest {
+    /// 1 to 500 session ids.
     session_ids: Vec<String>,
 }
 
 /// Where one session stands: enough for a client to tell whether the server holds its current
 /// transcript (size and SHA-256) and, for a failed session, why.
-#[derive(Serialize, PartialEq, Debug, sqlx::FromRow)]
+#[derive(Serialize, PartialEq, Debug, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Status {
     #[serde(skip)]
     id: String,
@@ -37,12 +39,29 @@ pub struct Status {
     parse_error: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BatchStatusResponse {
+    /// By session id.
     statuses: BTreeMap<String, Status>,
+    /// Ids the server does not know.
     not_found: Vec<String>,
 }
 
+/// Where each of up to 500 sessions stands: lifecycle, parse status, the stored transcript's
+/// size and SHA-256 (so a client can tell whether the server holds what it has), parse error.
+#[utoipa::path(
+    post,
+    path = "/api/sessions/batch-status",
+    tag = "capture",
+    request_body = BatchStatusRequest,
+    responses(
+        (status = 200, description = "The sessions' states", body = BatchStatusResponse),
+        (status = 400, description = "Not 1 to 500 ids, or malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn batch_status(
     State(state): State<ApiState>,
     body: Body,
@@ -77,6 +96,19 @@ pub async fn batch_status(
 }
 
 /// Every column of the session: lifecycle, stats, summary and the parse error if any.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}",
+    tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session row, every column", body = Object),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn session(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -92,6 +124,20 @@ pub async fn session(
 
 /// `POST /api/sessions/{id}/reparse`: forgets what was parsed and runs the pipeline again.
 /// 404 for an unknown session, 409 while a run holds it.
+#[utoipa::path(
+    post,
+    path = "/api/sessions/{id}/reparse",
+    tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 202, description = "Queued: `{session_id, lifecycle: \"ended\"}`", body = Object),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "No transcript, not ended yet, or being processed", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn reparse(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -147,6 +193,15 @@ const WAITING_TOO_LONG: &str = "10 minutes";
 
 /// 200 when healthy; 503 with the reasons when the database or the configured Redis cannot be
 /// reached, or sessions have waited too long for processing.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\"}`", body = Object),
+        (status = 503, description = "`{\"status\": \"degraded\", \"reasons\": [...]}`", body = Object),
+    )
+)]
 pub async fn healthz(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
     let mut reasons = Vec::new();
     let waiting = tokio::time::timeout(

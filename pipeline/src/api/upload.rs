@@ -19,18 +19,36 @@ use serde_json::{Value, json};
 use sessionflow_stages::blob::{BlobError, raw_transcript_key};
 use sha2::{Digest, Sha256};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::{ApiState, announce};
 
 /// Largest transcript accepted by default.
 pub const MAX_TRANSCRIPT: u64 = 200 * 1024 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct UploadQuery {
     /// Needed when the session is not known yet.
     workspace_id: Option<String>,
 }
 
+/// The session's raw JSONL transcript (its subagent files after it), as the request body.
+#[utoipa::path(
+    post,
+    path = "/api/sessions/{id}/transcript/upload",
+    tag = "capture",
+    params(("id" = String, Path, description = "Session id"), UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The transcript bytes"),
+    responses(
+        (status = 201, description = "Stored: `{already_uploaded: false, key, size, sha256}`", body = Object),
+        (status = 200, description = "The server holds these bytes already: `{already_uploaded: true, …}`", body = Object),
+        (status = 400, description = "Unknown session without `workspace_id`, or the body broke off", body = ErrorBody),
+        (status = 409, description = "A different transcript is stored and this one is not larger", body = ErrorBody),
+        (status = 413, description = "Over the size limit", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn upload(
     State(state): State<ApiState>,
     Path(id): Path<String>,

@@ -32,6 +32,12 @@ impl Patience {
         attempts: 8,
         backoff: Duration::from_millis(500),
     };
+    /// A report's: the server may first bring its processor up to date.
+    pub const REPORT: Patience = Patience {
+        timeout: Duration::from_secs(180),
+        attempts: 3,
+        backoff: Duration::from_millis(500),
+    };
     /// A hook's: never hold Claude Code up; what fails is spooled.
     pub const HOOK: Patience = Patience {
         timeout: Duration::from_secs(3),
@@ -187,6 +193,12 @@ impl Client {
         Ok(all)
     }
 
+    /// `GET` of `path` (with its query), answered as JSON.
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        self.call(path, || self.http.get(format!("{}{path}", self.server)))
+            .await
+    }
+
     /// Sends the request `build` makes until it gets a 2xx, a refusal, or runs out of tries.
     async fn call(
         &self,
@@ -238,6 +250,6 @@ impl Client {
 }
 
 /// Percent-encodes all but letters and digits, for a path segment or query value.
-fn encode(text: &str) -> String {
+pub fn encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

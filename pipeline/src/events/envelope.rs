@@ -9,9 +9,11 @@ use serde_json::Value;
 /// Longest id, type or name accepted in an envelope.
 const MAX_NAME: usize = 200;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
+    /// A ULID the sender makes: the same id twice is one event.
     pub id: String,
+    /// `session.start`, `session.end` or `session.compact`.
     #[serde(rename = "type")]
     pub kind: String,
     pub timestamp: DateTime<Utc>,
@@ -19,7 +21,11 @@ pub struct Event {
     pub workspace_id: String,
     #[serde(default)]
     pub session_id: Option<String>,
+    /// The type's payload, e.g. for `session.start` `{cc_session_id, source, cwd, git_branch,
+    /// model, cc_version, transcript_path}`; for `session.end` `{cc_session_id, end_reason,
+    /// duration_ms, transcript_path}`.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     pub data: Value,
     #[serde(default)]
     pub blob_refs: Vec<String>,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde::Serialize;
+use sessionflow_protocol::reports::ToolTotals;
 use sqlx::PgPool;
 
 use super::{Processor, SessionInput};
@@ -62,27 +62,27 @@ impl Processor for ToolsProcessor {
     }
 }
 
-/// One tool over every session.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-pub struct ToolTotals {
-    pub tool_name: String,
-    pub calls: i64,
-    pub errors: i64,
-    /// Failed calls per call.
-    pub error_rate: f64,
-    pub sessions: i64,
-    /// Distinct files per session, added up.
-    pub files: i64,
-}
-
 /// Every tool's totals, most called first.
 pub async fn totals(pool: &PgPool) -> Result<Vec<ToolTotals>, sqlx::Error> {
-    sqlx::query_as(
+    let rows: Vec<(String, i64, i64, f64, i64, i64)> = sqlx::query_as(
         "SELECT tool_name, sum(calls)::bigint AS calls, sum(errors)::bigint AS errors, \
                 (sum(errors)::float8 / GREATEST(sum(calls), 1)::float8) AS error_rate, \
                 count(*) AS sessions, sum(files)::bigint AS files \
          FROM tool_usage GROUP BY tool_name ORDER BY calls DESC, tool_name",
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(tool_name, calls, errors, error_rate, sessions, files)| ToolTotals {
+                tool_name,
+                calls,
+                errors,
+                error_rate,
+                sessions,
+                files,
+            },
+        )
+        .collect())
 }

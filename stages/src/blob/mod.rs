@@ -1,10 +1,12 @@
 //! Where transcripts and parse results are kept: the `BlobStore` port, with an S3
-//! implementation (any S3-compatible server through `AWS_ENDPOINT_URL`, path-style) and a local
-//! directory one, chosen by `SESSIONFLOW_BLOB` (`s3://bucket/prefix` or a directory).
+//! implementation (any S3-compatible server through `AWS_ENDPOINT_URL`, path-style; in builds
+//! with the `s3` feature) and a local directory one, chosen by `SESSIONFLOW_BLOB`
+//! (`s3://bucket/prefix` or a directory).
 //!
 //! Keys are `transcripts/{workspace_id}/{session_id}/raw.jsonl` and `…/parsed.json`.
 
 mod local;
+#[cfg(feature = "s3")]
 mod s3;
 
 use bytes::Bytes;
@@ -15,6 +17,7 @@ use futures::stream::BoxStream;
 pub type ByteStream<'a> = BoxStream<'a, Result<Bytes, std::io::Error>>;
 
 pub use local::LocalBlobs;
+#[cfg(feature = "s3")]
 pub use s3::S3Blobs;
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +99,14 @@ fn check_key(key: &str) -> Result<(), BlobError> {
 /// Opens the store `spec` names: `s3://bucket[/prefix]`, or a directory path.
 pub async fn open(spec: &str) -> Result<Box<dyn BlobStore>, BlobError> {
     match spec.strip_prefix("s3://") {
+        #[cfg(feature = "s3")]
         Some(rest) => Ok(Box::new(S3Blobs::from_env(rest, spec).await?)),
+        #[cfg(not(feature = "s3"))]
+        Some(_) => Err(BlobError::Config {
+            spec: spec.to_owned(),
+            reason: "this sessionflow was built without S3 support; build it with \
+                     `cargo build --release --features s3`, or give a directory",
+        }),
         None if spec.is_empty() => Err(BlobError::Config {
             spec: spec.to_owned(),
             reason: "empty; give s3://bucket/prefix or a directory",

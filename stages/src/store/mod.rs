@@ -5,6 +5,7 @@
 //! workers can race on a session and exactly one wins; see [`lifecycle`].
 
 pub mod lifecycle;
+pub mod locate;
 mod persist;
 
 use chrono::{DateTime, Utc};
@@ -20,8 +21,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot reach the database {url}: {source}")]
-    Connect { url: String, source: sqlx::Error },
+    #[error("cannot reach the database {url}: {reason}")]
+    Connect { url: String, reason: String },
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] MigrateError),
     #[error("database error: {0}")]
@@ -114,9 +115,9 @@ impl Store {
     /// Connects to `url`, creating the database if it does not exist, and applies every pending
     /// migration.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let connect = |source| StoreError::Connect {
+        let connect = |source: sqlx::Error| StoreError::Connect {
             url: redact(url),
-            source,
+            reason: connect_reason(url, &source),
         };
         if !Postgres::database_exists(url).await.map_err(connect)? {
             // Another worker starting at the same moment may create it first: that is fine.
@@ -354,7 +355,29 @@ impl Store {
 }
 
 /// `url` without its password, for messages.
-fn redact(url: &str) -> String {
+/// Why a connection to `url` failed, in the server's words (without the line of the server's
+/// own source file it names), with the fix when the role may not create the database.
+fn connect_reason(url: &str, error: &sqlx::Error) -> String {
+    match error.as_database_error() {
+        Some(e) if e.code().as_deref() == Some("42501") => {
+            let options: Option<sqlx::postgres::PgConnectOptions> = url.parse().ok();
+            let user = options.as_ref().map_or("USER", |o| o.get_username());
+            let database = options
+                .as_ref()
+                .and_then(|o| o.get_database())
+                .unwrap_or(locate::DEFAULT_DATABASE);
+            format!(
+                "{}; create the database once with: sudo -u postgres createdb -O {user} {database}",
+                e.message()
+            )
+        }
+        Some(e) => e.message().to_owned(),
+        None => error.to_string(),
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let credentials = &url[scheme + 3..at];

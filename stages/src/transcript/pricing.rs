@@ -2,7 +2,10 @@
 //! beside this file), which a JSON file of the same shape can extend or override.
 //!
 //! Prices are per million tokens for input, output, cache writes (5-minute and 1-hour) and cache
-//! reads. A model the table does not know is unpriced: callers get `None`, never a silent zero.
+//! reads. The table is generated from LiteLLM's public price list by `scripts/update-prices.sh`,
+//! each model naming its source. A model the table lacks but whose family it knows (a new
+//! `claude-opus-…`, say) is priced at that family's newest rates and reported as estimated; a
+//! model of no known family is unpriced: callers get `None`, never a silent zero.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -132,10 +135,21 @@ impl PricingTable {
 
     /// The prices of `model`: by its exact name, else without a provider prefix (`anthropic/`,
     /// `us.anthropic.`), a Bedrock version suffix (`-v1:0`) or a Vertex or dated release suffix
-    /// (`@20250514`, `-20250514`).
+    /// (`@20250514`, `-20250514`), else — estimated — its family's newest.
     pub fn lookup(&self, model: &str) -> Option<&ModelPrice> {
+        self.resolve(model).map(|(price, _)| price)
+    }
+
+    /// Whether `model` is priced only by its family's newest rates (shown as `≈`).
+    pub fn is_estimated(&self, model: &str) -> bool {
+        matches!(self.resolve(model), Some((_, true)))
+    }
+
+    /// The price of `model` and whether it is a family estimate (look a model up once and
+    /// price each of its responses with what this returns).
+    pub fn resolve(&self, model: &str) -> Option<(&ModelPrice, bool)> {
         if let Some(price) = self.models.get(model) {
-            return Some(price);
+            return Some((price, false));
         }
         let mut name = model;
         if let Some(at) = name.find("claude-") {
@@ -150,10 +164,21 @@ impl PricingTable {
             name = &name[..at];
         }
         if let Some(price) = self.models.get(name) {
-            return Some(price);
+            return Some((price, false));
         }
         let undated = strip_date(name);
-        self.models.get(undated)
+        if let Some(price) = self.models.get(undated) {
+            return Some((price, false));
+        }
+        let (family, _) = family_version(undated)?;
+        self.models
+            .iter()
+            .filter_map(|(known, price)| {
+                let (known_family, version) = family_version(known)?;
+                (known_family == family).then_some((version, price))
+            })
+            .max_by_key(|(version, _)| *version)
+            .map(|(_, price)| (price, true))
     }
 
     /// The cost of one response of `model`, or `None` when the model is unpriced.
@@ -169,6 +194,26 @@ fn is_version_suffix(s: &str) -> bool {
             if !major.is_empty() && !minor.is_empty()
                 && major.bytes().all(|b| b.is_ascii_digit())
                 && minor.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A Claude model's family and version: `claude-opus-4-8` → ("opus", (4, 8)),
+/// `claude-3-5-sonnet` → ("sonnet", (3, 5)); `None` for anything else.
+fn family_version(name: &str) -> Option<(&str, (u32, u32))> {
+    let rest = name.strip_prefix("claude-")?;
+    let parts: Vec<&str> = rest.split('-').collect();
+    let number = |s: &str| {
+        (!s.is_empty() && s.len() <= 2 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    let word = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase());
+    match parts.as_slice() {
+        [family, major] if word(family) => Some((family, (number(major)?, 0))),
+        [family, major, minor] if word(family) => Some((family, (number(major)?, number(minor)?))),
+        [major, family] if word(family) => Some((family, (number(major)?, 0))),
+        [major, minor, family] if word(family) => Some((family, (number(major)?, number(minor)?))),
+        _ => None,
+    }
 }
 
 fn strip_date(name: &str) -> &str {
@@ -214,6 +259,45 @@ mod tests {
         }
         assert!(table.lookup("gpt-4o").is_none());
         assert!(table.lookup("claude-unreleased-9").is_none());
+        assert!(!table.is_estimated("claude-sonnet-4-20250514"));
+    }
+
+    #[test]
+    fn claude_code_s_current_models_are_priced() {
+        let table = PricingTable::embedded();
+        for model in ["claude-opus-4-7", "claude-opus-4-8", "claude-sonnet-4-6"] {
+            assert!(table.lookup(model).is_some(), "{model}");
+            assert!(!table.is_estimated(model), "{model}");
+        }
+    }
+
+    #[test]
+    fn a_new_model_of_a_known_family_is_priced_at_its_newest_as_an_estimate() {
+        let table = PricingTable::embedded();
+        let newest = table
+            .models
+            .iter()
+            .filter_map(|(k, price)| {
+                family_version(k)
+                    .filter(|(f, _)| *f == "opus")
+                    .map(|(_, v)| (v, price))
+            })
+            .max_by_key(|(v, _)| *v)
+            .map(|(_, price)| price);
+        assert!(newest.is_some());
+        for model in [
+            "claude-opus-9-9",
+            "claude-opus-9-9-20300101",
+            "claude-9-opus",
+        ] {
+            assert_eq!(table.lookup(model), newest, "{model}");
+            assert!(table.is_estimated(model), "{model}");
+        }
+        assert!(table.lookup("claude-unknownfamily-1").is_none());
+        assert!(!table.is_estimated("claude-unknownfamily-1"));
+        assert_eq!(family_version("claude-3-5-haiku"), Some(("haiku", (3, 5))));
+        assert_eq!(family_version("claude-opus-4"), Some(("opus", (4, 0))));
+        assert_eq!(family_version("claude-opus-4-20250514"), None);
     }
 
     #[test]
@@ -234,7 +318,7 @@ mod tests {
         let table = PricingTable::embedded();
         let short = table
             .cost(
-                "claude-sonnet-4-5",
+                "claude-sonnet-4",
                 &tokens(100_000, 1_000_000, 0, 0, 100_000),
             )
             .unwrap_or_default();
@@ -244,7 +328,7 @@ mod tests {
         );
         let long = table
             .cost(
-                "claude-sonnet-4-5",
+                "claude-sonnet-4",
                 &tokens(100_000, 1_000_000, 0, 0, 100_001),
             )
             .unwrap_or_default();

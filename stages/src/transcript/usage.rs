@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::model::TokenUsage;
-use super::pricing::PricingTable;
+use super::pricing::{ModelPrice, PricingTable};
 
 /// Name under which usage without a model is reported.
 pub const UNKNOWN_MODEL: &str = "unknown";
@@ -110,20 +110,24 @@ impl UsageLedger {
     /// Usage and cost per model, in order of first appearance. A model the pricing table does not
     /// know has `cost_usd: None`: unpriced, not free.
     pub fn by_model(&self, pricing: &PricingTable) -> Vec<ModelUsage> {
-        let mut models: Vec<ModelUsage> = Vec::new();
+        // Each model's price is looked up once, not once per response.
+        let mut models: Vec<(ModelUsage, Option<&ModelPrice>)> = Vec::new();
         for entry in &self.entries {
             let name = entry.model.as_deref().unwrap_or(UNKNOWN_MODEL);
-            let at = match models.iter().position(|m| m.model == name) {
+            let at = match models.iter().position(|(m, _)| m.model == name) {
                 Some(at) => at,
                 None => {
-                    models.push(ModelUsage::new(name));
+                    let resolved = pricing.resolve(name);
+                    let mut usage = ModelUsage::new(name);
+                    usage.cost_estimated = resolved.is_some_and(|(_, estimated)| estimated);
+                    models.push((usage, resolved.map(|(price, _)| price)));
                     models.len() - 1
                 }
             };
-            let cost = pricing.cost(name, &entry.usage);
-            models[at].add(&entry.usage, cost);
+            let (model, price) = &mut models[at];
+            model.add(&entry.usage, price.map(|p| p.cost(&entry.usage)));
         }
-        models
+        models.into_iter().map(|(model, _)| model).collect()
     }
 }
 
@@ -137,6 +141,10 @@ pub struct ModelUsage {
     pub cache_read_input_tokens: u64,
     /// `None` when the model has no price: reported as unpriced.
     pub cost_usd: Option<f64>,
+    /// Priced at its family's newest rates, the table lacking the model itself (shown `≈`; in
+    /// JSON only when true).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cost_estimated: bool,
 }
 
 impl ModelUsage {
@@ -148,6 +156,7 @@ impl ModelUsage {
             cache_creation_input_tokens: 0,
             cache_read_input_tokens: 0,
             cost_usd: Some(0.0),
+            cost_estimated: false,
         }
     }
 

@@ -1,0 +1,295 @@
+//! The processors a worker or the API knows, and their runs over the sessions the server holds:
+//! which sessions a run looks at, each session's attempt (a panic stays with its session), and
+//! what is recorded of it in `processor_state` and `processor_runs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sessionflow_protocol::reports::{ToolTotals, UsageReport};
+use sessionflow_stages::blob::BlobStore;
+use sqlx::PgPool;
+
+use super::lock::Lock;
+use super::{
+    MAX_ATTEMPTS, Processor, RunError, RunSummary, SessionInput, Source, report, tools, usage,
+};
+
+/// How long bringing a processor up to date waits for a run of it already under way.
+pub const CATCH_UP_WAIT: Duration = Duration::from_secs(120);
+
+/// The processors a worker or the API knows, with what they need to run.
+#[derive(Clone)]
+pub struct Processors {
+    list: Vec<Arc<dyn Processor>>,
+    pub(super) pool: PgPool,
+    blobs: Arc<dyn BlobStore>,
+}
+
+impl Processors {
+    pub fn new(pool: PgPool, blobs: Arc<dyn BlobStore>, list: Vec<Arc<dyn Processor>>) -> Self {
+        Processors { list, pool, blobs }
+    }
+
+    /// The ones sessionflow ships.
+    pub fn standard(pool: PgPool, blobs: Arc<dyn BlobStore>) -> Self {
+        Self::new(
+            pool,
+            blobs,
+            vec![
+                Arc::new(usage::UsageProcessor),
+                Arc::new(tools::ToolsProcessor),
+            ],
+        )
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn all(&self) -> &[Arc<dyn Processor>] {
+        &self.list
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Processor>> {
+        self.list.iter().find(|p| p.name() == name)
+    }
+
+    /// Runs `name` once over the sessions it has not seen as they are, retrying those that
+    /// failed; refused while another run of it holds its lock (in any process).
+    pub async fn run(&self, name: &str) -> Result<RunSummary, RunError> {
+        let (processor, lock) = self.claim(name, false).await?;
+        self.record_start(name).await?;
+        let outcome = self.sweep(processor, true).await;
+        self.record_end(name, &outcome).await?;
+        lock.release().await;
+        outcome
+    }
+
+    /// Brings `name` up to date before a report reads what it made: waits (up to
+    /// [`CATCH_UP_WAIT`]) for a run under way anywhere, then processes the sessions that are
+    /// new or changed since it last saw them. Sessions that failed before are left to the
+    /// scheduler's retries, so asking twice with nothing new does no processing at all.
+    pub async fn catch_up(&self, name: &str) -> Result<RunSummary, RunError> {
+        let processor = Arc::clone(
+            self.get(name)
+                .ok_or_else(|| RunError::Unknown(name.to_owned()))?,
+        );
+        let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
+        let lock = loop {
+            if let Some(lock) = Lock::try_take(&self.pool, name).await? {
+                break lock;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RunError::Busy(name.to_owned()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let outcome = self.sweep(processor, false).await;
+        if !matches!(outcome, Ok(summary) if summary.scanned == 0) {
+            self.record_end(name, &outcome).await?;
+        }
+        lock.release().await;
+        outcome
+    }
+
+    /// The usage report, the `usage` processor first brought up to date.
+    pub async fn usage_report(
+        &self,
+        request: &report::Request,
+    ) -> Result<UsageReport, report::ReportError> {
+        self.current("usage").await;
+        report::report(&self.pool, request).await
+    }
+
+    /// Every tool's totals, the `tools` processor first brought up to date.
+    pub async fn tool_totals(&self) -> Result<Vec<ToolTotals>, sqlx::Error> {
+        self.current("tools").await;
+        tools::totals(&self.pool).await
+    }
+
+    /// Catches `name` up before a report; a report still answers, from what is there, when
+    /// that fails (it is logged).
+    async fn current(&self, name: &str) {
+        if let Err(e) = self.catch_up(name).await {
+            tracing::warn!(processor = name, "the report may miss recent sessions: {e}");
+        }
+    }
+
+    async fn record_start(&self, name: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO processor_runs (processor_name, running) VALUES ($1, true) \
+             ON CONFLICT (processor_name) DO UPDATE SET running = true",
+        )
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_end(
+        &self,
+        name: &str,
+        outcome: &Result<RunSummary, RunError>,
+    ) -> Result<(), sqlx::Error> {
+        let result = match outcome {
+            Ok(summary) => serde_json::to_value(summary).unwrap_or_default(),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        };
+        sqlx::query(
+            "INSERT INTO processor_runs (processor_name, running, last_run_at, last_result) \
+             VALUES ($1, false, now(), $2) \
+             ON CONFLICT (processor_name) DO UPDATE SET running = false, \
+                 last_run_at = now(), last_result = $2",
+        )
+        .bind(name)
+        .bind(result)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The processor called `name` (one that works from files, when `offline`) and its lock,
+    /// taken without waiting.
+    pub(super) async fn claim(
+        &self,
+        name: &str,
+        offline: bool,
+    ) -> Result<(Arc<dyn Processor>, Lock), RunError> {
+        let processor = Arc::clone(
+            self.get(name)
+                .ok_or_else(|| RunError::Unknown(name.to_owned()))?,
+        );
+        if offline && !processor.works_offline() {
+            return Err(RunError::NotOffline(name.to_owned()));
+        }
+        match Lock::try_take(&self.pool, name).await? {
+            Some(lock) => Ok((processor, lock)),
+            None => Err(RunError::Busy(name.to_owned())),
+        }
+    }
+
+    /// Processes the sessions `processor` has not seen as they are (and, with `retry_failed`,
+    /// those whose last attempt failed and are not parked).
+    async fn sweep(
+        &self,
+        processor: Arc<dyn Processor>,
+        retry_failed: bool,
+    ) -> Result<RunSummary, RunError> {
+        let name = processor.name();
+        type Candidate = (String, String, Option<String>, String, Option<String>, bool);
+        let candidates: Vec<Candidate> = sqlx::query_as(
+            "SELECT s.id, s.workspace_id, s.transcript_key, s.transcript_sha256, p.content_hash, \
+                    p.processed_at IS NOT NULL \
+             FROM sessions s \
+             LEFT JOIN processor_state p ON p.processor_name = $1 AND p.session_id = s.id \
+             WHERE s.parse_status = 'completed' AND s.transcript_sha256 IS NOT NULL \
+               AND (p.session_id IS NULL \
+                    OR (p.attempts < $2 AND (s.updated_at > p.seen_at OR ($3 AND p.attempts > 0))) \
+                    OR (p.attempts >= $2 AND s.updated_at > p.seen_at \
+                        AND s.transcript_sha256 IS DISTINCT FROM p.attempted_hash)) \
+             ORDER BY s.id",
+        )
+        .bind(name)
+        .bind(MAX_ATTEMPTS)
+        .bind(retry_failed)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut summary = RunSummary::default();
+        for (id, workspace_id, transcript_key, sha, done_hash, processed) in candidates {
+            summary.scanned += 1;
+            if processed && done_hash.as_deref() == Some(sha.as_str()) {
+                sqlx::query(
+                    "UPDATE processor_state SET seen_at = now() \
+                     WHERE processor_name = $1 AND session_id = $2",
+                )
+                .bind(name)
+                .bind(&id)
+                .execute(&self.pool)
+                .await?;
+                summary.skipped += 1;
+                continue;
+            }
+            let input = SessionInput {
+                id,
+                workspace_id,
+                source: Source::Blob(Arc::clone(&self.blobs), transcript_key),
+                pool: self.pool.clone(),
+            };
+            self.attempt(&processor, input, &sha, &mut summary).await?;
+        }
+        Ok(summary)
+    }
+
+    /// Processes one session (a panic stays with it) and records the outcome.
+    pub(super) async fn attempt(
+        &self,
+        processor: &Arc<dyn Processor>,
+        input: SessionInput,
+        sha: &str,
+        summary: &mut RunSummary,
+    ) -> Result<(), RunError> {
+        let name = processor.name();
+        let id = input.id.clone();
+        let task = {
+            let processor = Arc::clone(processor);
+            tokio::spawn(async move { processor.process(&input).await })
+        };
+        let outcome = match task.await {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_panic() => Err(format!("the processor panicked: {}", panic_text(e))),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(items) => {
+                sqlx::query(
+                    "INSERT INTO processor_state (processor_name, session_id, content_hash, \
+                         processed_at, items, attempts, last_error, seen_at) \
+                     VALUES ($1, $2, $3, now(), $4, 0, NULL, now()) \
+                     ON CONFLICT (processor_name, session_id) DO UPDATE SET \
+                         content_hash = EXCLUDED.content_hash, processed_at = now(), \
+                         items = EXCLUDED.items, attempts = 0, last_error = NULL, \
+                         seen_at = now()",
+                )
+                .bind(name)
+                .bind(&id)
+                .bind(sha)
+                .bind(items as i64)
+                .execute(&self.pool)
+                .await?;
+                summary.processed += 1;
+                summary.items += items;
+            }
+            Err(error) => {
+                tracing::warn!(processor = name, session = %id, "processing failed: {error}");
+                // A new transcript starts the count again: parking is per content.
+                sqlx::query(
+                    "INSERT INTO processor_state (processor_name, session_id, attempts, \
+                         attempted_hash, last_error, seen_at) \
+                     VALUES ($1, $2, 1, $4, $3, now()) \
+                     ON CONFLICT (processor_name, session_id) DO UPDATE SET \
+                         attempts = CASE WHEN processor_state.attempted_hash \
+                                              IS NOT DISTINCT FROM $4 \
+                                         THEN processor_state.attempts + 1 ELSE 1 END, \
+                         attempted_hash = $4, last_error = $3, seen_at = now()",
+                )
+                .bind(name)
+                .bind(&id)
+                .bind(&error)
+                .bind(sha)
+                .execute(&self.pool)
+                .await?;
+                summary.errors += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn panic_text(e: tokio::task::JoinError) -> String {
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
