@@ -71,7 +71,7 @@ async fn run(name: &str, store: &Store, transcripts: impl Iterator<Item = Bytes>
             .await
             .expect("session");
     }
-    let stages = Stages::new(store, &blobs, Arc::new(ExtractiveSummarizer));
+    let stages = Stages::new(store, &blobs, Arc::new(ExtractiveSummarizer), "test-worker");
     let (tx, mut ended) = mpsc::unbounded_channel();
     let config = QueueConfig {
         capacity: SESSIONS,

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sessionflow-target}
 # shellcheck source=services.sh
 source scripts/services.sh
-cargo bench --workspace --locked --bench '*' -- --test
+# The release profile: the artifacts scripts/test.sh built for the release binary serve.
+cargo bench --profile release --workspace --locked --bench '*' -- --test
 for bench in scripts/bench-*.sh; do
   [ "$bench" = scripts/bench-once.sh ] && continue
   echo "== $bench (quick)"

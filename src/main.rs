@@ -73,16 +73,15 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    // Postgres notices ("relation … already exists, skipping") are for whoever asks for them
-    // by name, e.g. RUST_LOG=sqlx=debug.
+    // Postgres notices ("relation … already exists, skipping") and sqlx's slow-statement
+    // warnings (a first usage report takes seconds) are for whoever asks for them by name, e.g.
+    // RUST_LOG=info,sqlx=warn.
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if !std::env::var("RUST_LOG").is_ok_and(|f| f.contains("sqlx")) {
-        filter = filter.add_directive(
-            "sqlx::postgres::notice=warn"
-                .parse()
-                .expect("a constant, valid directive"),
-        );
+        for quiet in ["sqlx::postgres::notice=warn", "sqlx::query=error"] {
+            filter = filter.add_directive(quiet.parse().expect("a constant, valid directive"));
+        }
     }
     let log_file = match &cli.command {
         Command::Daemon(args) => args.log_file(),

@@ -132,12 +132,24 @@ fn the_demo_runs_on_a_fresh_machine_with_no_variable_set_and_usage_shows_it() {
 #[test]
 fn the_default_build_says_how_to_get_s3_when_asked_for_it() {
     let home = tempfile::tempdir().unwrap();
-    let out = scrubbed(&release_binary(), home.path(), &["daemon"])
+    let mut daemon = scrubbed(&release_binary(), home.path(), &["daemon"])
         .env("SESSIONFLOW_BLOB", "s3://transcripts/team")
         .env("SESSIONFLOW_API_KEY", "a-key-for-this-test")
         .env("SESSIONFLOW_LISTEN", "127.0.0.1:0")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // A binary built with S3 would start and serve: it must not hang the suite.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while daemon.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = daemon.kill();
+            panic!("the release binary started a daemon on S3: was it built with --features s3?");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = daemon.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

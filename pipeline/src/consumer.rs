@@ -1,9 +1,13 @@
 //! The Redis Streams consumer: events from the stream `sessionflow:events`, read by any number of
 //! workers through the group `sessionflow-workers`, each recorded and handled once in Postgres.
 //!
-//! At start it claims entries other consumers left idle for over a minute (XAUTOCLAIM, following
-//! the cursor) and processes them before new ones; then it reads with XREADGROUP COUNT 10 BLOCK
-//! 5000. An entry is acked only after its Postgres work committed. A failing entry stays pending
+//! At start and every 30 s while it runs it re-claims what other consumers left: entries idle
+//! for over a minute (XAUTOCLAIM, following the cursor), and at once every entry pending on a
+//! consumer whose worker's heartbeat went silent; a silent consumer that owns nothing is removed
+//! from the group. Between re-claims it reads with XREADGROUP COUNT 10 BLOCK 5000. The stream is
+//! a signal: the API recorded each event in Postgres before adding it, and workers handle what
+//! the stream never brought (see `EventProcessor::handle_unhandled`). An entry is acked only
+//! after its Postgres work committed. A failing entry stays pending
 //! and is retried; its delivery count comes from Redis (XPENDING), so it survives restarts, and
 //! at the third failure the entry is copied to `sessionflow:events:dead` with its error and acked.
 //! Redis or Postgres being away is logged and waited out: the loop never ends the process.
@@ -31,8 +35,10 @@ pub struct ConsumerConfig {
     pub group: String,
     /// This consumer's name in the group: host-pid by default.
     pub consumer: String,
-    /// Entries idle this long are taken from other consumers at start.
+    /// Entries idle this long are taken from other consumers.
     pub claim_idle: Duration,
+    /// How often idle entries and silent consumers' entries are re-claimed.
+    pub reclaim_every: Duration,
     pub block: Duration,
     pub count: u64,
     /// Deliveries after which a failing entry goes to the dead-letter stream.
@@ -49,6 +55,7 @@ impl Default for ConsumerConfig {
             group: GROUP.to_owned(),
             consumer: default_consumer_name(),
             claim_idle: Duration::from_secs(60),
+            reclaim_every: Duration::from_secs(30),
             block: Duration::from_secs(5),
             count: 10,
             max_deliveries: 3,
@@ -65,7 +72,8 @@ impl ConsumerConfig {
     }
 }
 
-fn default_consumer_name() -> String {
+/// This process's name as a consumer and a worker: host-pid.
+pub fn default_consumer_name() -> String {
     let host = crate::hostname().unwrap_or_else(|| "host".to_owned());
     format!("{host}-{}", std::process::id())
 }
@@ -96,6 +104,47 @@ type PendingSummary = (u64, Option<String>, Option<String>, Vec<(String, String)
 pub async fn pending(client: &Client, stream: &str, group: &str) -> Result<u64, RedisError> {
     let summary: PendingSummary = client.xpending(stream, group, ()).await?;
     Ok(summary.0)
+}
+
+/// A consumer of the group, as XINFO CONSUMERS describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerInfo {
+    pub name: String,
+    /// Entries delivered to it and not acked.
+    pub pending: u64,
+    /// Since its last attempted interaction.
+    pub idle: Duration,
+}
+
+/// The consumers of `group` (none when the group or the stream does not exist).
+pub async fn consumers(
+    client: &Client,
+    stream: &str,
+    group: &str,
+) -> Result<Vec<ConsumerInfo>, RedisError> {
+    let listed: Result<Vec<HashMap<String, fred::types::Value>>, RedisError> =
+        client.xinfo_consumers(stream, group).await;
+    let listed = match listed {
+        Ok(listed) => listed,
+        Err(e) if e.details().contains("NOGROUP") || e.details().contains("no such key") => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(listed
+        .into_iter()
+        .map(|c| {
+            let number = |key: &str| c.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+            ConsumerInfo {
+                name: c
+                    .get("name")
+                    .and_then(|v| v.as_string())
+                    .unwrap_or_default(),
+                pending: number("pending"),
+                idle: Duration::from_millis(number("idle")),
+            }
+        })
+        .collect())
 }
 
 /// Entries waiting for another try.
@@ -149,14 +198,15 @@ impl EventConsumer {
             }
         }
         tracing::info!(consumer = %self.config.consumer, stream = %self.config.stream, "Event consumer started");
-        let mut claimed_at_start = false;
+        let mut last_reclaim: Option<Instant> = None;
         let mut retry = Retries::default();
         let mut last_stats = Instant::now();
         while !stop.is_cancelled() {
             let step = async {
-                if !claimed_at_start {
+                if last_reclaim.is_none_or(|at| at.elapsed() >= self.config.reclaim_every) {
                     self.claim_abandoned(&mut retry).await?;
-                    claimed_at_start = true;
+                    self.claim_from_silent(&mut retry).await?;
+                    last_reclaim = Some(Instant::now());
                 }
                 if !retry.is_empty() {
                     tokio::time::sleep(self.config.retry_after).await;
@@ -238,6 +288,67 @@ impl EventConsumer {
         }
     }
 
+    /// Entries pending on consumers whose worker's heartbeat went silent, taken at once (not
+    /// after the idle time); a silent consumer that owns nothing is removed from the group.
+    async fn claim_from_silent(&self, retry: &mut Retries) -> Result<(), RedisError> {
+        let live = match crate::heartbeat::live_workers(self.processor.pool()).await {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::warn!("cannot tell which workers live, re-claim waits: {e}");
+                return Ok(());
+            }
+        };
+        for consumer in consumers(&self.client, &self.config.stream, &self.config.group).await? {
+            if consumer.name == self.config.consumer || live.contains(&consumer.name) {
+                continue;
+            }
+            if consumer.pending == 0 {
+                if consumer.idle >= crate::heartbeat::SILENT_AFTER {
+                    let _: i64 = self
+                        .client
+                        .xgroup_delconsumer(&self.config.stream, &self.config.group, &consumer.name)
+                        .await?;
+                    tracing::info!(consumer = %consumer.name, "removed a silent consumer that owned nothing");
+                }
+                continue;
+            }
+            let pending: Vec<(String, String, u64, u64)> = self
+                .client
+                .xpending(
+                    &self.config.stream,
+                    &self.config.group,
+                    ("-", "+", self.config.count.max(100), consumer.name.as_str()),
+                )
+                .await?;
+            let ids: Vec<String> = pending.into_iter().map(|(id, ..)| id).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let entries: Vec<Entry> = self
+                .client
+                .xclaim_values(
+                    &self.config.stream,
+                    &self.config.group,
+                    &self.config.consumer,
+                    0,
+                    ids,
+                    None,
+                    None,
+                    None,
+                    false,
+                    false,
+                )
+                .await?;
+            tracing::warn!(
+                consumer = %consumer.name,
+                count = entries.len(),
+                "took over the events of a consumer whose worker went silent"
+            );
+            self.handle_all(entries, retry).await?;
+        }
+        Ok(())
+    }
+
     async fn read_new(&self, retry: &mut Retries) -> Result<(), RedisError> {
         let response: HashMap<String, Vec<Entry>> = self
             .client
@@ -296,6 +407,7 @@ impl EventConsumer {
         {
             None => Err(Failure::Permanent(format!("entry has no `{FIELD}` field"))),
             Some(Err(e)) => Err(Failure::Permanent(format!("not an event envelope: {e}"))),
+            // Handled here, before, or by a live worker holding it: the entry has done its part.
             Some(Ok(event)) => match self.processor.process(&event).await {
                 Ok(_) => Ok(()),
                 Err(ProcessError::Invalid(e)) => Err(Failure::Permanent(e.to_string())),

@@ -1,5 +1,6 @@
 //! Each worker's heartbeat: every few seconds it writes its queue depth and pipeline counters
-//! into `workers`, which `/healthz` and the monitor read. A clean shutdown removes the row.
+//! into `workers`, which `/healthz`, the monitor and every worker's rescue read. A clean
+//! shutdown removes the row once the worker's runs are done ([`remove`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,8 +17,18 @@ use crate::queue::PipelineQueue;
 
 /// How often a worker reports.
 pub const EVERY: Duration = Duration::from_secs(5);
-/// A worker silent for this long is presumed gone.
-pub const SILENT_AFTER: Duration = Duration::from_secs(30);
+/// A worker silent for this long is presumed gone (the store's rescue uses the same).
+pub use sessionflow_stages::store::SILENT_AFTER;
+
+/// The workers whose heartbeat is younger than [`SILENT_AFTER`].
+pub async fn live_workers(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM workers WHERE last_seen > now() - $1 * interval '1 millisecond'",
+    )
+    .bind(SILENT_AFTER.as_millis() as f64)
+    .fetch_all(pool)
+    .await
+}
 
 /// What the previous beat saw, to report each stage's throughput since.
 #[derive(Debug, Default)]
@@ -93,7 +104,7 @@ pub async fn beat(
     Ok(())
 }
 
-/// Beats every [`EVERY`] until `stop`, then removes the worker's row.
+/// Beats every [`EVERY`] until `stop`.
 pub fn spawn(
     pool: PgPool,
     worker: String,
@@ -115,9 +126,14 @@ pub fn spawn(
                 tracing::warn!("heartbeat failed, will retry: {e}");
             }
         }
-        let _ = sqlx::query("DELETE FROM workers WHERE id = $1")
-            .bind(&worker)
-            .execute(&pool)
-            .await;
     })
+}
+
+/// Removes a stopped worker's row: it holds nothing any more.
+pub async fn remove(pool: &PgPool, worker: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM workers WHERE id = $1")
+        .bind(worker)
+        .execute(pool)
+        .await?;
+    Ok(())
 }

@@ -18,14 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState, Ingest};
 use crate::consumer::{self, ConsumerConfig, EventConsumer};
-use crate::events::{EventProcessor, HandlerRegistry};
+use crate::events::{EventProcessor, HandlerRegistry, Runs};
 use crate::processors::{self, Processors};
 use crate::queue::{PipelineQueue, QueueConfig};
 use crate::runner::Stages;
 use crate::{heartbeat, sweeps};
-
-/// How often the sweeps run.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -124,14 +121,21 @@ impl Service {
                 ));
             }
         };
-        let store = Store::open(&settings.database_url).await?;
+        // This process's name as a worker (its heartbeat, its consumer, its claims) and in
+        // Postgres' pg_stat_activity.
+        let name = consumer::default_consumer_name();
+        let store = Store::open_as(
+            &settings.database_url,
+            &format!("sessionflow {} {name}", mode.name()),
+        )
+        .await?;
         let blobs: Arc<dyn BlobStore> = Arc::from(blob::open(&settings.blob).await?);
         tracing::info!(mode = mode.name(), blobs = %blobs.describe(), "sessionflow starting");
 
         let worker = match mode {
             Mode::Serve => None,
             Mode::Worker | Mode::Daemon => {
-                Some(Worker::start(mode, &settings, &store, &blobs, stop.clone()).await?)
+                Some(Worker::start(mode, &name, &settings, &store, &blobs, stop.clone()).await?)
             }
         };
         let api = match api_key {
@@ -214,6 +218,9 @@ async fn serve(
 
 /// The parts of a worker: pipeline, handlers, consumer (with Redis), sweeps, heartbeat.
 struct Worker {
+    /// Its name as a consumer and in `workers` (host-pid): what its claims carry.
+    name: String,
+    store: Store,
     queue: Arc<PipelineQueue>,
     processor: Arc<EventProcessor>,
     tasks: Vec<JoinHandle<()>>,
@@ -222,6 +229,7 @@ struct Worker {
 impl Worker {
     async fn start(
         mode: Mode,
+        name: &str,
         settings: &Settings,
         store: &Store,
         blobs: &Arc<dyn BlobStore>,
@@ -234,20 +242,22 @@ impl Worker {
             _ => Arc::new(ExtractiveSummarizer),
         };
         tracing::info!(summarizer = summarizer.name(), "summaries");
-        let stages = Stages::new(store, blobs, Arc::clone(&summarizer));
+        let consumer_config = ConsumerConfig {
+            stream: settings.stream.clone(),
+            consumer: name.to_owned(),
+            ..ConsumerConfig::default()
+        };
+        let name = name.to_owned();
+        let stages = Stages::new(store, blobs, Arc::clone(&summarizer), &name);
         let config = QueueConfig {
             max_runs: settings.max_runs,
             ..QueueConfig::default()
         };
         let queue = Arc::new(PipelineQueue::start(stages, config));
         let pool = store.pool().clone();
-        let registry = HandlerRegistry::standard(pool.clone(), Arc::clone(&queue));
-        let processor = Arc::new(EventProcessor::new(pool.clone(), registry));
-        let consumer_config = ConsumerConfig {
-            stream: settings.stream.clone(),
-            ..ConsumerConfig::default()
-        };
-        let name = consumer_config.consumer.clone();
+        let registry =
+            HandlerRegistry::standard(Runs::new(store.clone(), Arc::clone(&queue), &name));
+        let processor = Arc::new(EventProcessor::new(pool.clone(), registry, &name));
         let mut tasks = Vec::new();
         match &settings.redis_url {
             Some(url) => {
@@ -263,11 +273,15 @@ impl Worker {
             ),
         }
         tasks.push(sweeps::spawn(
-            store.clone(),
-            Arc::clone(&queue),
-            Arc::clone(blobs),
-            summarizer,
-            SWEEP_EVERY,
+            sweeps::Sweeper {
+                store: store.clone(),
+                queue: Arc::clone(&queue),
+                blobs: Arc::clone(blobs),
+                summarizer,
+                events: Arc::clone(&processor),
+                worker: name.clone(),
+                every: sweeps::RECOVER_EVERY,
+            },
             stop.clone(),
         ));
         let (scheduler, _) = processors::scheduler::spawn(
@@ -278,25 +292,36 @@ impl Worker {
         tasks.push(scheduler);
         tasks.push(heartbeat::spawn(
             pool,
-            name,
+            name.clone(),
             mode.name(),
             Arc::clone(&queue),
             Arc::clone(&processor),
             stop,
         ));
         Ok(Worker {
+            name,
+            store: store.clone(),
             queue,
             processor,
             tasks,
         })
     }
 
-    /// Waits for the background tasks (they watch the same stop token), then lets the runs in
-    /// flight finish.
+    /// Waits for the background tasks (they watch the same stop token), lets the runs in
+    /// flight finish, and hands back the sessions it had queued but not started, so that any
+    /// other worker takes them at once.
     async fn stop(self) {
         for task in self.tasks {
             let _ = task.await;
         }
         self.queue.stop().await;
+        match self.store.release_queued(&self.name, None).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "handed back the sessions queued here"),
+            Err(e) => tracing::warn!("could not hand back the sessions queued here: {e}"),
+        }
+        if let Err(e) = heartbeat::remove(self.store.pool(), &self.name).await {
+            tracing::warn!("could not remove this worker's heartbeat: {e}");
+        }
     }
 }

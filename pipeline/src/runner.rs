@@ -5,6 +5,9 @@
 //! `max_runs` sessions are anywhere in the pipeline at once; the stream is pulled, so a slow
 //! stage (a summarizer waiting on a rate-limited API) holds back the stages before it and the
 //! queue behind them instead of letting work pile up in memory.
+//!
+//! Stages return outcomes; the runner records how a run ended: a stage that fails a session has
+//! it marked `failed` here, with the stage's name (`failed_stage`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,8 +24,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::PipelineMetrics;
 
-/// The six stages, each with the ports it uses.
+/// The six stages, each with the ports it uses, and the store the runner records outcomes in.
 pub struct Stages {
+    pub store: Store,
     pub fetch: Fetch,
     pub download: Download,
     pub parse: Parse,
@@ -32,17 +36,23 @@ pub struct Stages {
 }
 
 impl Stages {
-    /// The stages over one store, one blob store and one summarizer; transcripts are parsed
-    /// keeping each message's raw JSON for the database.
-    pub fn new(store: &Store, blobs: &Arc<dyn BlobStore>, summarizer: Arc<dyn Summarizer>) -> Self {
+    /// The stages of `worker`'s runs over one store, one blob store and one summarizer;
+    /// transcripts are parsed keeping each message's raw JSON for the database.
+    pub fn new(
+        store: &Store,
+        blobs: &Arc<dyn BlobStore>,
+        summarizer: Arc<dyn Summarizer>,
+        worker: &str,
+    ) -> Self {
         let options = ParseOptions {
             keep_raw: true,
             ..ParseOptions::default()
         };
         Stages {
-            fetch: Fetch::new(store.clone()),
-            download: Download::new(store.clone(), Arc::clone(blobs)),
-            parse: Parse::new(store.clone(), options),
+            store: store.clone(),
+            fetch: Fetch::new(store.clone(), worker),
+            download: Download::new(Arc::clone(blobs)),
+            parse: Parse::new(options),
             persist: Persist::new(store.clone()),
             summarize: Summarize::new(store.clone(), summarizer),
             backup: Backup::new(Arc::clone(blobs)),
@@ -59,7 +69,8 @@ struct Run<T> {
 }
 
 /// `.stage(…)`: runs a stage over every live run of the stream, `concurrency` at a time,
-/// measuring it; runs that already ended pass through untouched.
+/// measuring it and recording a session it failed; runs that already ended pass through
+/// untouched.
 trait StageStream<T>: Stream<Item = Run<T>> + Sized + Send + 'static
 where
     T: Send + 'static,
@@ -67,13 +78,16 @@ where
     fn stage<S: Stage<Input = T>>(
         self,
         stage: S,
+        store: &Store,
         metrics: Arc<PipelineMetrics>,
         concurrency: usize,
     ) -> impl Stream<Item = Run<S::Output>> + Send + 'static {
         let stage = Arc::new(stage);
+        let store = store.clone();
         self.map(move |run| {
             let stage = Arc::clone(&stage);
             let metrics = Arc::clone(&metrics);
+            let store = store.clone();
             async move {
                 let Run {
                     session_id,
@@ -87,7 +101,12 @@ where
                         let started = Instant::now();
                         let outcome = stage.run(input).await;
                         counters.leave(&outcome, started.elapsed());
-                        outcome
+                        match outcome {
+                            Err(RunEnd::Failed(reason)) => {
+                                record_failure(&store, &session_id, reason, stage.name()).await
+                            }
+                            outcome => outcome,
+                        }
                     }
                     Err(end) => Err(end),
                 };
@@ -103,6 +122,22 @@ where
 }
 
 impl<T: Send + 'static, St: Stream<Item = Run<T>> + Send + 'static> StageStream<T> for St {}
+
+/// Marks the session failed by `stage`; if even that cannot be written, the run is deferred to
+/// the recovery sweep.
+async fn record_failure<T>(
+    store: &Store,
+    session_id: &str,
+    reason: String,
+    stage: &str,
+) -> Result<T, RunEnd> {
+    match store.fail_session(session_id, &reason, Some(stage)).await {
+        Ok(_) => Err(RunEnd::Failed(reason)),
+        Err(e) => Err(RunEnd::Deferred(format!(
+            "{reason}; and recording that failed: {e}"
+        ))),
+    }
+}
 
 /// Runs every session id `ids` yields through `stages`, at most `max_runs` at once, calling
 /// `on_end` as each run ends. Returns when `ids` ends and every run taken from it has ended.
@@ -134,6 +169,7 @@ pub async fn run(
     });
     let n = max_runs.max(1);
     let Stages {
+        store,
         fetch,
         download,
         parse,
@@ -141,12 +177,12 @@ pub async fn run(
         summarize,
         backup,
     } = stages;
-    runs.stage(fetch, Arc::clone(&metrics), n)
-        .stage(download, Arc::clone(&metrics), n)
-        .stage(parse, Arc::clone(&metrics), n)
-        .stage(persist, Arc::clone(&metrics), n)
-        .stage(summarize, Arc::clone(&metrics), n)
-        .stage(backup, Arc::clone(&metrics), n)
+    runs.stage(fetch, &store, Arc::clone(&metrics), n)
+        .stage(download, &store, Arc::clone(&metrics), n)
+        .stage(parse, &store, Arc::clone(&metrics), n)
+        .stage(persist, &store, Arc::clone(&metrics), n)
+        .stage(summarize, &store, Arc::clone(&metrics), n)
+        .stage(backup, &store, Arc::clone(&metrics), n)
         .for_each(|run| {
             metrics.run_ended(&run.state);
             match &run.state {

@@ -7,7 +7,7 @@ use fred::prelude::{ClientLike, StreamsInterface};
 use serde_json::{Value, json};
 use sessionflow_pipeline::api::{ApiState, Ingest, MAX_TRANSCRIPT, router};
 use sessionflow_pipeline::consumer;
-use sessionflow_pipeline::events::{EventProcessor, HandlerRegistry, SessionStartHandler};
+use sessionflow_pipeline::events::{EventProcessor, HandlerRegistry, Runs, SessionStartHandler};
 use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
 use sessionflow_pipeline::runner::Stages;
 use sessionflow_stages::blob::BlobStore;
@@ -28,13 +28,19 @@ async fn serve(state: ApiState) -> String {
 /// The API in embedded mode with a local blob directory that lives as long as the returned
 /// guard.
 fn embedded(pool: &PgPool) -> (ApiState, tempfile::TempDir) {
-    let registry =
-        HandlerRegistry::new().register("session.start", SessionStartHandler::new(pool.clone()));
+    let registry = HandlerRegistry::new().register(
+        "session.start",
+        SessionStartHandler::new(Store::from_pool(pool.clone())),
+    );
     let dir = tempfile::tempdir().unwrap();
     let state = ApiState {
         store: Store::from_pool(pool.clone()),
         blobs: Arc::new(LocalBlobs::new(dir.path())),
-        ingest: Ingest::Embedded(Arc::new(EventProcessor::new(pool.clone(), registry))),
+        ingest: Ingest::Embedded(Arc::new(EventProcessor::new(
+            pool.clone(),
+            registry,
+            "test-worker",
+        ))),
         api_key: Arc::from(KEY),
         max_transcript: MAX_TRANSCRIPT,
     };
@@ -67,7 +73,7 @@ fn end_event(session: &str) -> Value {
 
 /// One heartbeat of a worker named host-1 running `queue` in `mode`.
 async fn beat(pool: &PgPool, mode: &str, queue: &PipelineQueue) {
-    let processor = EventProcessor::new(pool.clone(), HandlerRegistry::new());
+    let processor = EventProcessor::new(pool.clone(), HandlerRegistry::new(), "test-worker");
     sessionflow_pipeline::heartbeat::beat(
         pool,
         "host-1",
@@ -281,9 +287,15 @@ async fn health_is_degraded_with_reasons(pool: PgPool) {
     .unwrap();
     let (status, body) = get(&url, "/healthz", None).await;
     assert_eq!(status, 503);
-    assert_eq!(
-        body,
-        json!({"status": "degraded", "reasons": ["1 sessions have waited over 10 minutes to be processed"]})
+    assert_eq!(body["status"], "degraded", "{body}");
+    let reasons = body["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{body}");
+    assert!(
+        reasons[0]
+            .as_str()
+            .unwrap()
+            .starts_with("1 sessions have waited over 10 minutes to be processed, the oldest 6"),
+        "{body}"
     );
 
     // A configured Redis that cannot be reached.
@@ -319,13 +331,26 @@ fn daemon_like(pool: &PgPool) -> (ApiState, Arc<PipelineQueue>, tempfile::TempDi
     let store = Store::from_pool(pool.clone());
     let dir = tempfile::tempdir().unwrap();
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir.path()));
-    let stages = Stages::new(&store, &blobs, Arc::new(ExtractiveSummarizer));
+    let stages = Stages::new(
+        &store,
+        &blobs,
+        Arc::new(ExtractiveSummarizer),
+        "test-worker",
+    );
     let queue = Arc::new(PipelineQueue::start(stages, QueueConfig::default()));
-    let registry = HandlerRegistry::standard(pool.clone(), Arc::clone(&queue));
+    let registry = HandlerRegistry::standard(Runs::new(
+        Store::from_pool(pool.clone()),
+        Arc::clone(&queue),
+        "test-worker",
+    ));
     let state = ApiState {
         store,
         blobs,
-        ingest: Ingest::Embedded(Arc::new(EventProcessor::new(pool.clone(), registry))),
+        ingest: Ingest::Embedded(Arc::new(EventProcessor::new(
+            pool.clone(),
+            registry,
+            "test-worker",
+        ))),
         api_key: Arc::from(KEY),
         max_transcript: MAX_TRANSCRIPT,
     };

@@ -19,6 +19,7 @@ use sessionflow_pipeline::consumer::{self, ConsumerConfig, EventConsumer};
 use sessionflow_pipeline::events::{
     Event, EventProcessor, Handler, HandlerError, HandlerRegistry, Payload, SessionStartHandler,
 };
+use sessionflow_stages::store::Store;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -102,9 +103,11 @@ async fn pending(client: &Client, stream: &str) -> u64 {
 
 /// The real session.start handler; these tests send no session.end, which needs the pipeline.
 fn standard_processor(pool: &PgPool) -> Arc<EventProcessor> {
-    let registry =
-        HandlerRegistry::new().register("session.start", SessionStartHandler::new(pool.clone()));
-    Arc::new(EventProcessor::new(pool.clone(), registry))
+    let registry = HandlerRegistry::new().register(
+        "session.start",
+        SessionStartHandler::new(Store::from_pool(pool.clone())),
+    );
+    Arc::new(EventProcessor::new(pool.clone(), registry, "test-worker"))
 }
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
@@ -167,7 +170,7 @@ async fn a_handler_failing_three_times_sends_the_event_to_the_dead_letter_stream
         }
     }
     let registry = HandlerRegistry::new().register("tool.used", Shared(Arc::clone(&calls)));
-    let processor = Arc::new(EventProcessor::new(pool.clone(), registry));
+    let processor = Arc::new(EventProcessor::new(pool.clone(), registry, "test-worker"));
     let cfg = config(&stream, "c1");
     let dead = cfg.dead_letter_stream();
     let (stop, task) = spawn(&url, processor, cfg);

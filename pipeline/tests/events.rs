@@ -14,13 +14,13 @@ use futures::future::BoxFuture;
 use serde_json::json;
 use sessionflow_pipeline::events::{
     Event, EventProcessor, Handler, HandlerError, HandlerRegistry, Payload, ProcessError,
-    Processed, Upload, transcript_uploaded,
+    Processed, Runs, transcript_uploaded,
 };
 use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
 use sessionflow_pipeline::runner::Stages;
 use sessionflow_stages::blob::{BlobStore, LocalBlobs, raw_transcript_key};
 use sessionflow_stages::stage::{RunEnd, RunReport};
-use sessionflow_stages::store::{Lifecycle, Store};
+use sessionflow_stages::store::{Lifecycle, Store, Transcript};
 use sessionflow_stages::summarize::ExtractiveSummarizer;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -42,6 +42,7 @@ fn end(session: &str) -> Event {
 }
 
 struct World {
+    runs: Runs,
     store: Store,
     blobs: Arc<dyn BlobStore>,
     queue: Arc<PipelineQueue>,
@@ -54,7 +55,12 @@ fn world(pool: PgPool) -> World {
     let store = Store::from_pool(pool.clone());
     let dir = tempfile::tempdir().unwrap();
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir.path()));
-    let stages = Stages::new(&store, &blobs, Arc::new(ExtractiveSummarizer));
+    let stages = Stages::new(
+        &store,
+        &blobs,
+        Arc::new(ExtractiveSummarizer),
+        "test-worker",
+    );
     let (tx, outcomes) = mpsc::unbounded_channel();
     let queue = Arc::new(PipelineQueue::start_with_hook(
         stages,
@@ -63,11 +69,15 @@ fn world(pool: PgPool) -> World {
             let _ = tx.send((id.to_owned(), outcome.clone()));
         }),
     ));
-    let processor = EventProcessor::new(
-        pool.clone(),
-        HandlerRegistry::standard(pool, Arc::clone(&queue)),
+    let runs = Runs::new(
+        Store::from_pool(pool.clone()),
+        Arc::clone(&queue),
+        "test-worker",
     );
+    let processor =
+        EventProcessor::new(pool, HandlerRegistry::standard(runs.clone()), "test-worker");
     World {
+        runs,
         store,
         blobs,
         queue,
@@ -86,12 +96,12 @@ impl World {
             .put(&key, Bytes::from(std::fs::read(path).unwrap()))
             .await
             .unwrap();
-        let upload = Upload {
+        let upload = Transcript {
             key: &key,
             size: None,
             sha256: None,
         };
-        transcript_uploaded(self.store.pool(), &self.queue, "w1", session, upload)
+        transcript_uploaded(&self.runs, "w1", session, upload)
             .await
             .unwrap()
     }
@@ -281,7 +291,7 @@ async fn a_failed_handler_keeps_the_event_and_runs_again_on_redelivery(pool: PgP
             failures_left: 1.into(),
         },
     );
-    let processor = EventProcessor::new(pool.clone(), registry);
+    let processor = EventProcessor::new(pool.clone(), registry, "test-worker");
     let e = event("tool.used", "s1", json!({}));
     let err = processor.process(&e).await.unwrap_err();
     assert_eq!(

@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use sessionflow_pipeline::events::{EventProcessor, HandlerRegistry};
 use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
 use sessionflow_pipeline::runner::Stages;
 use sessionflow_pipeline::sweeps;
@@ -48,13 +49,21 @@ struct Harness {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn harness_with(
+async fn harness_with(
     pool: PgPool,
     blobs: Option<Arc<dyn BlobStore>>,
     summarizer: Arc<dyn Summarizer>,
     config: QueueConfig,
 ) -> Harness {
     let store = Store::from_pool(pool);
+    // The harness's runs are those of a live worker, as far as the rescue can tell.
+    sqlx::query(
+        "INSERT INTO workers (id, mode) VALUES ('test-worker', 'test') \
+         ON CONFLICT (id) DO UPDATE SET last_seen = now()",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
     let (dir, blobs) = match blobs {
         Some(blobs) => (None, blobs),
         None => {
@@ -65,7 +74,7 @@ fn harness_with(
     };
     let (tx, outcomes) = mpsc::unbounded_channel();
     let queue = PipelineQueue::start_with_hook(
-        Stages::new(&store, &blobs, summarizer),
+        Stages::new(&store, &blobs, summarizer, "test-worker"),
         config,
         Box::new(move |id, outcome| {
             let _ = tx.send((id.to_owned(), outcome.clone()));
@@ -80,13 +89,14 @@ fn harness_with(
     }
 }
 
-fn harness(pool: PgPool) -> Harness {
+async fn harness(pool: PgPool) -> Harness {
     harness_with(
         pool,
         None,
         Arc::new(ExtractiveSummarizer),
         QueueConfig::default(),
     )
+    .await
 }
 
 impl Harness {
@@ -141,7 +151,7 @@ impl Harness {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn a_full_run_ends_summarized_with_stats_rows_and_a_backup(pool: PgPool) {
-    let mut h = harness(pool);
+    let mut h = harness(pool).await;
     h.session("s1", Some(fixture(PORT))).await;
     let report = h.run("s1").await.unwrap();
     assert_eq!(
@@ -208,7 +218,8 @@ async fn a_full_run_through_s3(pool: PgPool) {
         Some(Arc::new(s3)),
         Arc::new(ExtractiveSummarizer),
         QueueConfig::default(),
-    );
+    )
+    .await;
     h.session("s1", Some(fixture(HELLO))).await;
     let report = h.run("s1").await.unwrap();
     assert!(report.summarized && report.backed_up);
@@ -224,7 +235,7 @@ fn rand_suffix() -> u128 {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn no_transcript_key_stops_and_changes_nothing(pool: PgPool) {
-    let mut h = harness(pool);
+    let mut h = harness(pool).await;
     h.store
         .create_session(&NewSession {
             id: "s1",
@@ -251,7 +262,7 @@ async fn no_transcript_key_stops_and_changes_nothing(pool: PgPool) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn a_failed_download_fails_the_session_with_the_reason(pool: PgPool) {
-    let mut h = harness(pool);
+    let mut h = harness(pool).await;
     h.session("s1", None).await;
     let outcome = h.run("s1").await;
     let expected = "S3 download failed: blob transcripts/w1/s1/raw.jsonl not found";
@@ -265,7 +276,7 @@ async fn a_failed_download_fails_the_session_with_the_reason(pool: PgPool) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn corrupt_lines_are_skipped_and_the_session_still_parses(pool: PgPool) {
-    let mut h = harness(pool);
+    let mut h = harness(pool).await;
     let mut bytes = fixture(HELLO).to_vec();
     bytes.extend_from_slice(b"{\"type\":\"user\",\"message\":{\"content\":\"cut off\n");
     bytes.extend_from_slice(b"not json\n");
@@ -286,7 +297,7 @@ async fn a_failed_summary_leaves_the_session_parsed_with_its_data(pool: PgPool) 
     let mut config = AnthropicConfig::new("key".into(), None);
     config.base_url = closed;
     let summarizer = Arc::new(AnthropicSummarizer::new(config).unwrap());
-    let mut h = harness_with(pool, None, summarizer, QueueConfig::default());
+    let mut h = harness_with(pool, None, summarizer, QueueConfig::default()).await;
     h.session("s1", Some(fixture(HELLO))).await;
     let report = h.run("s1").await.unwrap();
     assert!(!report.summarized && report.backed_up);
@@ -308,6 +319,7 @@ async fn a_failed_summary_leaves_the_session_parsed_with_its_data(pool: PgPool) 
         h.blobs.as_ref(),
         &ExtractiveSummarizer,
         sweeps::SUMMARY_RETRY_AFTER,
+        "test-worker",
     )
     .await
     .unwrap();
@@ -324,7 +336,7 @@ async fn a_failed_summary_leaves_the_session_parsed_with_its_data(pool: PgPool) 
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn running_a_parsed_session_again_is_a_no_op(pool: PgPool) {
-    let mut h = harness(pool);
+    let mut h = harness(pool).await;
     h.session("s1", Some(fixture(HELLO))).await;
     h.run("s1").await.unwrap();
     let before = h.store.session("s1").await.unwrap();
@@ -340,7 +352,7 @@ async fn running_a_parsed_session_again_is_a_no_op(pool: PgPool) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn concurrent_runs_for_one_session_parse_it_once(pool: PgPool) {
-    let mut h = harness(pool);
+    let mut h = harness(pool).await;
     h.session("s1", Some(fixture(PORT))).await;
     for _ in 0..6 {
         assert!(h.queue.enqueue("s1"));
@@ -359,7 +371,7 @@ async fn concurrent_runs_for_one_session_parse_it_once(pool: PgPool) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn an_empty_transcript_parses_to_zero_stats(pool: PgPool) {
-    let mut h = harness(pool);
+    let mut h = harness(pool).await;
     h.session("s1", Some(Bytes::new())).await;
     h.run("s1").await.unwrap();
     let row = h.store.session("s1").await.unwrap().unwrap();
@@ -373,7 +385,7 @@ async fn an_empty_transcript_parses_to_zero_stats(pool: PgPool) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn a_reparse_after_the_transcript_changed_replaces_the_rows(pool: PgPool) {
-    let mut h = harness(pool);
+    let mut h = harness(pool).await;
     h.session("s1", Some(fixture(HELLO))).await;
     h.run("s1").await.unwrap();
     assert_eq!(h.rows("s1").await, (8, 8));
@@ -393,16 +405,17 @@ async fn a_reparse_after_the_transcript_changed_replaces_the_rows(pool: PgPool) 
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn a_run_abandoned_by_a_dead_worker_is_recovered_by_the_sweep(pool: PgPool) {
-    let mut h = harness(pool);
+    let mut h = harness(pool).await;
     h.session("s1", Some(fixture(HELLO))).await;
     // A worker claimed it and died: parse_status stays `parsing`.
-    h.store.claim_for_parse("s1").await.unwrap();
+    h.store.claim_for_parse("s1", "test-worker").await.unwrap();
     assert_eq!(
         sweeps::recover(
             &h.store,
             &h.queue,
             sweeps::REQUEUE_AFTER,
-            sweeps::STUCK_PARSING
+            sweeps::STUCK_PARSING,
+            "test-worker"
         )
         .await
         .unwrap(),
@@ -420,6 +433,7 @@ async fn a_run_abandoned_by_a_dead_worker_is_recovered_by_the_sweep(pool: PgPool
         &h.queue,
         sweeps::REQUEUE_AFTER,
         sweeps::STUCK_PARSING,
+        "test-worker",
     )
     .await
     .unwrap();
@@ -440,7 +454,8 @@ async fn a_run_abandoned_by_a_dead_worker_is_recovered_by_the_sweep(pool: PgPool
             &h.store,
             &h.queue,
             sweeps::REQUEUE_AFTER,
-            sweeps::STUCK_PARSING
+            sweeps::STUCK_PARSING,
+            "test-worker"
         )
         .await
         .unwrap(),
@@ -492,7 +507,7 @@ async fn a_slow_summarizer_holds_the_pipeline_within_its_bounds(pool: PgPool) {
         capacity: 50,
         max_runs: 3,
     };
-    let mut h = harness_with(pool, None, Arc::clone(&slow) as Arc<dyn Summarizer>, config);
+    let mut h = harness_with(pool, None, Arc::clone(&slow) as Arc<dyn Summarizer>, config).await;
     for i in 0..60 {
         h.session(&format!("s{i:02}"), Some(fixture(HELLO))).await;
     }
@@ -536,6 +551,7 @@ async fn a_slow_summarizer_holds_the_pipeline_within_its_bounds(pool: PgPool) {
         &h.queue,
         sweeps::REQUEUE_AFTER,
         sweeps::STUCK_PARSING,
+        "test-worker",
     )
     .await
     .unwrap() as u64;
@@ -558,7 +574,7 @@ async fn stop_finishes_runs_in_flight_and_discards_the_waiting(pool: PgPool) {
         capacity: 50,
         max_runs: 1,
     };
-    let mut h = harness_with(pool, None, Arc::clone(&slow) as Arc<dyn Summarizer>, config);
+    let mut h = harness_with(pool, None, Arc::clone(&slow) as Arc<dyn Summarizer>, config).await;
     for i in 0..5 {
         h.session(&format!("s{i}"), Some(fixture(HELLO))).await;
         assert!(h.queue.enqueue(format!("s{i}")));
@@ -584,14 +600,15 @@ async fn stop_finishes_runs_in_flight_and_discards_the_waiting(pool: PgPool) {
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn two_workers_sweeping_at_once_split_the_sessions(pool: PgPool) {
-    let mut a = harness(pool.clone());
+    let mut a = harness(pool.clone()).await;
     // Two workers share the database and the blob store.
     let mut b = harness_with(
         pool,
         Some(Arc::clone(&a.blobs)),
         Arc::new(ExtractiveSummarizer),
         QueueConfig::default(),
-    );
+    )
+    .await;
     for i in 0..30 {
         a.session(&format!("s{i:02}"), Some(fixture(HELLO))).await;
     }
@@ -600,13 +617,15 @@ async fn two_workers_sweeping_at_once_split_the_sessions(pool: PgPool) {
             &a.store,
             &a.queue,
             sweeps::REQUEUE_AFTER,
-            sweeps::STUCK_PARSING
+            sweeps::STUCK_PARSING,
+            "test-worker"
         ),
         sweeps::recover(
             &b.store,
             &b.queue,
             sweeps::REQUEUE_AFTER,
-            sweeps::STUCK_PARSING
+            sweeps::STUCK_PARSING,
+            "worker-b"
         ),
     );
     assert_eq!(
@@ -646,7 +665,7 @@ async fn the_sweep_loop_recovers_at_start_and_stops_when_told(pool: PgPool) {
     let (tx, mut outcomes) = mpsc::unbounded_channel::<Outcome>();
     let summarizer: Arc<dyn Summarizer> = Arc::new(ExtractiveSummarizer);
     let queue = Arc::new(PipelineQueue::start_with_hook(
-        Stages::new(&store, &blobs, Arc::clone(&summarizer)),
+        Stages::new(&store, &blobs, Arc::clone(&summarizer), "test-worker"),
         QueueConfig::default(),
         Box::new(move |id, outcome| {
             let _ = tx.send((id.to_owned(), outcome.clone()));
@@ -654,11 +673,19 @@ async fn the_sweep_loop_recovers_at_start_and_stops_when_told(pool: PgPool) {
     ));
     let stop = tokio_util::sync::CancellationToken::new();
     let sweeping = sweeps::spawn(
-        store.clone(),
-        Arc::clone(&queue),
-        blobs,
-        summarizer,
-        Duration::from_secs(60),
+        sweeps::Sweeper {
+            events: Arc::new(EventProcessor::new(
+                store.pool().clone(),
+                HandlerRegistry::new(),
+                "test-worker",
+            )),
+            store: store.clone(),
+            queue: Arc::clone(&queue),
+            blobs,
+            summarizer,
+            worker: "test-worker".to_owned(),
+            every: Duration::from_secs(60),
+        },
         stop.clone(),
     );
     let (id, outcome) = tokio::time::timeout(Duration::from_secs(30), outcomes.recv())
@@ -683,18 +710,26 @@ async fn a_backlog_larger_than_the_queue_drains_without_waiting_for_the_clock(po
         capacity: 5,
         max_runs: 2,
     };
-    let h = harness_with(pool, None, Arc::new(ExtractiveSummarizer), config);
+    let h = harness_with(pool, None, Arc::new(ExtractiveSummarizer), config).await;
     for i in 0..40 {
         h.session(&format!("s{i:02}"), Some(fixture(HELLO))).await;
     }
     let queue = Arc::new(h.queue);
     let stop = tokio_util::sync::CancellationToken::new();
     let sweeping = sweeps::spawn(
-        h.store.clone(),
-        Arc::clone(&queue),
-        Arc::clone(&h.blobs),
-        Arc::new(ExtractiveSummarizer),
-        Duration::from_secs(3600),
+        sweeps::Sweeper {
+            events: Arc::new(EventProcessor::new(
+                h.store.pool().clone(),
+                HandlerRegistry::new(),
+                "test-worker",
+            )),
+            store: h.store.clone(),
+            queue: Arc::clone(&queue),
+            blobs: Arc::clone(&h.blobs),
+            summarizer: Arc::new(ExtractiveSummarizer),
+            worker: "test-worker".to_owned(),
+            every: Duration::from_secs(3600),
+        },
         stop.clone(),
     );
     // What a burst of session.end events does: most are dropped.

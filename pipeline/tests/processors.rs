@@ -331,6 +331,7 @@ async fn the_admin_route_runs_a_processor_once_at_a_time(pool: PgPool) {
         ingest: Ingest::Embedded(Arc::new(EventProcessor::new(
             pool.clone(),
             HandlerRegistry::new(),
+            "test-worker",
         ))),
         api_key: Arc::from("k"),
         max_transcript: MAX_TRANSCRIPT,
@@ -564,7 +565,12 @@ async fn the_tools_processor_counts_calls_failures_and_files_from_the_stored_row
     let (tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
     let store = Store::from_pool(pool.clone());
     let queue = PipelineQueue::start_with_hook(
-        Stages::new(&store, &world.blobs, Arc::new(ExtractiveSummarizer)),
+        Stages::new(
+            &store,
+            &world.blobs,
+            Arc::new(ExtractiveSummarizer),
+            "test-worker",
+        ),
         QueueConfig::default(),
         Box::new(move |_, outcome| {
             let _ = tx.send(outcome.is_ok());

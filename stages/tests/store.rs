@@ -106,7 +106,7 @@ async fn allowed_transitions_happen_and_others_are_refused_before_any_sql(pool: 
 async fn a_claim_says_why_it_failed_and_changes_nothing(pool: PgPool) {
     let store = Store::from_pool(pool);
     assert_eq!(
-        store.claim_for_parse("nope").await.unwrap(),
+        store.claim_for_parse("nope", "test-worker").await.unwrap(),
         Claim::NotFound
     );
 
@@ -121,7 +121,10 @@ async fn a_claim_says_why_it_failed_and_changes_nothing(pool: PgPool) {
         .unwrap();
     let before = store.session("no-key").await.unwrap();
     assert_eq!(
-        store.claim_for_parse("no-key").await.unwrap(),
+        store
+            .claim_for_parse("no-key", "test-worker")
+            .await
+            .unwrap(),
         Claim::NoTranscript
     );
     assert_eq!(store.session("no-key").await.unwrap(), before, "unchanged");
@@ -136,17 +139,17 @@ async fn a_claim_says_why_it_failed_and_changes_nothing(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(
-        store.claim_for_parse("live").await.unwrap(),
+        store.claim_for_parse("live", "test-worker").await.unwrap(),
         Claim::NotEnded(Lifecycle::Detected)
     );
 
     ended_session(&store, "s1").await;
-    let Claim::Claimed(row) = store.claim_for_parse("s1").await.unwrap() else {
+    let Claim::Claimed(row) = store.claim_for_parse("s1", "test-worker").await.unwrap() else {
         panic!("an ended session with a transcript is claimed")
     };
     assert_eq!(row.parse_status, ParseStatus::Parsing);
     assert_eq!(
-        store.claim_for_parse("s1").await.unwrap(),
+        store.claim_for_parse("s1", "test-worker").await.unwrap(),
         Claim::AlreadyParsing
     );
 }
@@ -158,7 +161,7 @@ async fn concurrent_claims_for_one_session_have_exactly_one_winner(pool: PgPool)
     let runs: Vec<_> = (0..8)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.claim_for_parse("s1").await.unwrap() })
+            tokio::spawn(async move { store.claim_for_parse("s1", "test-worker").await.unwrap() })
         })
         .collect();
     let mut winners = 0;
@@ -176,14 +179,11 @@ async fn concurrent_claims_for_one_session_have_exactly_one_winner(pool: PgPool)
 async fn persist_writes_every_message_and_block_and_the_stats_in_one_go(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     ended_session(&store, "s1").await;
-    assert!(matches!(
-        store.claim_for_parse("s1").await.unwrap(),
-        Claim::Claimed(_)
-    ));
+    let claim = claim_run(&store, "s1").await;
     let parsed = parse(&fixture(
         "cc1.0.98-interactive-fe5e1c67-53e7-4862-81ae-d0e013e3270b.jsonl",
     ));
-    let outcome = store.persist("s1", &parsed).await.unwrap();
+    let outcome = store.persist("s1", &parsed, &claim).await.unwrap();
     assert_eq!(
         outcome,
         PersistOutcome::Persisted {
@@ -228,7 +228,7 @@ async fn persist_writes_every_message_and_block_and_the_stats_in_one_go(pool: Pg
 
     // Running again on a parsed session is a no-op.
     assert_eq!(
-        store.claim_for_parse("s1").await.unwrap(),
+        store.claim_for_parse("s1", "test-worker").await.unwrap(),
         Claim::NotEnded(Lifecycle::Parsed)
     );
 }
@@ -239,7 +239,7 @@ async fn persist_without_the_claim_writes_nothing(pool: PgPool) {
     ended_session(&store, "s1").await;
     let parsed = parse(&fixture("cc2.1.14-headless-hello-world-script.jsonl"));
     assert_eq!(
-        store.persist("s1", &parsed).await.unwrap(),
+        store.persist("s1", &parsed, "not-a-claim").await.unwrap(),
         PersistOutcome::Lost
     );
     assert_eq!(rows(&pool, "s1").await, (0, 0));
@@ -249,8 +249,8 @@ async fn persist_without_the_claim_writes_nothing(pool: PgPool) {
 async fn an_empty_transcript_is_parsed_with_zero_stats(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     ended_session(&store, "s1").await;
-    store.claim_for_parse("s1").await.unwrap();
-    let outcome = store.persist("s1", &parse(b"")).await.unwrap();
+    let claim = claim_run(&store, "s1").await;
+    let outcome = store.persist("s1", &parse(b""), &claim).await.unwrap();
     assert_eq!(
         outcome,
         PersistOutcome::Persisted {
@@ -270,7 +270,7 @@ async fn an_empty_transcript_is_parsed_with_zero_stats(pool: PgPool) {
 async fn five_thousand_messages_go_in_groups_of_500(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     ended_session(&store, "s1").await;
-    store.claim_for_parse("s1").await.unwrap();
+    let claim = claim_run(&store, "s1").await;
     let mut text = String::new();
     for i in 0..5_200 {
         text.push_str(&format!(
@@ -280,7 +280,7 @@ async fn five_thousand_messages_go_in_groups_of_500(pool: PgPool) {
     }
     let parsed = parse(text.as_bytes());
     assert_eq!(parsed.messages.len(), 5_200);
-    let outcome = store.persist("s1", &parsed).await.unwrap();
+    let outcome = store.persist("s1", &parsed, &claim).await.unwrap();
     let groups = 5_200_usize.div_ceil(PERSIST_GROUP_ROWS);
     assert_eq!(
         outcome,
@@ -297,9 +297,9 @@ async fn five_thousand_messages_go_in_groups_of_500(pool: PgPool) {
 async fn a_reparse_replaces_rows_and_never_duplicates_them(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     ended_session(&store, "s1").await;
-    store.claim_for_parse("s1").await.unwrap();
+    let claim = claim_run(&store, "s1").await;
     let short = fixture("cc2.1.14-headless-hello-world-script.jsonl");
-    store.persist("s1", &parse(&short)).await.unwrap();
+    store.persist("s1", &parse(&short), &claim).await.unwrap();
     assert_eq!(rows(&pool, "s1").await, (8, 8));
     assert!(store.set_summary("s1", "Wrote hello.sh.").await.unwrap());
 
@@ -316,9 +316,9 @@ async fn a_reparse_replaces_rows_and_never_duplicates_them(pool: PgPool) {
         (Lifecycle::Ended, ParseStatus::Pending, 0, None)
     );
     assert_eq!(rows(&pool, "s1").await, (0, 0));
-    store.claim_for_parse("s1").await.unwrap();
+    let claim = claim_run(&store, "s1").await;
     let long = fixture("cc2.1.14-headless-python-to-rust-port.jsonl");
-    store.persist("s1", &parse(&long)).await.unwrap();
+    store.persist("s1", &parse(&long), &claim).await.unwrap();
     assert_eq!(rows(&pool, "s1").await, (80, 96));
 }
 
@@ -328,7 +328,7 @@ async fn failing_stops_at_summarized(pool: PgPool) {
     ended_session(&store, "s1").await;
     assert!(
         store
-            .fail_session("s1", "S3 download failed: gone")
+            .fail_session("s1", "S3 download failed: gone", None)
             .await
             .unwrap()
     );
@@ -336,16 +336,16 @@ async fn failing_stops_at_summarized(pool: PgPool) {
     assert_eq!(row.lifecycle, Lifecycle::Failed);
     assert_eq!(row.parse_error.as_deref(), Some("S3 download failed: gone"));
     assert!(
-        !store.fail_session("s1", "again").await.unwrap(),
+        !store.fail_session("s1", "again", None).await.unwrap(),
         "failed is terminal"
     );
 
     ended_session(&store, "s2").await;
-    store.claim_for_parse("s2").await.unwrap();
-    store.persist("s2", &parse(b"")).await.unwrap();
+    let claim = claim_run(&store, "s2").await;
+    store.persist("s2", &parse(b""), &claim).await.unwrap();
     store.set_summary("s2", "Nothing happened.").await.unwrap();
     assert!(
-        !store.fail_session("s2", "late").await.unwrap(),
+        !store.fail_session("s2", "late", None).await.unwrap(),
         "a summarized session keeps its data"
     );
 }
@@ -424,5 +424,13 @@ async fn concurrent_random_transitions_never_reach_a_state_the_table_forbids(poo
             let (old, new): (Lifecycle, Lifecycle) = (old.parse().unwrap(), new.parse().unwrap());
             assert!(old.can_move_to(new), "{old} → {new} happened in {moves:?}");
         }
+    }
+}
+
+/// Claims `id` for a run and returns the claim its writes must carry.
+async fn claim_run(store: &Store, id: &str) -> String {
+    match store.claim_for_parse(id, "test-worker").await.unwrap() {
+        Claim::Claimed(row) => row.claim.expect("a claimed session carries its claim"),
+        other => panic!("{id} was not claimed: {other:?}"),
     }
 }

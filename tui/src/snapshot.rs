@@ -8,6 +8,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Monitor {
+    /// What waits and for how long (the server's shared type).
+    pub health: sessionflow_protocol::health::HealthReport,
     pub sessions: SessionCounts,
     pub queue: Queue,
     pub stages: Vec<Stage>,

@@ -1,5 +1,7 @@
 //! `POST /api/events/ingest`: 1 to 100 events, validated as a whole, then processed in-process
-//! or added to the stream. Answers 202 with how many were accepted and how many were duplicates.
+//! or — with Redis — recorded in Postgres (one statement for the request's events) and added to
+//! the stream for the workers: an event answered 202 is kept even if the stream loses it.
+//! Answers 202 with how many were accepted and how many were duplicates.
 
 use axum::Json;
 use axum::body::Body;
@@ -10,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{ApiError, ErrorBody, json_body};
 use super::{ApiState, Ingest, MAX_JSON_BODY};
 use crate::consumer;
+use crate::events::processor::record_accepted;
 use crate::events::{Event, ProcessError, Processed};
 
 /// Most events in one request.
@@ -80,23 +83,16 @@ pub async fn ingest(
             }
         }
         Ingest::Redis { client, stream } => {
-            let ids: Vec<&str> = request.events.iter().map(|e| e.id.as_str()).collect();
-            let known: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM events WHERE id = ANY($1) AND handled_at IS NOT NULL",
-            )
-            .bind(&ids)
-            .fetch_all(state.store.pool())
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;
-            for event in &request.events {
-                if known.contains(&event.id) {
-                    duplicates += 1;
-                    continue;
+            let new = record_accepted(state.store.pool(), &request.events)
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;
+            accepted = new.len();
+            duplicates = count - accepted;
+            for event in request.events.iter().filter(|e| new.contains(&e.id)) {
+                // Kept already: a lost signal only delays it until a worker's sweep.
+                if let Err(e) = consumer::publish(client, stream, event).await {
+                    tracing::warn!(event = %event.id, "Redis unavailable; the event waits in Postgres: {e}");
                 }
-                consumer::publish(client, stream, event)
-                    .await
-                    .map_err(|e| ApiError::Unavailable(format!("Redis unavailable: {e}")))?;
-                accepted += 1;
             }
         }
     }

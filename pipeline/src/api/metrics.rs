@@ -93,6 +93,59 @@ async fn render(state: &ApiState) -> Result<String, sqlx::Error> {
         let _ = writeln!(out, "sessionflow_events{{outcome=\"{outcome}\"}} {n}");
     }
 
+    let health = super::health(state).await;
+    let f = &health.figures;
+    for (name, kind, help, value) in [
+        (
+            "sessionflow_stream_lag",
+            "gauge",
+            "Stream entries no consumer has been given yet.",
+            f.stream_lag as f64,
+        ),
+        (
+            "sessionflow_events_waiting",
+            "gauge",
+            "Accepted events not yet handled.",
+            f.events_waiting as f64,
+        ),
+        (
+            "sessionflow_sessions_stranded",
+            "gauge",
+            "Sessions claimed or queued by workers that went silent.",
+            f.sessions_stranded as f64,
+        ),
+        (
+            "sessionflow_oldest_waiting_seconds",
+            "gauge",
+            "Age of the oldest waiting event or session.",
+            f.oldest_waiting_seconds,
+        ),
+        (
+            "sessionflow_healthy",
+            "gauge",
+            "1 when /healthz answers 200.",
+            if health.is_ok() { 1.0 } else { 0.0 },
+        ),
+    ] {
+        family(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    family(
+        &mut out,
+        "sessionflow_stream_pending",
+        "gauge",
+        "Stream entries delivered to a consumer and not acked, by consumer.",
+    );
+    for c in &f.stream_pending {
+        let _ = writeln!(
+            out,
+            "sessionflow_stream_pending{{consumer=\"{}\",alive=\"{}\"}} {}",
+            label(&c.consumer),
+            c.alive,
+            c.pending
+        );
+    }
+
     let workers: Vec<(String, String, i32, Value)> = sqlx::query_as(
         "SELECT id, mode, queue_depth, pipeline FROM workers \
          WHERE last_seen > now() - $1 * interval '1 second' ORDER BY id",

@@ -120,11 +120,32 @@ async fn announce(
             Ok(_) | Err(ProcessError::Handler { .. }) => Ok(()),
             Err(e) => Err(ApiError::Unavailable(e.to_string())),
         },
-        Ingest::Redis { client, stream } => consumer::publish(client, stream, &event)
+        Ingest::Redis { client, stream } => {
+            crate::events::processor::record_accepted(
+                state.store.pool(),
+                std::slice::from_ref(&event),
+            )
             .await
-            .map(|_| ())
-            .map_err(|e| ApiError::Unavailable(format!("Redis unavailable: {e}"))),
+            .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;
+            if let Err(e) = consumer::publish(client, stream, &event).await {
+                tracing::warn!(event = %event.id, "Redis unavailable; the event waits in Postgres: {e}");
+            }
+            Ok(())
+        }
     }
+}
+
+/// The system's health as this API sees it (its database, and its stream when it has one).
+async fn health(state: &ApiState) -> sessionflow_protocol::health::HealthReport {
+    let stream = match &state.ingest {
+        Ingest::Redis { client, stream } => Some(crate::health::Stream {
+            client,
+            name: stream,
+            group: consumer::GROUP,
+        }),
+        Ingest::Embedded(_) => None,
+    };
+    crate::health::check(state.store.pool(), stream).await
 }
 
 async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {

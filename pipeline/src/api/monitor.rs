@@ -15,25 +15,12 @@ use crate::heartbeat;
 /// Failures and stuck sessions listed at most.
 const LISTED: i64 = 20;
 
-/// The stage a failure happened in, read off the reason the stages write.
-fn failed_stage(error: &str) -> &'static str {
-    if error.starts_with("S3 download failed") {
-        "download"
-    } else if error.starts_with("Parse failed") {
-        "parse"
-    } else if error.starts_with("Persist failed") {
-        "persist"
-    } else {
-        "pipeline"
-    }
-}
-
 fn number(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
-/// The operator's snapshot: sessions by lifecycle and parse status, queue, stages, workers,
-/// recent failures, events per second, processors.
+/// The operator's snapshot: health with its figures, sessions by lifecycle and parse status,
+/// queue, stages, workers, recent failures, events per second, processors.
 #[utoipa::path(
     get,
     path = "/api/monitor",
@@ -109,9 +96,10 @@ pub async fn monitor(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
         })
         .collect();
 
-    let failures: Vec<(String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT id, parse_error, updated_at FROM sessions WHERE lifecycle = 'failed' \
-         ORDER BY updated_at DESC LIMIT $1",
+    type Failure = (String, Option<String>, Option<String>, DateTime<Utc>);
+    let failures: Vec<Failure> = sqlx::query_as(
+        "SELECT id, failed_stage, parse_error, updated_at FROM sessions \
+         WHERE lifecycle = 'failed' ORDER BY updated_at DESC LIMIT $1",
     )
     .bind(LISTED)
     .fetch_all(pool)
@@ -119,9 +107,10 @@ pub async fn monitor(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
     .map_err(unavailable)?;
     let failures: Vec<Value> = failures
         .into_iter()
-        .map(|(id, error, at)| {
-            let error = error.unwrap_or_default();
-            json!({"session_id": id, "stage": failed_stage(&error), "error": error, "at": at})
+        .map(|(id, stage, error, at)| {
+            // A failure recorded outside a run (none so far) has no stage.
+            let stage = stage.unwrap_or_else(|| "pipeline".to_owned());
+            json!({"session_id": id, "stage": stage, "error": error.unwrap_or_default(), "at": at})
         })
         .collect();
     let stuck: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
@@ -162,8 +151,11 @@ pub async fn monitor(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
     .await
     .map_err(unavailable)?;
 
+    let health = super::health(&state).await;
+
     Ok(Json(json!({
         "generated_at": Utc::now(),
+        "health": health,
         "sessions": {"by_lifecycle": by_lifecycle, "by_parse_status": by_parse_status},
         "queue": {"depth": depth, "dropped": dropped, "workers": queues},
         "stages": stages,

@@ -1,19 +1,16 @@
 //! Session reads: batch status, one session with its stats, and the health check.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use fred::prelude::ClientLike;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ErrorBody, json_body};
-use super::{ApiState, Ingest, MAX_JSON_BODY, announce};
-use crate::heartbeat;
+use super::{ApiState, MAX_JSON_BODY, announce};
 use sessionflow_stages::store::{Lifecycle, StoreError};
 
 /// Most sessions asked about in one batch-status request.
@@ -188,11 +185,8 @@ pub async fn reparse(
     ))
 }
 
-/// How long a session with a transcript may sit `ended` before health reports it.
-const WAITING_TOO_LONG: &str = "10 minutes";
-
-/// 200 when healthy; 503 with the reasons when the database or the configured Redis cannot be
-/// reached, or sessions have waited too long for processing.
+/// 200 when the system does the work it accepts; 503 with the reasons otherwise (see
+/// [`crate::health`]).
 #[utoipa::path(
     get,
     path = "/healthz",
@@ -203,57 +197,13 @@ const WAITING_TOO_LONG: &str = "10 minutes";
     )
 )]
 pub async fn healthz(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
-    let mut reasons = Vec::new();
-    let waiting = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM sessions WHERE lifecycle = 'ended' \
-             AND transcript_key IS NOT NULL AND updated_at < now() - $1::interval",
-        )
-        .bind(WAITING_TOO_LONG)
-        .fetch_one(state.store.pool()),
-    )
-    .await;
-    match waiting {
-        Ok(Ok(0)) => {}
-        Ok(Ok(n)) => reasons.push(format!(
-            "{n} sessions have waited over {WAITING_TOO_LONG} to be processed"
-        )),
-        Ok(Err(e)) => reasons.push(format!("database unreachable: {e}")),
-        Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
-    }
-    if reasons.is_empty() {
-        let workers = sqlx::query_as::<_, (i64, i64)>(
-            "SELECT (SELECT count(*) FROM sessions WHERE lifecycle = 'ended' \
-                       AND transcript_key IS NOT NULL AND parse_status = 'pending'), \
-                    (SELECT count(*) FROM workers WHERE last_seen > now() - $1 * interval '1 second')",
-        )
-        .bind(heartbeat::SILENT_AFTER.as_secs() as f64)
-        .fetch_one(state.store.pool())
-        .await;
-        if let Ok((waiting, 0)) = workers
-            && waiting > 0
-        {
-            reasons.push(format!(
-                "no worker has sent a heartbeat for {} s while {waiting} sessions wait",
-                heartbeat::SILENT_AFTER.as_secs()
-            ));
-        }
-    }
-    if let Ingest::Redis { client, .. } = &state.ingest {
-        let ping = tokio::time::timeout(Duration::from_secs(2), client.ping::<String>(None)).await;
-        match ping {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => reasons.push(format!("Redis unreachable: {e}")),
-            Err(_) => reasons.push("Redis did not answer within 2 s".to_owned()),
-        }
-    }
-    if reasons.is_empty() {
+    let health = super::health(&state).await;
+    if health.is_ok() {
         (StatusCode::OK, Json(json!({ "status": "ok" })))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "degraded", "reasons": reasons })),
+            Json(json!({ "status": "degraded", "reasons": health.reasons })),
         )
     }
 }

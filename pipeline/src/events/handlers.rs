@@ -1,18 +1,17 @@
 //! What each event type does to sessions. The registry is built once at start and logged; each
-//! handler holds only the ports it uses.
+//! handler holds only the ports it uses, and writes session rows only through the store.
 //!
-//! session.start creates the session (`detected`); session.end moves `detected|capturing →
-//! ended`, creating an `ended` session if none exists. The pipeline starts when a session is
-//! both ended and has its transcript: whichever of session.end and the transcript upload comes
-//! last enqueues it, exactly once — each takes the session's row lock and sees the other's
-//! committed change.
+//! session.start creates the session (`detected`); session.end moves it to `ended` (creating an
+//! `ended` session if none exists). The pipeline starts when a session is both ended and has its
+//! transcript: whichever of session.end and the transcript upload comes last starts it, exactly
+//! once (see the store's `record_end` and `record_transcript`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use sqlx::PgPool;
+use sessionflow_stages::store::{Ended, Started, Store, StoreError, Transcript};
 
 use super::envelope::{Event, Payload};
 use crate::queue::PipelineQueue;
@@ -21,9 +20,15 @@ use crate::queue::PipelineQueue;
 #[error("{0}")]
 pub struct HandlerError(pub String);
 
-impl From<sqlx::Error> for HandlerError {
-    fn from(e: sqlx::Error) -> Self {
-        HandlerError(format!("database error: {e}"))
+impl From<StoreError> for HandlerError {
+    fn from(e: StoreError) -> Self {
+        HandlerError(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for HandlerError {
+    fn from(e: serde_json::Error) -> Self {
+        HandlerError(e.to_string())
     }
 }
 
@@ -61,36 +66,62 @@ impl HandlerRegistry {
     }
 
     /// The handlers sessionflow runs: session.start, session.end, session.reparse and
-    /// transcript.uploaded.
-    pub fn standard(pool: PgPool, queue: Arc<PipelineQueue>) -> Self {
+    /// transcript.uploaded; sessions they make ready go to `runs`.
+    pub fn standard(runs: Runs) -> Self {
         let registry = Self::new()
-            .register("session.start", SessionStartHandler::new(pool.clone()))
             .register(
-                "session.end",
-                SessionEndHandler::new(pool.clone(), Arc::clone(&queue)),
+                "session.start",
+                SessionStartHandler::new(runs.store.clone()),
             )
-            .register(
-                "session.reparse",
-                ReparseHandler::new(pool.clone(), Arc::clone(&queue)),
-            )
-            .register(
-                "transcript.uploaded",
-                TranscriptUploadedHandler::new(pool, queue),
-            );
+            .register("session.end", SessionEndHandler::new(runs.clone()))
+            .register("session.reparse", ReparseHandler::new(runs.clone()))
+            .register("transcript.uploaded", TranscriptUploadedHandler::new(runs));
         tracing::info!("registered handlers: {}", registry.kinds().join(", "));
         registry
+    }
+}
+
+/// Where sessions made ready to run go: this worker's queue, recorded as queued by it, so that
+/// while it lives no other worker's sweep runs them too, and when it dies they are rescued.
+#[derive(Clone)]
+pub struct Runs {
+    store: Store,
+    queue: Arc<PipelineQueue>,
+    worker: Arc<str>,
+}
+
+impl Runs {
+    pub fn new(store: Store, queue: Arc<PipelineQueue>, worker: &str) -> Self {
+        Runs {
+            store,
+            queue,
+            worker: Arc::from(worker),
+        }
+    }
+
+    /// Queues `session`, marked as this worker's. False when the queue had no room: the mark is
+    /// taken back and the recovery sweep finds the session.
+    pub async fn start(&self, session: &str) -> Result<bool, StoreError> {
+        self.store.mark_queued(session, &self.worker).await?;
+        if self.queue.enqueue(session) {
+            return Ok(true);
+        }
+        self.store
+            .release_queued(&self.worker, Some(&[session.to_owned()]))
+            .await?;
+        Ok(false)
     }
 }
 
 /// Creates the session as `detected` with what the start event knows; an existing session keeps
 /// its state and gains the fields it lacked.
 pub struct SessionStartHandler {
-    pool: PgPool,
+    store: Store,
 }
 
 impl SessionStartHandler {
-    pub fn new(pool: PgPool) -> Self {
-        SessionStartHandler { pool }
+    pub fn new(store: Store) -> Self {
+        SessionStartHandler { store }
     }
 }
 
@@ -104,55 +135,34 @@ impl Handler for SessionStartHandler {
             let Payload::SessionStart(start) = payload else {
                 return Err(HandlerError(format!("{} is not a session.start", event.id)));
             };
-            sqlx::query(
-                "INSERT INTO sessions (id, workspace_id, device_id, lifecycle, started_at, source, \
-                     model, git_branch, cwd, cc_version) \
-                 VALUES ($1, $2, $3, 'detected', $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (id) DO UPDATE SET \
-                     started_at = COALESCE(sessions.started_at, EXCLUDED.started_at), \
-                     source = COALESCE(sessions.source, EXCLUDED.source), \
-                     model = COALESCE(sessions.model, EXCLUDED.model), \
-                     git_branch = COALESCE(sessions.git_branch, EXCLUDED.git_branch), \
-                     cwd = COALESCE(sessions.cwd, EXCLUDED.cwd), \
-                     cc_version = COALESCE(sessions.cc_version, EXCLUDED.cc_version), \
-                     updated_at = now()",
-            )
-            .bind(event.session_id.as_deref())
-            .bind(&event.workspace_id)
-            .bind(&event.device_id)
-            .bind(event.timestamp)
-            .bind(
-                serde_json::to_value(start.source)?
-                    .as_str()
-                    .map(str::to_owned),
-            )
-            .bind(start.model.as_deref())
-            .bind(start.git_branch.as_deref())
-            .bind(start.cwd.as_deref())
-            .bind(start.cc_version.as_deref())
-            .execute(&self.pool)
-            .await?;
+            let source = serde_json::to_value(start.source)?;
+            self.store
+                .record_start(&Started {
+                    id: event.session_id.as_deref().unwrap_or_default(),
+                    workspace_id: &event.workspace_id,
+                    device_id: &event.device_id,
+                    at: Some(event.timestamp),
+                    source: source.as_str(),
+                    model: start.model.as_deref(),
+                    git_branch: start.git_branch.as_deref(),
+                    cwd: start.cwd.as_deref(),
+                    cc_version: start.cc_version.as_deref(),
+                })
+                .await?;
             Ok(())
         }
         .boxed()
     }
 }
 
-impl From<serde_json::Error> for HandlerError {
-    fn from(e: serde_json::Error) -> Self {
-        HandlerError(e.to_string())
-    }
-}
-
 /// Ends the session and starts its pipeline if the transcript is already there.
 pub struct SessionEndHandler {
-    pool: PgPool,
-    queue: Arc<PipelineQueue>,
+    runs: Runs,
 }
 
 impl SessionEndHandler {
-    pub fn new(pool: PgPool, queue: Arc<PipelineQueue>) -> Self {
-        SessionEndHandler { pool, queue }
+    pub fn new(runs: Runs) -> Self {
+        SessionEndHandler { runs }
     }
 }
 
@@ -167,38 +177,20 @@ impl Handler for SessionEndHandler {
                 return Err(HandlerError(format!("{} is not a session.end", event.id)));
             };
             let session = event.session_id.as_deref().unwrap_or_default();
-            let mut tx = self.pool.begin().await?;
-            let before: Option<String> =
-                sqlx::query_scalar("SELECT lifecycle FROM sessions WHERE id = $1 FOR UPDATE")
-                    .bind(session)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let (lifecycle, key): (String, Option<String>) = sqlx::query_as(
-                "INSERT INTO sessions (id, workspace_id, device_id, lifecycle, ended_at, \
-                     end_reason, duration_ms) \
-                 VALUES ($1, $2, $3, 'ended', $4, $5, $6) \
-                 ON CONFLICT (id) DO UPDATE SET \
-                     lifecycle = CASE WHEN sessions.lifecycle IN ('detected', 'capturing') \
-                                      THEN 'ended' ELSE sessions.lifecycle END, \
-                     ended_at = COALESCE(sessions.ended_at, EXCLUDED.ended_at), \
-                     end_reason = COALESCE(sessions.end_reason, EXCLUDED.end_reason), \
-                     duration_ms = COALESCE(sessions.duration_ms, EXCLUDED.duration_ms), \
-                     updated_at = now() \
-                 RETURNING lifecycle, transcript_key",
-            )
-            .bind(session)
-            .bind(&event.workspace_id)
-            .bind(&event.device_id)
-            .bind(event.timestamp)
-            .bind(end.end_reason.as_str())
-            .bind(end.duration_ms.map(|d| d as i64))
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            let ended_now = matches!(before.as_deref(), None | Some("detected" | "capturing"))
-                && lifecycle == "ended";
-            if ended_now && key.is_some() {
-                enqueue_marked(&self.pool, &self.queue, session).await?;
+            let ready = self
+                .runs
+                .store
+                .record_end(&Ended {
+                    id: session,
+                    workspace_id: &event.workspace_id,
+                    device_id: &event.device_id,
+                    at: Some(event.timestamp),
+                    reason: end.end_reason.as_str(),
+                    duration_ms: end.duration_ms,
+                })
+                .await?;
+            if ready {
+                self.runs.start(session).await?;
             }
             Ok(())
         }
@@ -208,13 +200,12 @@ impl Handler for SessionEndHandler {
 
 /// Runs the pipeline again for a session the API has reset (`session.reparse`).
 pub struct ReparseHandler {
-    pool: PgPool,
-    queue: Arc<PipelineQueue>,
+    runs: Runs,
 }
 
 impl ReparseHandler {
-    pub fn new(pool: PgPool, queue: Arc<PipelineQueue>) -> Self {
-        ReparseHandler { pool, queue }
+    pub fn new(runs: Runs) -> Self {
+        ReparseHandler { runs }
     }
 }
 
@@ -227,7 +218,7 @@ impl Handler for ReparseHandler {
         async move {
             // A full queue drops it; the recovery sweep finds the reset session anyway.
             let session = event.session_id.as_deref().unwrap_or_default();
-            enqueue_marked(&self.pool, &self.queue, session).await?;
+            self.runs.start(session).await?;
             Ok(())
         }
         .boxed()
@@ -236,13 +227,12 @@ impl Handler for ReparseHandler {
 
 /// Records the transcript the API stored (`transcript.uploaded`, data `{key, size, sha256}`).
 pub struct TranscriptUploadedHandler {
-    pool: PgPool,
-    queue: Arc<PipelineQueue>,
+    runs: Runs,
 }
 
 impl TranscriptUploadedHandler {
-    pub fn new(pool: PgPool, queue: Arc<PipelineQueue>) -> Self {
-        TranscriptUploadedHandler { pool, queue }
+    pub fn new(runs: Runs) -> Self {
+        TranscriptUploadedHandler { runs }
     }
 }
 
@@ -259,90 +249,32 @@ impl Handler for TranscriptUploadedHandler {
                     event.id
                 )));
             };
-            let upload = Upload {
+            let transcript = Transcript {
                 key: &upload.key,
                 size: Some(upload.size),
                 sha256: Some(&upload.sha256),
             };
             let session = event.session_id.as_deref().unwrap_or_default();
-            transcript_uploaded(
-                &self.pool,
-                &self.queue,
-                &event.workspace_id,
-                session,
-                upload,
-            )
-            .await
-            .map(|_| ())
+            transcript_uploaded(&self.runs, &event.workspace_id, session, transcript)
+                .await
+                .map(|_| ())
         }
         .boxed()
     }
 }
 
-/// A stored transcript: its key, and its size and hash when known.
-#[derive(Debug, Clone, Copy)]
-pub struct Upload<'a> {
-    pub key: &'a str,
-    pub size: Option<u64>,
-    pub sha256: Option<&'a str>,
-}
-
-/// Records an uploaded transcript (creating the session as `detected` if it is new) and starts
-/// the pipeline when the session has already ended and had no transcript before. Returns
-/// whether it queued the session (false also when the queue was full: the sweep takes it).
+/// Records an uploaded transcript and starts the pipeline when the session has already ended
+/// and had no transcript before. Returns whether it queued the session (false also when the
+/// queue was full: the sweep takes it).
 pub async fn transcript_uploaded(
-    pool: &PgPool,
-    queue: &PipelineQueue,
+    runs: &Runs,
     workspace_id: &str,
     session_id: &str,
-    upload: Upload<'_>,
+    transcript: Transcript<'_>,
 ) -> Result<bool, HandlerError> {
-    let mut tx = pool.begin().await?;
-    let before: Option<Option<String>> =
-        sqlx::query_scalar("SELECT transcript_key FROM sessions WHERE id = $1 FOR UPDATE")
-            .bind(session_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    sqlx::query("INSERT INTO workspaces (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
-        .bind(workspace_id)
-        .execute(&mut *tx)
+    let ready = runs
+        .store
+        .record_transcript(workspace_id, session_id, transcript)
         .await?;
-    let (lifecycle, parse_status): (String, String) = sqlx::query_as(
-        "INSERT INTO sessions (id, workspace_id, transcript_key, transcript_size, transcript_sha256) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (id) DO UPDATE SET transcript_key = EXCLUDED.transcript_key, \
-             transcript_size = EXCLUDED.transcript_size, \
-             transcript_sha256 = EXCLUDED.transcript_sha256, updated_at = now() \
-         RETURNING lifecycle, parse_status",
-    )
-    .bind(session_id)
-    .bind(workspace_id)
-    .bind(upload.key)
-    .bind(upload.size.map(|s| s as i64))
-    .bind(upload.sha256)
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let first_transcript = matches!(before, None | Some(None));
-    let start = first_transcript && lifecycle == "ended" && parse_status == "pending";
-    Ok(start && enqueue_marked(pool, queue, session_id).await?)
-}
-
-/// Queues `session`; when it got a place, marks it queued (`enqueued_at`) so that a recovery
-/// sweep draining a backlog leaves it alone. A dropped one stays unmarked for the sweep.
-async fn enqueue_marked(
-    pool: &PgPool,
-    queue: &PipelineQueue,
-    session: &str,
-) -> Result<bool, sqlx::Error> {
-    if !queue.enqueue(session) {
-        return Ok(false);
-    }
-    sqlx::query(
-        "UPDATE sessions SET enqueued_at = now() WHERE id = $1 AND parse_status = 'pending'",
-    )
-    .bind(session)
-    .execute(pool)
-    .await?;
-    Ok(true)
+    Ok(ready && runs.start(session_id).await?)
 }

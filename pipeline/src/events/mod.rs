@@ -7,7 +7,7 @@ pub mod processor;
 
 pub use envelope::{Event, InvalidEvent, Payload};
 pub use handlers::{
-    Handler, HandlerError, HandlerRegistry, ReparseHandler, SessionEndHandler, SessionStartHandler,
-    TranscriptUploadedHandler, Upload, transcript_uploaded,
+    Handler, HandlerError, HandlerRegistry, ReparseHandler, Runs, SessionEndHandler,
+    SessionStartHandler, TranscriptUploadedHandler, transcript_uploaded,
 };
 pub use processor::{EventProcessor, ProcessError, Processed};

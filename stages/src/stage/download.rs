@@ -7,10 +7,9 @@ use bytes::Bytes;
 
 use super::{RunEnd, Stage};
 use crate::blob::BlobStore;
-use crate::store::{SessionRow, Store};
+use crate::store::SessionRow;
 
 pub struct Download {
-    store: Store,
     blobs: Arc<dyn BlobStore>,
 }
 
@@ -20,8 +19,8 @@ pub struct Downloaded {
 }
 
 impl Download {
-    pub fn new(store: Store, blobs: Arc<dyn BlobStore>) -> Self {
-        Download { store, blobs }
+    pub fn new(blobs: Arc<dyn BlobStore>) -> Self {
+        Download { blobs }
     }
 }
 
@@ -37,21 +36,7 @@ impl Stage for Download {
         let key = session.transcript_key.clone().unwrap_or_default();
         match self.blobs.get(&key).await {
             Ok(bytes) => Ok(Downloaded { session, bytes }),
-            Err(e) => {
-                let reason = format!("S3 download failed: {e}");
-                fail(&self.store, &session.id, reason).await
-            }
+            Err(e) => Err(RunEnd::Failed(format!("S3 download failed: {e}"))),
         }
-    }
-}
-
-/// Marks the session failed with `reason` and ends the run; if even that cannot be written, the
-/// run is deferred to the recovery sweep.
-pub(super) async fn fail<T>(store: &Store, id: &str, reason: String) -> Result<T, RunEnd> {
-    match store.fail_session(id, &reason).await {
-        Ok(_) => Err(RunEnd::Failed(reason)),
-        Err(e) => Err(RunEnd::Deferred(format!(
-            "{reason}; and recording that failed: {e}"
-        ))),
     }
 }

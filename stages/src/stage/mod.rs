@@ -26,7 +26,8 @@ pub use summarize::{Summarize, Summarized};
 pub enum RunEnd {
     /// Nothing to do, or another process got there first; nothing was changed.
     Stopped(String),
-    /// The session was marked `failed` with this reason.
+    /// The stage failed the session with this reason; the runner records it (`failed`, with
+    /// the stage).
     Failed(String),
     /// A transient error (the database was unreachable, say); the session was left as it was
     /// for the recovery sweep to pick up.

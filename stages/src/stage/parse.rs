@@ -1,16 +1,15 @@
 //! parse: the transcript's bytes → a [`ParsedTranscript`], on the blocking pool so that a large
 //! transcript never stalls the async workers. Bad lines are logged and skipped, never fatal.
 
-use super::download::{Downloaded, fail};
+use super::download::Downloaded;
 use super::{RunEnd, Stage};
-use crate::store::{SessionRow, Store};
+use crate::store::SessionRow;
 use crate::transcript::{ParseOptions, ParsedTranscript, parse_bytes};
 
 /// Bad lines logged one by one per session; the rest are counted.
 const LOGGED_LINE_ERRORS: usize = 5;
 
 pub struct Parse {
-    store: Store,
     options: ParseOptions,
 }
 
@@ -20,8 +19,8 @@ pub struct ParsedSession {
 }
 
 impl Parse {
-    pub fn new(store: Store, options: ParseOptions) -> Self {
-        Parse { store, options }
+    pub fn new(options: ParseOptions) -> Self {
+        Parse { options }
     }
 }
 
@@ -39,10 +38,7 @@ impl Stage for Parse {
         let parsed = match tokio::task::spawn_blocking(move || parse_bytes(&bytes, &options)).await
         {
             Ok(parsed) => parsed,
-            Err(e) => {
-                let reason = format!("Parse failed: {e}");
-                return fail(&self.store, &session.id, reason).await;
-            }
+            Err(e) => return Err(RunEnd::Failed(format!("Parse failed: {e}"))),
         };
         for error in parsed.line_errors.iter().take(LOGGED_LINE_ERRORS) {
             tracing::warn!(session = %session.id, line = error.line_number, "skipped a transcript line: {}", error.error);

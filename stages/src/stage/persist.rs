@@ -2,7 +2,6 @@
 //! `ended → parsed` with its stats. A failure fails the session with `Persist failed: …` and
 //! leaves nothing half-written.
 
-use super::download::fail;
 use super::{ParsedSession, RunEnd, Stage};
 use crate::store::{PersistOutcome, Store};
 
@@ -25,20 +24,21 @@ impl Stage for Persist {
     }
 
     async fn run(&self, input: ParsedSession) -> Result<ParsedSession, RunEnd> {
-        match self.store.persist(&input.session.id, &input.parsed).await {
+        let persisted = self
+            .store
+            .persist(
+                &input.session.id,
+                &input.parsed,
+                input.session.claim.as_deref().unwrap_or_default(),
+            )
+            .await;
+        match persisted {
             Ok(PersistOutcome::Persisted { .. }) => Ok(input),
             Ok(PersistOutcome::Lost) => Err(RunEnd::Stopped(format!(
                 "session {} was moved by another process before persisting",
                 input.session.id
             ))),
-            Err(e) => {
-                fail(
-                    &self.store,
-                    &input.session.id,
-                    format!("Persist failed: {e}"),
-                )
-                .await
-            }
+            Err(e) => Err(RunEnd::Failed(format!("Persist failed: {e}"))),
         }
     }
 }

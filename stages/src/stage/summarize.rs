@@ -1,6 +1,6 @@
-//! summarize: the persisted session → its summary, moving `parsed → summarized`. A summary that
-//! fails leaves the session `parsed` with its data intact (the retry sweep comes back later) and
-//! the run goes on to backup.
+//! summarize: the persisted session → its summary, moving `parsed → summarized` (which ends the
+//! run's claim). A summary that fails leaves the session `parsed` with its data intact, lets go
+//! of the claim (the retry sweep comes back later) and the run goes on to backup.
 
 use std::sync::Arc;
 
@@ -48,6 +48,13 @@ impl Stage for Summarize {
                 None
             }
         };
+        if summary.is_none()
+            && let Some(claim) = &parsed.session.claim
+            && let Err(e) = self.store.release_claim(id, claim).await
+        {
+            // Released with the worker's death or the retry sweep's 10 minutes anyway.
+            tracing::warn!(session = %id, "could not let go of the session: {e}");
+        }
         Ok(Summarized { parsed, summary })
     }
 }

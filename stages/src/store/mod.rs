@@ -4,15 +4,18 @@
 //! Every state change is one conditional statement (or one transaction) so that any number of
 //! workers can race on a session and exactly one wins; see [`lifecycle`].
 
+mod capture;
 pub mod lifecycle;
 pub mod locate;
 mod persist;
 
 use chrono::{DateTime, Utc};
 use sqlx::migrate::{MigrateDatabase, MigrateError, Migrator};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row};
 
+pub use capture::{Ended, Started, Transcript};
+pub use claims::{Recovered, SILENT_AFTER};
 pub use lifecycle::{Lifecycle, ParseStatus, UnknownState};
 pub use persist::{PERSIST_GROUP_ROWS, PersistOutcome};
 
@@ -53,15 +56,20 @@ pub struct SessionRow {
     pub initial_prompt: Option<String>,
     pub summary: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// The claim of the run that holds the session (`parsing` through its summary), if one
+    /// does: what that run's writes must match.
+    pub claim: Option<String>,
 }
 
 /// The columns [`SessionRow`] reads, for `concat!` into static SQL.
 macro_rules! session_columns {
     () => {
         "id, workspace_id, lifecycle, parse_status, transcript_key, parse_error, total_messages, \
-         tokens_in, tokens_out, cost_estimate_usd, initial_prompt, summary, updated_at"
+         tokens_in, tokens_out, cost_estimate_usd, initial_prompt, summary, updated_at, claim"
     };
 }
+
+mod claims;
 
 impl SessionRow {
     fn from_row(row: &PgRow) -> Result<Self, StoreError> {
@@ -79,6 +87,7 @@ impl SessionRow {
             initial_prompt: row.try_get("initial_prompt")?,
             summary: row.try_get("summary")?,
             updated_at: row.try_get("updated_at")?,
+            claim: row.try_get("claim")?,
         })
     }
 }
@@ -87,7 +96,7 @@ impl SessionRow {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
     /// The run owns the session's parse now (`parse_status = parsing`).
-    Claimed(SessionRow),
+    Claimed(Box<SessionRow>),
     NotFound,
     NoTranscript,
     NotEnded(Lifecycle),
@@ -115,6 +124,12 @@ impl Store {
     /// Connects to `url`, creating the database if it does not exist, and applies every pending
     /// migration.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_as(url, "sessionflow").await
+    }
+
+    /// [`open`](Self::open), its connections named `application_name` in Postgres
+    /// (`pg_stat_activity` then tells which worker runs what).
+    pub async fn open_as(url: &str, application_name: &str) -> Result<Self, StoreError> {
         let connect = |source: sqlx::Error| StoreError::Connect {
             url: redact(url),
             reason: connect_reason(url, &source),
@@ -128,9 +143,10 @@ impl Store {
                 other => other.map_err(connect)?,
             }
         }
+        let options: PgConnectOptions = url.parse().map_err(connect)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .connect(url)
+            .connect_with(options.application_name(application_name))
             .await
             .map_err(connect)?;
         MIGRATOR.run(&pool).await?;
@@ -214,48 +230,6 @@ impl Store {
         row.as_ref().map(SessionRow::from_row).transpose()
     }
 
-    /// Moves a session that has not yet been summarized to `failed`, with the reason. False if
-    /// it was already past the point of failing (summarized, archived, failed) or unknown.
-    pub async fn fail_session(&self, id: &str, error: &str) -> Result<bool, StoreError> {
-        let from: Vec<&str> = Lifecycle::NON_TERMINAL.iter().map(|l| l.as_str()).collect();
-        let done = sqlx::query(
-            "UPDATE sessions SET lifecycle = 'failed', \
-                 parse_status = CASE WHEN parse_status = 'completed' THEN parse_status ELSE 'failed' END, \
-                 parse_error = $2, updated_at = now() \
-             WHERE id = $1 AND lifecycle = ANY($3)",
-        )
-        .bind(id)
-        .bind(error)
-        .bind(&from)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Claims an `ended` session with a transcript for one pipeline run (`parse_status →
-    /// parsing`), or says why not without changing anything.
-    pub async fn claim_for_parse(&self, id: &str) -> Result<Claim, StoreError> {
-        let claimed = sqlx::query(concat!(
-            "UPDATE sessions SET parse_status = 'parsing', parse_error = NULL, updated_at = now() \
-             WHERE id = $1 AND lifecycle = 'ended' AND transcript_key IS NOT NULL \
-               AND parse_status <> 'parsing' \
-             RETURNING ",
-            session_columns!()
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(row) = claimed {
-            return Ok(Claim::Claimed(SessionRow::from_row(&row)?));
-        }
-        Ok(match self.session(id).await? {
-            None => Claim::NotFound,
-            Some(s) if s.transcript_key.is_none() => Claim::NoTranscript,
-            Some(s) if s.lifecycle != Lifecycle::Ended => Claim::NotEnded(s.lifecycle),
-            Some(_) => Claim::AlreadyParsing,
-        })
-    }
-
     /// Forgets what was parsed from a session — its messages, blocks, stats and summary — and
     /// returns it to `ended` with parse_status `pending`, all in one transaction. False when the
     /// session is unknown or a run is parsing it right now.
@@ -266,7 +240,8 @@ impl Store {
                  total_messages = 0, user_messages = 0, assistant_messages = 0, tool_use_count = 0, \
                  thinking_blocks = 0, subagent_count = 0, tokens_in = 0, tokens_out = 0, \
                  cache_read_tokens = 0, cache_write_tokens = 0, cost_estimate_usd = 0, \
-                 initial_prompt = NULL, summary = NULL, enqueued_at = NULL, updated_at = now() \
+                 initial_prompt = NULL, summary = NULL, enqueued_at = NULL, enqueued_by = NULL, \
+                 claimed_by = NULL, claim = NULL, failed_stage = NULL, updated_at = now() \
              WHERE id = $1 AND parse_status <> 'parsing' \
                AND lifecycle IN ('ended', 'parsed', 'summarized', 'archived', 'failed')",
         )
@@ -283,78 +258,8 @@ impl Store {
         tx.commit().await?;
         Ok(true)
     }
-
-    /// Sessions the recovery sweep should run, at most `limit`: `ended` with a transcript and
-    /// still `pending` that no sweep queued in the last `requeue_after` (their run never
-    /// happened, or its queue entry was dropped or died with its worker), or `parsing` for longer
-    /// than `stuck` (the worker running them died). They are taken with `FOR UPDATE SKIP LOCKED`
-    /// and marked queued — stuck ones back to `pending` — so that the sweeps of several workers
-    /// split them, at the same moment or one after the other.
-    pub async fn recovery_candidates(
-        &self,
-        requeue_after: std::time::Duration,
-        stuck: std::time::Duration,
-        limit: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        let ids = sqlx::query_scalar(
-            "WITH picked AS ( \
-                 SELECT id FROM sessions \
-                 WHERE lifecycle = 'ended' AND transcript_key IS NOT NULL \
-                   AND ((parse_status = 'pending' AND (enqueued_at IS NULL \
-                          OR enqueued_at <= now() - $1 * interval '1 millisecond')) \
-                     OR (parse_status = 'parsing' AND updated_at <= now() - $2 * interval '1 millisecond')) \
-                 ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             UPDATE sessions s SET enqueued_at = now(), parse_status = 'pending', updated_at = now() \
-             FROM picked WHERE s.id = picked.id RETURNING s.id",
-        )
-        .bind(requeue_after.as_millis() as f64)
-        .bind(stuck.as_millis() as f64)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids)
-    }
-
-    /// Sessions `parsed` without a summary and untouched for `older_than`, at most `limit`, as
-    /// `(id, workspace_id, transcript_key)`; taken and touched like
-    /// [`recovery_candidates`](Self::recovery_candidates).
-    pub async fn summary_candidates(
-        &self,
-        older_than: std::time::Duration,
-        limit: i64,
-    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
-        let rows = sqlx::query_as(
-            "WITH picked AS ( \
-                 SELECT id FROM sessions \
-                 WHERE lifecycle = 'parsed' AND summary IS NULL \
-                   AND updated_at <= now() - $1 * interval '1 millisecond' \
-                 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             UPDATE sessions s SET updated_at = now() \
-             FROM picked WHERE s.id = picked.id \
-             RETURNING s.id, s.workspace_id, s.transcript_key",
-        )
-        .bind(older_than.as_millis() as f64)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows)
-    }
-
-    /// Records a summary and moves `parsed → summarized`. False if the session was not `parsed`.
-    pub async fn set_summary(&self, id: &str, summary: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET summary = $2, lifecycle = 'summarized', updated_at = now() \
-             WHERE id = $1 AND lifecycle = 'parsed'",
-        )
-        .bind(id)
-        .bind(summary)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
 }
 
-/// `url` without its password, for messages.
 /// Why a connection to `url` failed, in the server's words (without the line of the server's
 /// own source file it names), with the fix when the role may not create the database.
 fn connect_reason(url: &str, error: &sqlx::Error) -> String {

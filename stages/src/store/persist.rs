@@ -23,25 +23,29 @@ pub enum PersistOutcome {
         /// Insert statements used, messages and blocks together.
         statements: usize,
     },
-    /// The session was no longer `ended` and being parsed: another process moved it. Nothing
-    /// was written.
+    /// The session was no longer `ended` and being parsed by this worker: another process
+    /// moved it, or took the claim over. Nothing was written.
     Lost,
 }
 
 impl Store {
     /// Writes `parsed` as the session's messages, blocks and stats, and moves it to `parsed`.
-    /// The caller must hold the session's claim (`parse_status = parsing`).
+    /// The caller must hold the session's `claim` (`parse_status = parsing`): a run whose claim
+    /// was taken from it (its worker was presumed dead) writes nothing. The claim stays with the
+    /// run until its summary.
     pub async fn persist(
         &self,
         session_id: &str,
         parsed: &ParsedTranscript,
+        claim: &str,
     ) -> Result<PersistOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         let owned = sqlx::query(
             "SELECT 1 FROM sessions WHERE id = $1 AND lifecycle = 'ended' \
-               AND parse_status = 'parsing' FOR UPDATE",
+               AND parse_status = 'parsing' AND claim = $2 FOR UPDATE",
         )
         .bind(session_id)
+        .bind(claim)
         .fetch_optional(&mut *tx)
         .await?;
         if owned.is_none() {
@@ -238,7 +242,8 @@ async fn update_session(
              duration_ms = COALESCE(duration_ms, $14), cwd = COALESCE(cwd, $15), \
              git_branch = COALESCE(git_branch, $16), cc_version = COALESCE(cc_version, $17), \
              model = COALESCE(model, $18), started_at = COALESCE(started_at, $19), \
-             ended_at = COALESCE(ended_at, $20), updated_at = now() \
+             ended_at = COALESCE(ended_at, $20), enqueued_by = NULL, \
+             updated_at = now() \
          WHERE id = $1",
     )
     .bind(session_id)

@@ -11,7 +11,8 @@ use crate::app::App;
 use crate::snapshot::LIFECYCLES;
 
 pub(super) fn draw_dashboard(frame: &mut Frame, app: &App, area: Rect) {
-    let [middle, stages, bottom] = Layout::vertical([
+    let [waiting, middle, stages, bottom] = Layout::vertical([
+        Constraint::Length(1),
         Constraint::Length(9),
         Constraint::Length(9),
         Constraint::Min(3),
@@ -19,6 +20,7 @@ pub(super) fn draw_dashboard(frame: &mut Frame, app: &App, area: Rect) {
     .areas(area);
     let [bars, spark] =
         Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(middle);
+    draw_waiting(frame, app, waiting);
     draw_lifecycles(frame, app, bars);
     draw_queue(frame, app, spark);
     draw_stages(frame, app, stages);
@@ -26,6 +28,31 @@ pub(super) fn draw_dashboard(frame: &mut Frame, app: &App, area: Rect) {
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(bottom);
     draw_workers(frame, app, workers);
     draw_failure(frame, app, failure);
+}
+
+/// One line of what waits: events not yet handled, sessions waiting, sessions stranded with
+/// silent workers and stream entries pending on silent consumers, the oldest of them; red when
+/// anything is stranded.
+fn draw_waiting(frame: &mut Frame, app: &App, area: Rect) {
+    let Some(f) = app.monitor.as_ref().map(|m| &m.health.figures) else {
+        return;
+    };
+    let silent: u64 = f
+        .stream_pending
+        .iter()
+        .filter(|c| !c.alive)
+        .map(|c| c.pending)
+        .sum();
+    let text = format!(
+        " waiting: {} events, {} sessions · stranded: {} sessions, {} entries · oldest {:.0} s",
+        f.events_waiting, f.sessions_waiting, f.sessions_stranded, silent, f.oldest_waiting_seconds,
+    );
+    let style = if f.sessions_stranded > 0 || silent > 0 {
+        Style::default().fg(Color::Red).add_modifier(Modifier::BOLD)
+    } else {
+        Style::default().fg(Color::DarkGray)
+    };
+    frame.render_widget(Paragraph::new(Line::from(Span::styled(text, style))), area);
 }
 
 /// One row per lifecycle: its whole name, its count, and a bar scaled to the largest count,

@@ -1,0 +1,157 @@
+//! What capture events do to session rows: a session starts, ends, gets its transcript. Each
+//! write here is the only one of its kind; the lifecycle table decides which states a session
+//! may end from. Whichever of the end and the transcript arrives last reports the session
+//! ready to run — each takes the session's row lock and sees the other's committed change, so
+//! it is reported exactly once.
+
+use chrono::{DateTime, Utc};
+
+use super::{Lifecycle, Store, StoreError};
+
+/// A session's start, as its `session.start` event tells it.
+#[derive(Debug, Clone, Default)]
+pub struct Started<'a> {
+    pub id: &'a str,
+    pub workspace_id: &'a str,
+    pub device_id: &'a str,
+    pub at: Option<DateTime<Utc>>,
+    pub source: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub git_branch: Option<&'a str>,
+    pub cwd: Option<&'a str>,
+    pub cc_version: Option<&'a str>,
+}
+
+/// A session's end, as its `session.end` event tells it.
+#[derive(Debug, Clone, Default)]
+pub struct Ended<'a> {
+    pub id: &'a str,
+    pub workspace_id: &'a str,
+    pub device_id: &'a str,
+    pub at: Option<DateTime<Utc>>,
+    pub reason: &'a str,
+    pub duration_ms: Option<u64>,
+}
+
+/// A transcript the API stored: its key, and its size and hash when known.
+#[derive(Debug, Clone, Copy)]
+pub struct Transcript<'a> {
+    pub key: &'a str,
+    pub size: Option<u64>,
+    pub sha256: Option<&'a str>,
+}
+
+/// The states a session may end from.
+fn may_end() -> Vec<&'static str> {
+    Lifecycle::ALL
+        .iter()
+        .filter(|l| l.can_move_to(Lifecycle::Ended))
+        .map(|l| l.as_str())
+        .collect()
+}
+
+impl Store {
+    /// Creates the session as `detected` with what its start tells; an existing session keeps
+    /// its state and gains the fields it lacked.
+    /// Its workspace and device must be recorded (the event processor records every event's).
+    pub async fn record_start(&self, start: &Started<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id, workspace_id, device_id, lifecycle, started_at, source, \
+                 model, git_branch, cwd, cc_version) \
+             VALUES ($1, $2, $3, 'detected', $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (id) DO UPDATE SET \
+                 started_at = COALESCE(sessions.started_at, EXCLUDED.started_at), \
+                 source = COALESCE(sessions.source, EXCLUDED.source), \
+                 model = COALESCE(sessions.model, EXCLUDED.model), \
+                 git_branch = COALESCE(sessions.git_branch, EXCLUDED.git_branch), \
+                 cwd = COALESCE(sessions.cwd, EXCLUDED.cwd), \
+                 cc_version = COALESCE(sessions.cc_version, EXCLUDED.cc_version), \
+                 updated_at = now()",
+        )
+        .bind(start.id)
+        .bind(start.workspace_id)
+        .bind(start.device_id)
+        .bind(start.at)
+        .bind(start.source)
+        .bind(start.model)
+        .bind(start.git_branch)
+        .bind(start.cwd)
+        .bind(start.cc_version)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends the session (creating it `ended` if it is new). True when this end made it ready
+    /// to run: it ended now and its transcript is already stored.
+    /// Its workspace and device must be recorded, as for [`record_start`](Self::record_start).
+    pub async fn record_end(&self, end: &Ended<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT lifecycle FROM sessions WHERE id = $1 FOR UPDATE")
+                .bind(end.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (lifecycle, key): (String, Option<String>) = sqlx::query_as(
+            "INSERT INTO sessions (id, workspace_id, device_id, lifecycle, ended_at, \
+                 end_reason, duration_ms) \
+             VALUES ($1, $2, $3, 'ended', $4, $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET \
+                 lifecycle = CASE WHEN sessions.lifecycle = ANY($7) \
+                                  THEN 'ended' ELSE sessions.lifecycle END, \
+                 ended_at = COALESCE(sessions.ended_at, EXCLUDED.ended_at), \
+                 end_reason = COALESCE(sessions.end_reason, EXCLUDED.end_reason), \
+                 duration_ms = COALESCE(sessions.duration_ms, EXCLUDED.duration_ms), \
+                 updated_at = now() \
+             RETURNING lifecycle, transcript_key",
+        )
+        .bind(end.id)
+        .bind(end.workspace_id)
+        .bind(end.device_id)
+        .bind(end.at)
+        .bind(end.reason)
+        .bind(end.duration_ms.map(|d| d as i64))
+        .bind(may_end())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let ended_now = before.is_none_or(|b| may_end().contains(&b.as_str()));
+        Ok(ended_now && lifecycle == Lifecycle::Ended.as_str() && key.is_some())
+    }
+
+    /// Records a stored transcript (creating the session `detected` if it is new). True when it
+    /// made the session ready to run: it had ended, had no transcript before, and waits.
+    pub async fn record_transcript(
+        &self,
+        workspace_id: &str,
+        session_id: &str,
+        transcript: Transcript<'_>,
+    ) -> Result<bool, StoreError> {
+        self.ensure_workspace(workspace_id).await?;
+        let mut tx = self.pool.begin().await?;
+        let before: Option<Option<String>> =
+            sqlx::query_scalar("SELECT transcript_key FROM sessions WHERE id = $1 FOR UPDATE")
+                .bind(session_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (lifecycle, parse_status): (String, String) = sqlx::query_as(
+            "INSERT INTO sessions (id, workspace_id, transcript_key, transcript_size, \
+                 transcript_sha256) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO UPDATE SET transcript_key = EXCLUDED.transcript_key, \
+                 transcript_size = EXCLUDED.transcript_size, \
+                 transcript_sha256 = EXCLUDED.transcript_sha256, updated_at = now() \
+             RETURNING lifecycle, parse_status",
+        )
+        .bind(session_id)
+        .bind(workspace_id)
+        .bind(transcript.key)
+        .bind(transcript.size.map(|s| s as i64))
+        .bind(transcript.sha256)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let first_transcript = matches!(before, None | Some(None));
+        Ok(first_transcript && lifecycle == Lifecycle::Ended.as_str() && parse_status == "pending")
+    }
+}
