@@ -41,15 +41,13 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >/d
 pids+=($!)
 until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
 
-env_for() {
-  env DATABASE_URL=postgres://postgres@127.0.0.1/$database REDIS_URL=redis://127.0.0.1:$redis_port \
-    SESSIONFLOW_API_KEY=$key SESSIONFLOW_LISTEN=127.0.0.1:$port SESSIONFLOW_BLOB=$blobs "$@"
-}
+export DATABASE_URL=postgres://postgres@127.0.0.1/$database REDIS_URL=redis://127.0.0.1:$redis_port \
+  SESSIONFLOW_API_KEY=$key SESSIONFLOW_LISTEN=127.0.0.1:$port SESSIONFLOW_BLOB=$blobs
 sql() { psql -qtA -h 127.0.0.1 -U postgres -d "$database" -c "$1"; }
 now() { date +%s.%N; }
 started=""
-start() { # mode; its pid in $started
-  env_for "$bin" "$1" 2>/dev/null &
+start() { # mode; its pid in $started (the binary's own: it is started directly)
+  "$bin" "$1" 2>/dev/null &
   started=$!
   pids+=("$started")
 }
@@ -57,7 +55,7 @@ fresh() {
   psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" 2>/dev/null
   rm -rf "$blobs"
   redis-cli -p "$redis_port" flushall >/dev/null
-  env_for "$bin" migrate >/dev/null
+  "$bin" migrate >/dev/null
 }
 
 echo "== kill -9 of one of two workers, $sessions sessions"

@@ -74,6 +74,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         summary_model: None,
         max_runs: 3,
         stream: sessionflow_pipeline::consumer::STREAM.to_owned(),
+        claim_idle: Duration::from_secs(60),
         processor_intervals: Default::default(),
     };
     let say = |text: String| {

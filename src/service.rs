@@ -50,6 +50,10 @@ pub struct Args {
     /// The Redis stream events travel through.
     #[arg(long, env = "SESSIONFLOW_STREAM", default_value = sessionflow_pipeline::consumer::STREAM)]
     stream: String,
+    /// Stream entries another consumer left idle this long are taken over, like 60s or 2m
+    /// (entries of a consumer whose worker went silent are taken at once).
+    #[arg(long, env = "SESSIONFLOW_CLAIM_IDLE", default_value = "60s", value_parser = crate::backfill::parse_wait)]
+    claim_idle: Duration,
     /// Session processors' intervals, like usage=5m,tools=10m (over their defaults).
     #[arg(long, env = "SESSIONFLOW_PROCESSOR_INTERVALS", value_parser = parse_intervals, default_value = "")]
     processor_intervals: Intervals,
@@ -130,6 +134,7 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
             summary_model: args.summary_model,
             max_runs: args.max_runs,
             stream: args.stream,
+            claim_idle: args.claim_idle,
             processor_intervals: args.processor_intervals.0,
         };
         let stop = CancellationToken::new();

@@ -122,7 +122,15 @@ impl Deployment {
     }
 
     fn start_worker(&mut self) -> u32 {
-        let child = self.command("worker").spawn().unwrap();
+        self.start_worker_with(&[])
+    }
+
+    fn start_worker_with(&mut self, env: &[(&str, &str)]) -> u32 {
+        let child = self
+            .command("worker")
+            .envs(env.iter().copied())
+            .spawn()
+            .unwrap();
         let pid = child.id();
         self.workers.push(child);
         pid
@@ -578,6 +586,91 @@ async fn serve_alone_says_so_and_a_later_worker_handles_what_redis_lost() {
             break;
         }
         assert!(Instant::now() < deadline, "health stays {status}: {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    db.close().await;
+    drop(deployment);
+    drop_database(&database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_worker_hands_back_its_queue_at_once() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let database = format!("sessionflow_handback_{}", std::process::id());
+    let redis = Redis::start(free_port());
+    let mut deployment = Deployment::new(&database, &redis.url());
+    deployment.start_api();
+    wait_for_api(&deployment.url()).await;
+    let db = pool(&database).await;
+    // One run at a time: sessions wait in its queue.
+    let first = deployment.start_worker_with(&[("SESSIONFLOW_MAX_RUNS", "1")]);
+    let corpus = tempfile::tempdir().unwrap();
+    let url = deployment.url();
+    let sending = tokio::task::spawn_blocking({
+        let dir = corpus.path().to_owned();
+        move || backfill(&dir, &url, 40, 3)
+    });
+    let name: String = loop {
+        let held: Option<(String, i64)> = sqlx::query_as(
+            "SELECT enqueued_by, count(*) FROM sessions \
+             WHERE enqueued_by IS NOT NULL AND parse_status = 'pending' GROUP BY 1",
+        )
+        .fetch_optional(&db)
+        .await
+        .unwrap();
+        if let Some((name, n)) = held
+            && n >= 5
+        {
+            break name;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(name.ends_with(&format!("-{first}")), "{name}");
+    let status = Command::new("kill")
+        .args(["-TERM", &first.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut worker = deployment.workers.remove(0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while worker.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not stop within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing stays with it: what it had only queued is free for anyone at once.
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sessions WHERE enqueued_by = $1 OR claimed_by = $1",
+    )
+    .bind(&name)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(kept, 0);
+    let gone: i64 = sqlx::query_scalar("SELECT count(*) FROM workers WHERE id = $1")
+        .bind(&name)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(gone, 0, "a stopped worker leaves no heartbeat");
+    sending.await.unwrap();
+
+    // Another worker takes everything at once, without the 10 minutes a queued session waits.
+    deployment.start_worker();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let e = ends(&db).await;
+        if e.other == 0 && e.summarized == 40 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} summarized, {} not done",
+            e.summarized,
+            e.other
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     db.close().await;

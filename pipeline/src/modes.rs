@@ -55,6 +55,8 @@ pub struct Settings {
     pub max_runs: usize,
     /// The Redis stream of events (`sessionflow:events`).
     pub stream: String,
+    /// Stream entries left idle this long by another consumer are taken over (60 s).
+    pub claim_idle: Duration,
     /// Session processors' intervals by name, over their defaults.
     pub processor_intervals: std::collections::HashMap<String, Duration>,
 }
@@ -245,6 +247,7 @@ impl Worker {
         let consumer_config = ConsumerConfig {
             stream: settings.stream.clone(),
             consumer: name.to_owned(),
+            claim_idle: settings.claim_idle,
             ..ConsumerConfig::default()
         };
         let name = name.to_owned();

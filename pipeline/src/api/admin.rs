@@ -54,6 +54,8 @@ pub async fn run_processor(
         Err(e @ (RunError::Busy(_) | RunError::NotOffline(_))) => {
             Err(ApiError::Conflict(e.to_string()))
         }
-        Err(e @ RunError::Database(_)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(e @ (RunError::Database(_) | RunError::Store(_))) => {
+            Err(ApiError::Unavailable(e.to_string()))
+        }
     }
 }

@@ -107,4 +107,6 @@ pub enum RunError {
     NotOffline(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] sessionflow_stages::store::StoreError),
 }

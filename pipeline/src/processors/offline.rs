@@ -1,6 +1,8 @@
 //! `sessionflow process`: a processor over transcript files on disk, its state kept in the
 //! database like a server run's.
 
+use sessionflow_stages::store::Store;
+
 use super::registry::Processors;
 use super::{MAX_ATTEMPTS, RunError, RunSummary, SessionInput, Source};
 
@@ -27,19 +29,9 @@ impl Processors {
                     continue;
                 }
             };
-            sqlx::query("INSERT INTO workspaces (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
-                .bind(&session.workspace_id)
-                .execute(&self.pool)
+            Store::from_pool(self.pool.clone())
+                .record_offline(&session.id, &session.workspace_id, &sha)
                 .await?;
-            sqlx::query(
-                "INSERT INTO sessions (id, workspace_id, lifecycle, source, transcript_sha256) \
-                 VALUES ($1, $2, 'detected', 'offline', $3) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&session.id)
-            .bind(&session.workspace_id)
-            .bind(&sha)
-            .execute(&self.pool)
-            .await?;
             let state: Option<(Option<String>, i32, Option<String>)> = sqlx::query_as(
                 "SELECT content_hash, attempts, attempted_hash FROM processor_state \
                  WHERE processor_name = $1 AND session_id = $2",

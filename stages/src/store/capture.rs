@@ -119,6 +119,28 @@ impl Store {
         Ok(ended_now && lifecycle == Lifecycle::Ended.as_str() && key.is_some())
     }
 
+    /// Records a session known only from its file (`sessionflow process`): `detected`, source
+    /// `offline`, no transcript key (the pipeline leaves it alone). An existing session is
+    /// left as it is.
+    pub async fn record_offline(
+        &self,
+        id: &str,
+        workspace_id: &str,
+        sha256: &str,
+    ) -> Result<(), StoreError> {
+        self.ensure_workspace(workspace_id).await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, workspace_id, lifecycle, source, transcript_sha256) \
+             VALUES ($1, $2, 'detected', 'offline', $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(workspace_id)
+        .bind(sha256)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Records a stored transcript (creating the session `detected` if it is new). True when it
     /// made the session ready to run: it had ended, had no transcript before, and waits.
     pub async fn record_transcript(
