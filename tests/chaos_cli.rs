@@ -545,7 +545,7 @@ async fn serve_alone_says_so_and_a_later_worker_handles_what_redis_lost() {
     };
     let reason = reasons[0].as_str().unwrap_or_default();
     assert!(
-        reason.starts_with("no worker is reading the events: 9 events waiting for "),
+        reason.starts_with("no worker is reading sessionflow:events: 9 events waiting for "),
         "{reasons}"
     );
 

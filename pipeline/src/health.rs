@@ -36,7 +36,8 @@ pub struct Stream<'a> {
 /// Checks the database (and the stream, when there is one).
 pub async fn check(pool: &PgPool, stream: Option<Stream<'_>>) -> HealthReport {
     let mut health = HealthReport::default();
-    match tokio::time::timeout(PATIENCE, database(pool, &mut health)).await {
+    let events = stream.as_ref().map_or("the events", |s| s.name);
+    match tokio::time::timeout(PATIENCE, database(pool, events, &mut health)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::warn!("health: the database is unreachable: {e}");
@@ -65,7 +66,12 @@ pub async fn check(pool: &PgPool, stream: Option<Stream<'_>>) -> HealthReport {
     health
 }
 
-async fn database(pool: &PgPool, health: &mut HealthReport) -> Result<(), sqlx::Error> {
+/// `events` names where events come from, for the reasons.
+async fn database(
+    pool: &PgPool,
+    events_from: &str,
+    health: &mut HealthReport,
+) -> Result<(), sqlx::Error> {
     let silent = SILENT_AFTER.as_millis() as f64;
     let figures = &mut health.figures;
     let (live, events, oldest_event): (i64, i64, Option<f64>) = sqlx::query_as(
@@ -86,9 +92,9 @@ async fn database(pool: &PgPool, health: &mut HealthReport) -> Result<(), sqlx::
             figures.oldest_event_seconds
         );
         health.reasons.push(if live == 0 {
-            format!("no worker is reading the events: {waiting}")
+            format!("no worker is reading {events_from}: {waiting}")
         } else {
-            format!("the workers are not keeping up with the events: {waiting}")
+            format!("the workers are not keeping up with {events_from}: {waiting}")
         });
     }
 
