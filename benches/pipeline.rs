@@ -6,6 +6,7 @@
 //!
 //! Run with `scripts/services.sh` sourced, then `cargo bench --bench pipeline`.
 
+use sessionflow_protocol::ids::Id;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -58,7 +59,10 @@ async fn run(name: &str, store: &Store, transcripts: impl Iterator<Item = Bytes>
     for (i, transcript) in transcripts.enumerate() {
         bytes += transcript.len();
         let id = format!("{name}-{i}");
-        let key = raw_transcript_key("bench", &id);
+        let key = raw_transcript_key(
+            &Id::parse("workspace_id", "bench").unwrap(),
+            &Id::parse("session_id", &id).unwrap(),
+        );
         blobs.put(&key, transcript).await.expect("upload");
         store
             .create_session(&NewSession {

@@ -178,7 +178,8 @@ fn items_for(event: HookEvent, input: &HookInput) -> Vec<Item> {
 }
 
 /// The project folder the transcript is in (as backfill names workspaces), else the working
-/// directory encoded the way Claude Code names that folder.
+/// directory encoded the way Claude Code names that folder (every character but a letter or a
+/// digit as `-`, which also keeps the id rule).
 fn workspace_of(input: &HookInput) -> String {
     input
         .transcript_path
@@ -187,7 +188,14 @@ fn workspace_of(input: &HookInput) -> String {
         .and_then(Path::file_name)
         .and_then(|n| n.to_str())
         .map(str::to_owned)
-        .or_else(|| input.cwd.as_ref().map(|cwd| cwd.replace(['/', '.'], "-")))
+        .or_else(|| {
+            input.cwd.as_ref().map(|cwd| {
+                cwd.chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                    .take(sessionflow_protocol::ids::MAX_ID)
+                    .collect()
+            })
+        })
         .unwrap_or_else(|| "unknown".to_owned())
 }
 

@@ -44,6 +44,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
             "processor_runs",
             "processor_state",
             "sessions",
+            "staged_uploads",
             "tool_usage",
             "transcript_messages",
             "usage_generation",

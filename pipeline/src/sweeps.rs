@@ -27,6 +27,9 @@ pub const RECOVER_EVERY: Duration = Duration::from_secs(15);
 pub const UNHANDLED_AFTER: Duration = Duration::from_secs(30);
 /// Events the unhandled-event sweep takes at once.
 const UNHANDLED_BATCH: i64 = 200;
+/// How old an upload staged and never renamed or discarded must be before it is removed (its
+/// writer died).
+pub const STALE_UPLOAD: Duration = Duration::from_secs(60 * 60);
 /// How long a parsed session may wait for its summary before the retry sweep asks again.
 pub const SUMMARY_RETRY_AFTER: Duration = Duration::from_secs(10 * 60);
 /// How long a session a sweep queued may wait for its run before a sweep queues it again.
@@ -122,6 +125,29 @@ pub async fn retry_summaries(
     Ok(summarized)
 }
 
+/// Removes uploads staged over `older_than` ago whose writer died between staging and renaming.
+/// Returns how many were removed.
+pub async fn remove_stale_uploads(
+    store: &Store,
+    blobs: &dyn BlobStore,
+    older_than: Duration,
+) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    for key in store.stale_uploads(older_than, 100).await? {
+        match blobs.delete(&key).await {
+            Ok(()) => {
+                store.unstage_upload(&key).await?;
+                removed += 1;
+            }
+            Err(e) => tracing::warn!("stale upload {key} not removed, will retry: {e}"),
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed uploads staged and never finished");
+    }
+    Ok(removed)
+}
+
 /// What a worker's sweeps work with.
 pub struct Sweeper {
     pub store: Store,
@@ -166,6 +192,9 @@ pub fn spawn(sweeper: Sweeper, stop: CancellationToken) -> JoinHandle<()> {
                 .await
             {
                 tracing::warn!("unhandled event sweep failed, will retry: {e}");
+            }
+            if let Err(e) = remove_stale_uploads(&store, blobs.as_ref(), STALE_UPLOAD).await {
+                tracing::warn!("stale upload sweep failed, will retry: {e}");
             }
             if let Err(e) = retry_summaries(
                 &store,

@@ -418,12 +418,36 @@ async fn an_upload_after_the_end_runs_the_pipeline_and_re_uploads_are_judged(poo
     );
     let (status, body) = post(&url, "/api/sessions/s1/transcript/upload", b"{}\n".to_vec()).await;
     assert_eq!(status, 409);
+    assert_eq!(
+        body["error"],
+        format!(
+            "session s1 already has a different transcript ({} bytes stored, 3 sent): a re-upload \
+             must begin with the stored bytes and be longer (a live session's transcript only grows)",
+            transcript.len()
+        )
+    );
+    // Larger, but not a continuation of what is stored: refused too, nothing replaced.
+    let mut other = fixture("cc2.1.14-headless-stop-hook-fast-path-clean.jsonl");
+    other.extend_from_slice(&transcript);
+    let (status, body) = post(&url, "/api/sessions/s1/transcript/upload", other.clone()).await;
+    assert_eq!(status, 409, "{body}");
     assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("a re-upload must be larger"),
+        body["error"].as_str().unwrap().contains(&format!(
+            "({} bytes stored, {} sent)",
+            transcript.len(),
+            other.len()
+        )),
         "{body}"
+    );
+    let stored: (i64, String) =
+        sqlx::query_as("SELECT transcript_size, transcript_sha256 FROM sessions WHERE id = 's1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        stored.0,
+        transcript.len() as i64,
+        "the stored transcript stays"
     );
     let mut grown = transcript.clone();
     grown.extend_from_slice(&fixture(

@@ -4,6 +4,7 @@
 mod common;
 
 use common::event;
+use sessionflow_protocol::ids::Id;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,7 +90,10 @@ fn world(pool: PgPool) -> World {
 
 impl World {
     async fn upload(&self, session: &str) -> bool {
-        let key = raw_transcript_key("w1", session);
+        let key = raw_transcript_key(
+            &Id::parse("workspace_id", "w1").unwrap(),
+            &Id::parse("session_id", session).unwrap(),
+        );
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../shared/fixtures/transcripts/cc2.1.14-headless-hello-world-script.jsonl");
         self.blobs

@@ -7,6 +7,7 @@
 #[cfg(not(feature = "s3"))]
 compile_error!("the S3 tests need the `s3` feature: cargo test --all-features");
 
+use sessionflow_protocol::ids::Id;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -102,7 +103,10 @@ async fn harness(pool: PgPool) -> Harness {
 impl Harness {
     /// An ended session whose transcript (if any) is in the blob store.
     async fn session(&self, id: &str, transcript: Option<Bytes>) {
-        let key = raw_transcript_key("w1", id);
+        let key = raw_transcript_key(
+            &Id::parse("workspace_id", "w1").unwrap(),
+            &Id::parse("session_id", id).unwrap(),
+        );
         if let Some(bytes) = transcript {
             self.blobs.put(&key, bytes).await.unwrap();
         }
@@ -181,7 +185,14 @@ async fn a_full_run_ends_summarized_with_stats_rows_and_a_backup(pool: PgPool) {
             .starts_with("Asked: Port this Python project")
     );
     assert_eq!(h.rows("s1").await, (80, 96));
-    let backup = h.blobs.get(&parsed_key("w1", "s1")).await.unwrap();
+    let backup = h
+        .blobs
+        .get(&parsed_key(
+            &Id::parse("workspace_id", "w1").unwrap(),
+            &Id::parse("session_id", "s1").unwrap(),
+        ))
+        .await
+        .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&backup).unwrap();
     assert_eq!(json["stats"]["total_messages"], 80);
     let snapshot = h.queue.metrics().snapshot();
@@ -390,7 +401,13 @@ async fn a_reparse_after_the_transcript_changed_replaces_the_rows(pool: PgPool) 
     h.run("s1").await.unwrap();
     assert_eq!(h.rows("s1").await, (8, 8));
     h.blobs
-        .put(&raw_transcript_key("w1", "s1"), fixture(PORT))
+        .put(
+            &raw_transcript_key(
+                &Id::parse("workspace_id", "w1").unwrap(),
+                &Id::parse("session_id", "s1").unwrap(),
+            ),
+            fixture(PORT),
+        )
         .await
         .unwrap();
     assert!(h.store.reset_for_reparse("s1").await.unwrap());
@@ -650,7 +667,10 @@ async fn the_sweep_loop_recovers_at_start_and_stops_when_told(pool: PgPool) {
     let store = Store::from_pool(pool);
     let dir = tempfile::tempdir().unwrap();
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir.path()));
-    let key = raw_transcript_key("w1", "s1");
+    let key = raw_transcript_key(
+        &Id::parse("workspace_id", "w1").unwrap(),
+        &Id::parse("session_id", "s1").unwrap(),
+    );
     blobs.put(&key, fixture(HELLO)).await.unwrap();
     store
         .create_session(&NewSession {
@@ -756,4 +776,40 @@ async fn a_backlog_larger_than_the_queue_drains_without_waiting_for_the_clock(po
     assert_eq!(left, 0);
     stop.cancel();
     sweeping.await.unwrap();
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn an_upload_staged_by_a_writer_that_died_is_removed_after_an_hour(pool: PgPool) {
+    let h = harness(pool).await;
+    let stale = "transcripts/w1/s1/upload-01STALE.tmp";
+    let fresh = "transcripts/w1/s2/upload-01FRESH.tmp";
+    for key in [stale, fresh] {
+        h.blobs.put(key, Bytes::from_static(b"half")).await.unwrap();
+        h.store.stage_upload(key).await.unwrap();
+    }
+    sqlx::query(
+        "UPDATE staged_uploads SET started_at = now() - interval '61 minutes' WHERE key = $1",
+    )
+    .bind(stale)
+    .execute(h.store.pool())
+    .await
+    .unwrap();
+    let removed = sweeps::remove_stale_uploads(&h.store, h.blobs.as_ref(), sweeps::STALE_UPLOAD)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert!(
+        h.blobs.size(stale).await.unwrap().is_none(),
+        "the stale one is gone"
+    );
+    assert_eq!(
+        h.blobs.size(fresh).await.unwrap(),
+        Some(4),
+        "a recent one stays"
+    );
+    let left: Vec<String> = sqlx::query_scalar("SELECT key FROM staged_uploads")
+        .fetch_all(h.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, [fresh]);
 }

@@ -2,6 +2,7 @@
 //! reports (each response once across sessions, checked against ccusage's per-file figures),
 //! invalidation, failure isolation and parking, and the advisory lock behind the admin route.
 
+use sessionflow_protocol::ids::Id;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -64,7 +65,10 @@ impl World {
 
     /// A parsed session with `transcript` stored, as the pipeline leaves it.
     async fn session(&self, id: &str, transcript: Vec<u8>) {
-        let key = raw_transcript_key("w1", id);
+        let key = raw_transcript_key(
+            &Id::parse("workspace_id", "w1").unwrap(),
+            &Id::parse("session_id", id).unwrap(),
+        );
         let sha = format!("{:x}", Sha256::digest(&transcript));
         self.blobs.put(&key, Bytes::from(transcript)).await.unwrap();
         Store::from_pool(self.pool.clone())
@@ -304,7 +308,10 @@ async fn a_grown_transcript_is_processed_again_and_a_stable_one_is_not_read(pool
     // If the stable session's content were read now, the run would fail on it.
     world
         .blobs
-        .delete(&raw_transcript_key("w1", "stable"))
+        .delete(&raw_transcript_key(
+            &Id::parse("workspace_id", "w1").unwrap(),
+            &Id::parse("session_id", "stable").unwrap(),
+        ))
         .await
         .unwrap();
     let calls = probe.calls.load(Ordering::SeqCst);

@@ -9,14 +9,24 @@ compile_error!("the S3 tests need the `s3` feature: cargo test --all-features");
 
 use bytes::Bytes;
 use futures::StreamExt;
+use sessionflow_protocol::ids::Id;
 use sessionflow_stages::blob::{
     self, BlobError, BlobStore, LocalBlobs, S3Blobs, parsed_key, raw_transcript_key,
 };
 
 async fn suite(store: &dyn BlobStore) {
-    let key = raw_transcript_key("w1", "s1");
+    let key = raw_transcript_key(
+        &Id::parse("workspace_id", "w1").unwrap(),
+        &Id::parse("session_id", "s1").unwrap(),
+    );
     assert_eq!(key, "transcripts/w1/s1/raw.jsonl");
-    assert_eq!(parsed_key("w1", "s1"), "transcripts/w1/s1/parsed.json");
+    assert_eq!(
+        parsed_key(
+            &Id::parse("workspace_id", "w1").unwrap(),
+            &Id::parse("session_id", "s1").unwrap()
+        ),
+        "transcripts/w1/s1/parsed.json"
+    );
 
     // Missing objects are NotFound, not errors of another kind.
     match store.get(&key).await {
@@ -36,7 +46,10 @@ async fn suite(store: &dyn BlobStore) {
     assert_eq!(store.get(&key).await.unwrap(), Bytes::from_static(b"{}\n"));
 
     // An empty object is an object.
-    let empty = parsed_key("w1", "s1");
+    let empty = parsed_key(
+        &Id::parse("workspace_id", "w1").unwrap(),
+        &Id::parse("session_id", "s1").unwrap(),
+    );
     store.put(&empty, Bytes::new()).await.unwrap();
     assert_eq!(store.size(&empty).await.unwrap(), Some(0));
 
@@ -49,7 +62,10 @@ async fn suite(store: &dyn BlobStore) {
     store.delete(&empty).await.unwrap();
 
     // A streamed body of 20 MB (several multipart parts on S3) arrives whole.
-    let streamed = parsed_key("w1", "streamed");
+    let streamed = parsed_key(
+        &Id::parse("workspace_id", "w1").unwrap(),
+        &Id::parse("session_id", "streamed").unwrap(),
+    );
     let chunks: Vec<Result<Bytes, std::io::Error>> = (0..40u32)
         .map(|i| Ok(Bytes::from(vec![(i % 251) as u8; 500_000])))
         .collect();
@@ -63,7 +79,10 @@ async fn suite(store: &dyn BlobStore) {
     assert!(back[..500_000].iter().all(|&b| b == 0) && back[19_500_000..].iter().all(|&b| b == 39));
 
     // A small streamed body, and a rename over an existing key.
-    let small = raw_transcript_key("w1", "small");
+    let small = raw_transcript_key(
+        &Id::parse("workspace_id", "w1").unwrap(),
+        &Id::parse("session_id", "small").unwrap(),
+    );
     let chunks = vec![
         Ok(Bytes::from_static(b"{\"a\":1}\n")),
         Ok(Bytes::from_static(b"{}\n")),
@@ -90,7 +109,10 @@ async fn suite(store: &dyn BlobStore) {
     ));
 
     // A body that fails midway leaves nothing behind.
-    let broken = raw_transcript_key("w1", "broken");
+    let broken = raw_transcript_key(
+        &Id::parse("workspace_id", "w1").unwrap(),
+        &Id::parse("session_id", "broken").unwrap(),
+    );
     let chunks = vec![
         Ok(Bytes::from(vec![1u8; 9_000_000])),
         Err(std::io::Error::other("client went away")),

@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sessionflow_protocol::ids::Id;
 use sessionflow_stages::store::Lifecycle;
 
 use super::ApiState;
@@ -139,6 +140,9 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = page_size(query.limit)?;
+    if let Some(workspace) = &query.workspace {
+        Id::parse("workspace", workspace)?;
+    }
     if let Some(lifecycle) = &query.lifecycle {
         lifecycle
             .parse::<Lifecycle>()
@@ -285,6 +289,7 @@ pub async fn messages(
     Path(id): Path<String>,
     Query(query): Query<MessagesQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let id = Id::parse("session_id", &id)?.into_string();
     let limit = page_size(query.limit)?;
     let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = $1")
         .bind(&id)

@@ -20,6 +20,12 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+impl From<sessionflow_protocol::ids::IdError> for ApiError {
+    fn from(e: sessionflow_protocol::ids::IdError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
 /// Every error's body.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {

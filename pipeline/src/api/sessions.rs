@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sessionflow_protocol::ids::Id;
 
 use super::error::{ApiError, ErrorBody, json_body};
 use super::{ApiState, MAX_JSON_BODY, announce};
@@ -70,6 +71,9 @@ pub async fn batch_status(
             "send 1 to {MAX_BATCH} session_ids, not {n}"
         )));
     }
+    for (i, id) in request.session_ids.iter().enumerate() {
+        Id::parse(&format!("session_ids[{i}]"), id)?;
+    }
     let rows: Vec<Status> = sqlx::query_as(
         "SELECT id, lifecycle, parse_status, transcript_size, transcript_sha256, parse_error \
          FROM sessions WHERE id = ANY($1)",
@@ -110,6 +114,7 @@ pub async fn session(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let id = Id::parse("session_id", &id)?.into_string();
     let row: Option<Value> = sqlx::query_scalar("SELECT to_jsonb(s) FROM sessions s WHERE id = $1")
         .bind(&id)
         .fetch_optional(state.store.pool())
@@ -139,6 +144,7 @@ pub async fn reparse(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = Id::parse("session_id", &id)?.into_string();
     let unavailable = |e: StoreError| ApiError::Unavailable(e.to_string());
     let session = state
         .store

@@ -2,8 +2,9 @@
 //! as it arrives (memory does not grow with the body), up to 200 MB.
 //!
 //! The body goes to a staging key first; only then is it compared with what is stored: the same
-//! content answers `already_uploaded`, a larger one replaces it (a live session's transcript
-//! only grows), anything else is refused. A stored transcript is announced as a
+//! content answers `already_uploaded`, one that begins with the stored bytes and goes on
+//! replaces it (a live session's transcript only grows), anything else is refused with 409.
+//! The ids are checked (the id rule) before anything is read or stored. A stored transcript is announced as a
 //! `transcript.uploaded` event, which records it and starts the pipeline once the session has
 //! ended.
 
@@ -16,6 +17,7 @@ use axum::http::StatusCode;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sessionflow_protocol::ids::Id;
 use sessionflow_stages::blob::{BlobError, raw_transcript_key};
 use sha2::{Digest, Sha256};
 
@@ -55,24 +57,29 @@ pub async fn upload(
     Query(query): Query<UploadQuery>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // Checked before anything is read or stored: keys are made of checked ids only.
+    let id = Id::parse("session_id", &id)?;
+    let asked_workspace = query
+        .workspace_id
+        .as_deref()
+        .map(|w| Id::parse("workspace_id", w))
+        .transpose()?;
     let unavailable = |e: sqlx::Error| ApiError::Unavailable(format!("database unavailable: {e}"));
     let known: Option<(String, Option<i64>, Option<String>)> = sqlx::query_as(
         "SELECT workspace_id, transcript_size, transcript_sha256 FROM sessions WHERE id = $1",
     )
-    .bind(&id)
+    .bind(id.as_str())
     .fetch_optional(state.store.pool())
     .await
     .map_err(unavailable)?;
-    let (workspace, stored_size, stored_sha) = match known {
-        Some(row) => row,
-        None => match query.workspace_id {
-            Some(workspace) if !workspace.is_empty() => (workspace, None, None),
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "session {id} is not known yet: pass ?workspace_id=…"
-                )));
-            }
-        },
+    let (workspace, stored_size, stored_sha) = match (known, asked_workspace) {
+        (Some((workspace, size, sha)), _) => (Id::parse("workspace_id", &workspace)?, size, sha),
+        (None, Some(workspace)) => (workspace, None, None),
+        (None, None) => {
+            return Err(ApiError::BadRequest(format!(
+                "session {id} is not known yet: pass ?workspace_id=…"
+            )));
+        }
     };
     let key = raw_transcript_key(&workspace, &id);
     let staging = format!(
@@ -80,51 +87,72 @@ pub async fn upload(
         ulid::Ulid::generate()
     );
 
-    let hasher = Arc::new(Mutex::new(Sha256::new()));
-    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (h, n, limit) = (Arc::clone(&hasher), Arc::clone(&seen), state.max_transcript);
+    // The body's hash, and the hash of its first `stored_size` bytes: a new body may replace
+    // the stored one only if it begins with it.
+    let prefix_len = stored_size.map(|s| s.max(0) as u64);
+    let hashes = Arc::new(Mutex::new(Hashes {
+        whole: Sha256::new(),
+        prefix: None,
+        seen: 0,
+    }));
+    let (h, limit) = (Arc::clone(&hashes), state.max_transcript);
     let stream = body
         .into_data_stream()
         .map(move |chunk| {
             let chunk = chunk.map_err(std::io::Error::other)?;
-            let total = n.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed)
-                + chunk.len() as u64;
-            if total > limit {
+            let mut hashes = h
+                .lock()
+                .map_err(|_| std::io::Error::other("upload hashing failed"))?;
+            hashes.add(&chunk, prefix_len);
+            if hashes.seen > limit {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::FileTooLarge,
                     "over the limit",
                 ));
             }
-            if let Ok(mut hasher) = h.lock() {
-                hasher.update(&chunk);
-            }
             Ok(chunk)
         })
         .boxed();
+    state
+        .store
+        .stage_upload(&staging)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let discard = async {
+        if let Err(e) = state.blobs.delete(&staging).await {
+            // The staged upload sweep removes it later.
+            tracing::warn!("could not remove the staged upload {staging}: {e}");
+        } else if let Err(e) = state.store.unstage_upload(&staging).await {
+            tracing::warn!("could not forget the staged upload {staging}: {e}");
+        }
+    };
     let size = match state.blobs.put_stream(&staging, stream).await {
         Ok(size) => size,
         Err(BlobError::Body { source, .. })
             if source.kind() == std::io::ErrorKind::FileTooLarge =>
         {
+            discard.await;
             return Err(ApiError::TooLarge(state.max_transcript as usize));
         }
         Err(BlobError::Body { source, .. }) => {
+            discard.await;
             return Err(ApiError::BadRequest(format!(
                 "the upload broke off: {source}"
             )));
         }
-        Err(e) => return Err(ApiError::Unavailable(e.to_string())),
+        Err(e) => {
+            discard.await;
+            return Err(ApiError::Unavailable(e.to_string()));
+        }
     };
-    let sha256 = match hasher.lock() {
-        Ok(hasher) => format!("{:x}", hasher.clone().finalize()),
+    let (sha256, prefix) = match hashes.lock() {
+        Ok(h) => (
+            format!("{:x}", h.whole.clone().finalize()),
+            h.prefix.clone(),
+        ),
         Err(_) => return Err(ApiError::Unavailable("upload hashing failed".into())),
     };
 
-    let discard = async {
-        if let Err(e) = state.blobs.delete(&staging).await {
-            tracing::warn!("could not remove the staged upload {staging}: {e}");
-        }
-    };
     if stored_sha.as_deref() == Some(sha256.as_str()) {
         discard.await;
         return Ok((
@@ -132,25 +160,103 @@ pub async fn upload(
             Json(json!({"already_uploaded": true, "key": key, "size": size, "sha256": sha256})),
         ));
     }
-    if let Some(stored) = stored_size
-        && size <= stored as u64
-    {
-        discard.await;
-        return Err(ApiError::Conflict(format!(
-            "session {id} already has a different transcript of {stored} bytes; a re-upload must \
-             be larger (a live session's transcript only grows)"
-        )));
+    if let Some(stored) = stored_size {
+        let grows = size > stored as u64 && prefix.is_some() && prefix == stored_sha;
+        if !grows {
+            discard.await;
+            return Err(ApiError::Conflict(format!(
+                "session {id} already has a different transcript ({stored} bytes stored, {size} \
+                 sent): a re-upload must begin with the stored bytes and be longer (a live \
+                 session's transcript only grows)"
+            )));
+        }
     }
     state
         .blobs
         .rename(&staging, &key)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    if let Err(e) = state.store.unstage_upload(&staging).await {
+        tracing::warn!("could not forget the staged upload {staging}: {e}");
+    }
 
     let data = json!({"key": key, "size": size, "sha256": sha256});
-    announce(&state, "transcript.uploaded", &workspace, &id, data).await?;
+    announce(
+        &state,
+        "transcript.uploaded",
+        workspace.as_str(),
+        id.as_str(),
+        data,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"already_uploaded": false, "key": key, "size": size, "sha256": sha256})),
     ))
+}
+
+/// Hashes of a body as it streams: the whole, and its first `prefix_len` bytes once it has
+/// that many.
+struct Hashes {
+    whole: Sha256,
+    prefix: Option<String>,
+    seen: u64,
+}
+
+impl Hashes {
+    fn add(&mut self, chunk: &[u8], prefix_len: Option<u64>) {
+        if let Some(len) = prefix_len
+            && self.prefix.is_none()
+            && self.seen + chunk.len() as u64 >= len
+        {
+            let head = (len - self.seen) as usize;
+            self.whole.update(&chunk[..head]);
+            self.prefix = Some(format!("{:x}", self.whole.clone().finalize()));
+            self.whole.update(&chunk[head..]);
+        } else {
+            self.whole.update(chunk);
+        }
+        self.seen += chunk.len() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefix_hash_is_taken_where_the_stored_bytes_end_whatever_the_chunks() {
+        let body = b"line one\nline two\nline three\n";
+        let stored = &body[..18];
+        let expected = format!("{:x}", Sha256::digest(stored));
+        for chunk in [1, 3, 7, 18, 19, 100] {
+            let mut h = Hashes {
+                whole: Sha256::new(),
+                prefix: None,
+                seen: 0,
+            };
+            for part in body.chunks(chunk) {
+                h.add(part, Some(stored.len() as u64));
+            }
+            assert_eq!(
+                h.prefix.as_deref(),
+                Some(expected.as_str()),
+                "chunks of {chunk}"
+            );
+            assert_eq!(
+                format!("{:x}", h.whole.finalize()),
+                format!("{:x}", Sha256::digest(body))
+            );
+        }
+        let mut short = Hashes {
+            whole: Sha256::new(),
+            prefix: None,
+            seen: 0,
+        };
+        short.add(b"line", Some(18));
+        assert_eq!(
+            short.prefix, None,
+            "a shorter body has no prefix to compare"
+        );
+    }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
+use sessionflow_protocol::ids::Id;
 use sessionflow_stages::transcript::{ParseOptions, parse_bytes};
 use sha2::{Digest, Sha256};
 
@@ -60,7 +61,7 @@ pub fn discover(roots: &[PathBuf]) -> (Vec<LocalSession>, Vec<Unreadable>) {
     for root in roots {
         if root.is_file() {
             match session_at(root) {
-                Some(session) => sessions.push(session),
+                Some(session) => keep(session, &mut sessions, &mut unreadable),
                 None => unreadable.push(Unreadable {
                     path: root.clone(),
                     error: "not a <session>.jsonl file".into(),
@@ -77,7 +78,7 @@ pub fn discover(roots: &[PathBuf]) -> (Vec<LocalSession>, Vec<Unreadable>) {
                 // A link is followed when read: a dangling one is reported then, not lost.
                 Ok(entry) if entry.file_type().is_file() || entry.path_is_symlink() => {
                     if let Some(session) = session_at(entry.path()) {
-                        sessions.push(session);
+                        keep(session, &mut sessions, &mut unreadable);
                     }
                 }
                 Ok(_) => {}
@@ -91,6 +92,19 @@ pub fn discover(roots: &[PathBuf]) -> (Vec<LocalSession>, Vec<Unreadable>) {
     sessions.sort_by(|a, b| a.id.cmp(&b.id));
     sessions.dedup_by(|a, b| a.id == b.id);
     (sessions, unreadable)
+}
+
+/// Keeps `session` if its ids keep the id rule (the server refuses others), else says why.
+fn keep(session: LocalSession, sessions: &mut Vec<LocalSession>, unreadable: &mut Vec<Unreadable>) {
+    let checked = Id::parse("session_id", &session.id)
+        .and_then(|_| Id::parse("workspace_id", &session.workspace_id));
+    match checked {
+        Ok(_) => sessions.push(session),
+        Err(e) => unreadable.push(Unreadable {
+            path: session.main,
+            error: e.to_string(),
+        }),
+    }
 }
 
 /// The session whose main transcript is `path`, with its subagent files.

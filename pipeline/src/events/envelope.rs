@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sessionflow_protocol::ids::Id;
 
-/// Longest id, type or name accepted in an envelope.
+/// Longest event type accepted in an envelope (ids follow the id rule).
 const MAX_NAME: usize = 200;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -142,19 +143,17 @@ impl Event {
         if ulid::Ulid::from_string(&self.id).is_err() {
             return Err(invalid(format!("id {:?} is not a ULID", self.id)));
         }
-        for (field, value) in [
-            ("type", self.kind.as_str()),
-            ("device_id", self.device_id.as_str()),
-            ("workspace_id", self.workspace_id.as_str()),
-        ] {
-            if value.is_empty() || value.len() > MAX_NAME {
-                return Err(invalid(format!("{field} must be 1 to {MAX_NAME} bytes")));
-            }
+        if self.kind.is_empty() || self.kind.len() > MAX_NAME {
+            return Err(invalid(format!("type must be 1 to {MAX_NAME} bytes")));
         }
-        if let Some(session) = &self.session_id
-            && (session.is_empty() || session.len() > MAX_NAME)
-        {
-            return Err(invalid(format!("session_id must be 1 to {MAX_NAME} bytes")));
+        for (field, value) in [
+            ("device_id", Some(&self.device_id)),
+            ("workspace_id", Some(&self.workspace_id)),
+            ("session_id", self.session_id.as_ref()),
+        ] {
+            if let Some(value) = value {
+                Id::parse(field, value).map_err(|e| invalid(e.to_string()))?;
+            }
         }
         if !self.data.is_object() {
             return Err(invalid("data must be a JSON object".into()));

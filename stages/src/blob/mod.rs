@@ -12,6 +12,7 @@ mod s3;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use sessionflow_protocol::ids::Id;
 
 /// A body arriving in chunks.
 pub type ByteStream<'a> = BoxStream<'a, Result<Bytes, std::io::Error>>;
@@ -63,13 +64,13 @@ pub trait BlobStore: Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// Key of a session's raw transcript.
-pub fn raw_transcript_key(workspace_id: &str, session_id: &str) -> String {
+/// Key of a session's raw transcript; ids that passed the id rule cannot nest or climb.
+pub fn raw_transcript_key(workspace_id: &Id, session_id: &Id) -> String {
     format!("transcripts/{workspace_id}/{session_id}/raw.jsonl")
 }
 
 /// Key of a session's parse result backup.
-pub fn parsed_key(workspace_id: &str, session_id: &str) -> String {
+pub fn parsed_key(workspace_id: &Id, session_id: &Id) -> String {
     format!("transcripts/{workspace_id}/{session_id}/parsed.json")
 }
 

@@ -236,7 +236,7 @@ impl BlobStore for S3Blobs {
             self.client
                 .copy_object()
                 .bucket(&self.bucket)
-                .copy_source(format!("{}/{source}", self.bucket))
+                .copy_source(copy_source(&self.bucket, &source))
                 .key(target)
                 .send()
                 .await
@@ -315,5 +315,32 @@ impl BlobStore for S3Blobs {
 
     fn describe(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+/// CopyObject's `x-amz-copy-source`: `bucket/key`, URL-encoded (a key with `+`, `%`, `?`, a
+/// space or non-ASCII characters would otherwise name another object or none), `/` kept.
+fn copy_source(bucket: &str, key: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    format!(
+        "{}/{}",
+        percent_encoding::utf8_percent_encode(bucket, KEEP),
+        percent_encoding::utf8_percent_encode(key, KEEP)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn copy_sources_are_encoded_but_keep_their_slashes() {
+        assert_eq!(
+            super::copy_source("b", "transcripts/w 1/a+b%c?d/é.jsonl"),
+            "b/transcripts/w%201/a%2Bb%25c%3Fd/%C3%A9.jsonl"
+        );
     }
 }

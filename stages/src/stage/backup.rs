@@ -6,6 +6,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{RunEnd, Stage, Summarized};
+use sessionflow_protocol::ids::Id;
+
 use crate::blob::{BlobStore, parsed_key};
 
 pub struct Backup {
@@ -37,16 +39,26 @@ impl Stage for Backup {
 
     async fn run(&self, input: Summarized) -> Result<RunReport, RunEnd> {
         let session = &input.parsed.session;
-        let key = parsed_key(&session.workspace_id, &session.id);
-        let backed_up = match serde_json::to_vec(&input.parsed.parsed) {
-            Ok(json) => match self.blobs.put(&key, Bytes::from(json)).await {
+        let ids = Id::parse("workspace_id", &session.workspace_id)
+            .and_then(|w| Ok((w, Id::parse("session_id", &session.id)?)));
+        let backed_up = match (ids, serde_json::to_vec(&input.parsed.parsed)) {
+            // A session recorded before the id rule, with an id a key cannot hold.
+            (Err(e), _) => {
+                tracing::warn!(session = %session.id, "backup skipped: {e}");
+                false
+            }
+            (Ok((workspace, id)), Ok(json)) => match self
+                .blobs
+                .put(&parsed_key(&workspace, &id), Bytes::from(json))
+                .await
+            {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(session = %session.id, "backup skipped: {e}");
                     false
                 }
             },
-            Err(e) => {
+            (_, Err(e)) => {
                 tracing::warn!(session = %session.id, "backup skipped: {e}");
                 false
             }

@@ -176,4 +176,39 @@ impl Store {
         let first_transcript = matches!(before, None | Some(None));
         Ok(first_transcript && lifecycle == Lifecycle::Ended.as_str() && parse_status == "pending")
     }
+
+    /// Records an upload about to be written aside under `key`, so that a crash before it is
+    /// renamed or discarded leaves a trace for [`stale_uploads`](Self::stale_uploads).
+    pub async fn stage_upload(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO staged_uploads (key) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets a staged upload that was renamed or removed.
+    pub async fn unstage_upload(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM staged_uploads WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Staged uploads older than `older_than` (their writer died), at most `limit`.
+    pub async fn stale_uploads(
+        &self,
+        older_than: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT key FROM staged_uploads \
+             WHERE started_at < now() - $1 * interval '1 millisecond' ORDER BY started_at LIMIT $2",
+        )
+        .bind(older_than.as_millis() as f64)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
 }

@@ -1,0 +1,213 @@
+//! A hostile or buggy client against the real `sessionflow daemon`: every bad thing gets a 4xx
+//! with its reason, nothing is stored or changed (no row, no blob), and the server keeps
+//! serving.
+
+mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
+
+use std::path::Path;
+
+use chrono::Utc;
+use common::url_for;
+use daemon::{Daemon, KEY, drop_database, wait_healthy};
+use serde_json::{Value, json};
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Client {
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.bearer_auth(KEY).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
+        )
+    }
+
+    /// POSTs `body` to `path` (given raw: percent-escapes reach the server as written).
+    async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        self.send(self.http.post(format!("{}{path}", self.url)).body(body))
+            .await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.get(format!("{}{path}", self.url)))
+            .await
+    }
+
+    async fn ingest(&self, events: Value) -> (u16, Value) {
+        self.send(
+            self.http
+                .post(format!("{}/api/events/ingest", self.url))
+                .header("content-type", "application/json")
+                .body(json!({ "events": events }).to_string()),
+        )
+        .await
+    }
+}
+
+fn event(kind: &str, session: &str, workspace: &str, device: &str) -> Value {
+    json!({
+        "id": ulid::Ulid::generate().to_string(), "type": kind, "timestamp": Utc::now(),
+        "device_id": device, "workspace_id": workspace, "session_id": session,
+        "data": {"cc_session_id": session, "source": "startup"},
+    })
+}
+
+/// Everything stored: rows of every table that takes client input, and files under the blobs.
+async fn stored(database: &str, blobs: &Path) -> (i64, i64, i64, i64, Vec<String>) {
+    let pool = sqlx::PgPool::connect(&url_for(database)).await.unwrap();
+    let counts: (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM sessions), (SELECT count(*) FROM events), \
+                (SELECT count(*) FROM workspaces), (SELECT count(*) FROM devices)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let mut files: Vec<String> = walkdir::WalkDir::new(blobs)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().strip_prefix(blobs).unwrap().display().to_string())
+        .collect();
+    files.sort();
+    (counts.0, counts.1, counts.2, counts.3, files)
+}
+
+#[tokio::test]
+async fn bad_ids_are_refused_before_anything_is_stored() {
+    let database = format!("sessionflow_hostile_ids_{}", std::process::id());
+    let blobs = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&database, blobs.path());
+    wait_healthy(&daemon.url).await;
+    let client = Client {
+        http: reqwest::Client::new(),
+        url: daemon.url.clone(),
+    };
+    let before = stored(&database, blobs.path()).await;
+    let rule =
+        "is not a valid id: use 1 to 128 letters, digits, '.', '_' or '-' (not \".\" or \"..\")";
+    let long = "x".repeat(300);
+
+    // In an upload's path and query.
+    for (path, field) in [
+        (
+            "/api/sessions/a%2Fb/transcript/upload?workspace_id=w1",
+            "session_id \"a/b\"",
+        ),
+        (
+            "/api/sessions/..%2F..%2Fetc/transcript/upload?workspace_id=w1",
+            "session_id \"../../etc\"",
+        ),
+        (
+            "/api/sessions/a%00b/transcript/upload?workspace_id=w1",
+            "session_id \"a\\0b\"",
+        ),
+        (
+            "/api/sessions/%C3%A9t%C3%A9/transcript/upload?workspace_id=w1",
+            "session_id \"été\"",
+        ),
+        (
+            &format!("/api/sessions/{long}/transcript/upload?workspace_id=w1"),
+            "session_id \"xxxxxxxx",
+        ),
+        (
+            "/api/sessions/s1/transcript/upload?workspace_id=a%2Fb",
+            "workspace_id \"a/b\"",
+        ),
+        (
+            "/api/sessions/s1/transcript/upload?workspace_id=..",
+            "workspace_id \"..\"",
+        ),
+        (
+            "/api/sessions/s1/transcript/upload?workspace_id=.",
+            "workspace_id \".\"",
+        ),
+        (
+            "/api/sessions/s1/transcript/upload?workspace_id=",
+            "workspace_id \"\"",
+        ),
+    ] {
+        let (status, body) = client.post(path, b"{\"type\":\"user\"}\n".to_vec()).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with(field), "{path}: {error}");
+        assert!(error.contains(rule), "{path}: {error}");
+    }
+    // In other paths and queries (a bare `..` segment never reaches a server: URLs resolve it).
+    for path in [
+        "/api/sessions/a%2Fb",
+        "/api/sessions/a%20b",
+        "/api/sessions/a%2Fb/messages",
+    ] {
+        let (status, body) = client.get(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(rule),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = client.get("/api/sessions?workspace=..%2Fx").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = client.post("/api/sessions/a%2Fb/reparse", Vec::new()).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = client
+        .send(
+            client
+                .http
+                .post(format!("{}/api/sessions/batch-status", client.url))
+                .header("content-type", "application/json")
+                .body(json!({"session_ids": ["ok", "a/b"]}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("session_ids[1] \"a/b\""),
+        "{body}"
+    );
+
+    // In event envelopes: the whole request is refused, naming the event and the field.
+    for (bad, field) in [
+        (event("session.start", "a/b", "w1", "d1"), "session_id"),
+        (event("session.start", "s1", "..", "d1"), "workspace_id"),
+        (event("session.start", "s1", "w1", "d\u{0}1"), "device_id"),
+        (event("session.start", &long, "w1", "d1"), "session_id"),
+        (event("session.start", "s1", "w 1", "d1"), "workspace_id"),
+    ] {
+        let (status, body) = client
+            .ingest(json!([event("session.start", "fine", "w1", "d1"), bad]))
+            .await;
+        assert_eq!(status, 400, "{body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("events[1]: event "), "{error}");
+        assert!(error.contains(&format!(": {field} \"")), "{error}");
+        assert!(error.contains(rule), "{error}");
+    }
+
+    assert_eq!(
+        stored(&database, blobs.path()).await,
+        before,
+        "nothing was stored"
+    );
+    // And the server keeps serving.
+    let (status, body) = client
+        .ingest(json!([event("session.start", "fine", "w1", "d1")]))
+        .await;
+    assert_eq!(
+        (status, body["accepted"].clone()),
+        (202, json!(1)),
+        "{body}"
+    );
+    drop(daemon);
+    drop_database(&database).await;
+}
