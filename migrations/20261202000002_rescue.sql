@@ -25,10 +25,3 @@ ALTER TABLE events
 
 -- Unhandled events, oldest first: the sweep's and health's question.
 CREATE INDEX events_unhandled_idx ON events (ingested_at) WHERE handled_at IS NULL;
-
--- Uploads being staged (written aside before they replace a transcript): a crash between
--- staging and renaming leaves a row here, and a sweep removes the staged object after an hour.
-CREATE TABLE staged_uploads (
-    key         text PRIMARY KEY,
-    started_at  timestamptz NOT NULL DEFAULT now()
-);

@@ -211,3 +211,118 @@ async fn bad_ids_are_refused_before_anything_is_stored() {
     drop(daemon);
     drop_database(&database).await;
 }
+
+#[tokio::test]
+async fn forged_events_and_broken_bodies_change_nothing() {
+    let database = format!("sessionflow_hostile_events_{}", std::process::id());
+    let blobs = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&database, blobs.path());
+    wait_healthy(&daemon.url).await;
+    let client = Client {
+        http: reqwest::Client::new(),
+        url: daemon.url.clone(),
+    };
+    // A real session to aim at.
+    let (status, body) = client
+        .ingest(json!([event("session.start", "victim", "w1", "d1")]))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = client
+        .post(
+            "/api/sessions/victim/transcript/upload?workspace_id=w1",
+            b"{\"type\":\"user\",\"uuid\":\"u1\",\"message\":{\"role\":\"user\",\"content\":\"hi\"}}\n".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let before = stored(&database, blobs.path()).await;
+
+    // Events only the server raises cannot be sent, whatever they carry.
+    for (kind, data) in [
+        (
+            "transcript.uploaded",
+            json!({"key": "transcripts/w1/victim/raw.jsonl", "size": 1, "sha256": "forged"}),
+        ),
+        ("session.reparse", json!({})),
+        ("x.custom", json!({})),
+    ] {
+        let mut forged = event(kind, "victim", "w1", "d1");
+        forged["data"] = data;
+        let (status, body) = client.ingest(json!([forged])).await;
+        assert_eq!(status, 400, "{kind}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("events[0]: event ")
+                && error.contains(&format!("unknown variant `{kind}`, expected one of `session.start`, `session.end`, `session.compact`")),
+            "{error}"
+        );
+    }
+
+    // Bodies that are not what they say.
+    let ingest = format!("{}/api/events/ingest", client.url);
+    let truncated = json!({"events": [event("session.start", "s2", "w1", "d1")]}).to_string();
+    let deep = format!(
+        "{{\"events\": {}{}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    for (what, request) in [
+        (
+            "truncated JSON",
+            client
+                .http
+                .post(&ingest)
+                .body(truncated[..truncated.len() / 2].to_owned()),
+        ),
+        ("deep JSON", client.http.post(&ingest).body(deep)),
+        ("not JSON", client.http.post(&ingest).body("events=1")),
+        (
+            "an array",
+            client.http.post(&ingest).body(json!([1, 2]).to_string()),
+        ),
+        (
+            "over 1 MiB",
+            client.http.post(&ingest).body(format!(
+                "{{\"events\": [], \"pad\": \"{}\"}}",
+                "x".repeat(1_100_000)
+            )),
+        ),
+    ] {
+        let (status, body) = client.send(request).await;
+        assert!((400..500).contains(&status), "{what}: {status} {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what} gets a reason: {body}"
+        );
+    }
+
+    // A replayed event is recognised, not applied again.
+    let start = event("session.start", "s3", "w1", "d1");
+    let (_, first) = client.ingest(json!([start.clone()])).await;
+    let after_first = stored(&database, blobs.path()).await;
+    let (status, again) = client.ingest(json!([start])).await;
+    assert_eq!(first, json!({"accepted": 1, "duplicates": 0}));
+    assert_eq!(
+        (status, again),
+        (202, json!({"accepted": 0, "duplicates": 1}))
+    );
+    assert_eq!(stored(&database, blobs.path()).await, after_first);
+
+    // The victim kept its transcript; nothing else was stored by the refused requests.
+    let pool = sqlx::PgPool::connect(&url_for(&database)).await.unwrap();
+    let (key, sha): (String, String) = sqlx::query_as(
+        "SELECT transcript_key, transcript_sha256 FROM sessions WHERE id = 'victim'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(key, "transcripts/w1/victim/raw.jsonl");
+    assert_ne!(sha, "forged");
+    let (sessions, events, _, _, files) = stored(&database, blobs.path()).await;
+    assert_eq!(
+        (sessions, events - 1, files),
+        (before.0 + 1, before.1, before.4.clone())
+    );
+    drop(daemon);
+    drop_database(&database).await;
+}

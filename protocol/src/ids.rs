@@ -83,6 +83,32 @@ impl<'de> Deserialize<'de> for Id {
     }
 }
 
+/// Deserializers that name the field in the refusal (`#[serde(deserialize_with = …)]`).
+pub mod field {
+    use serde::{Deserialize, Deserializer};
+
+    use super::Id;
+
+    fn named<'de, D: Deserializer<'de>>(field: &str, deserializer: D) -> Result<Id, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        Id::parse(field, &value).map_err(serde::de::Error::custom)
+    }
+
+    pub fn device_id<'de, D: Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        named("device_id", d)
+    }
+
+    pub fn workspace_id<'de, D: Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        named("workspace_id", d)
+    }
+
+    pub fn session_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Id>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|value| Id::parse("session_id", &value).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 /// `value` quoted for a message: at most 40 characters, control characters escaped.
 fn shown(value: &str) -> String {
     let mut quoted: String = value

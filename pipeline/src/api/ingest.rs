@@ -14,14 +14,23 @@ use super::{ApiState, Ingest, MAX_JSON_BODY};
 use crate::consumer;
 use crate::events::processor::record_accepted;
 use crate::events::{Event, ProcessError, Processed};
+use sessionflow_protocol::events::ClientEvent;
+
+/// The request's events, each a client event that passed every check.
+struct Checked {
+    events: Vec<Event>,
+}
 
 /// Most events in one request.
 pub const MAX_EVENTS: usize = 100;
 
-/// 1 to 100 event envelopes.
+/// 1 to 100 event envelopes, each `session.start`, `session.end` or `session.compact`
+/// (`transcript.uploaded` and `session.reparse` are raised by the server only).
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct IngestRequest {
-    events: Vec<Event>,
+    /// Read one by one, so that a refusal names the event.
+    #[schema(value_type = Vec<Event>)]
+    events: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -59,11 +68,25 @@ pub async fn ingest(
             "send 1 to {MAX_EVENTS} events, not {count}"
         )));
     }
-    for (i, event) in request.events.iter().enumerate() {
+    let mut events = Vec::with_capacity(count);
+    for (i, value) in request.events.into_iter().enumerate() {
+        let named = value["id"]
+            .as_str()
+            .map(|id| format!("event {}: ", id.escape_debug()))
+            .unwrap_or_default();
+        let refused =
+            |reason: String| ApiError::BadRequest(format!("events[{i}]: {named}{reason}"));
+        let typed: ClientEvent =
+            serde_json::from_value(value).map_err(|e| refused(e.to_string()))?;
+        let kind = typed.body.kind();
+        let event = Event::from_typed(typed, kind).map_err(|e| refused(e.to_string()))?;
+        // validate() names the event itself.
         event
             .validate()
             .map_err(|e| ApiError::BadRequest(format!("events[{i}]: {e}")))?;
+        events.push(event);
     }
+    let request = Checked { events };
     let (mut accepted, mut duplicates) = (0, 0);
     match &state.ingest {
         Ingest::Embedded(processor) => {

@@ -31,6 +31,8 @@ use utoipa_axum::routes;
 
 use crate::consumer;
 use crate::events::{Event, EventProcessor, ProcessError};
+use sessionflow_protocol::events::{ServerBody, ServerEvent};
+use sessionflow_protocol::ids::Id;
 
 pub use error::ApiError;
 pub use upload::MAX_TRANSCRIPT;
@@ -100,21 +102,22 @@ const API_DEVICE: &str = "sessionflow-api";
 /// Records an event the API itself raises about a session, in-process or through the stream.
 async fn announce(
     state: &ApiState,
-    kind: &str,
-    workspace_id: &str,
-    session_id: &str,
-    data: serde_json::Value,
+    workspace_id: &Id,
+    session_id: &Id,
+    body: ServerBody,
 ) -> Result<(), ApiError> {
-    let event = Event {
+    let kind = body.kind();
+    let typed = ServerEvent {
         id: ulid::Ulid::generate().to_string(),
-        kind: kind.to_owned(),
         timestamp: chrono::Utc::now(),
-        device_id: API_DEVICE.to_owned(),
-        workspace_id: workspace_id.to_owned(),
-        session_id: Some(session_id.to_owned()),
-        data,
+        device_id: Id::parse("device_id", API_DEVICE)?,
+        workspace_id: workspace_id.clone(),
+        session_id: Some(session_id.clone()),
+        body,
         blob_refs: Vec::new(),
     };
+    let event = Event::from_typed(typed, kind)
+        .map_err(|e| ApiError::Unavailable(format!("cannot encode {kind}: {e}")))?;
     match &state.ingest {
         Ingest::Embedded(processor) => match processor.process(&event).await {
             Ok(_) | Err(ProcessError::Handler { .. }) => Ok(()),

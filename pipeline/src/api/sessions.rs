@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sessionflow_protocol::events::{Reparse, ServerBody};
 use sessionflow_protocol::ids::Id;
 
 use super::error::{ApiError, ErrorBody, json_body};
@@ -177,12 +178,13 @@ pub async fn reparse(
             session.lifecycle
         )));
     }
+    let workspace = Id::parse("workspace_id", &session.workspace_id)?;
+    let session_id = Id::parse("session_id", &id)?;
     announce(
         &state,
-        "session.reparse",
-        &session.workspace_id,
-        &id,
-        json!({}),
+        &workspace,
+        &session_id,
+        ServerBody::SessionReparse(Reparse::default()),
     )
     .await?;
     Ok((

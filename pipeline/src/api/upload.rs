@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sessionflow_protocol::events::{ServerBody, TranscriptUploaded};
 use sessionflow_protocol::ids::Id;
 use sessionflow_stages::blob::{BlobError, raw_transcript_key};
 use sha2::{Digest, Sha256};
@@ -180,13 +181,16 @@ pub async fn upload(
         tracing::warn!("could not forget the staged upload {staging}: {e}");
     }
 
-    let data = json!({"key": key, "size": size, "sha256": sha256});
+    let uploaded = TranscriptUploaded {
+        key: key.clone(),
+        size,
+        sha256: sha256.clone(),
+    };
     announce(
         &state,
-        "transcript.uploaded",
-        workspace.as_str(),
-        id.as_str(),
-        data,
+        &workspace,
+        &id,
+        ServerBody::TranscriptUploaded(uploaded),
     )
     .await?;
     Ok((

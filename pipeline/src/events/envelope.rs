@@ -44,83 +44,9 @@ pub struct InvalidEvent {
     pub reason: String,
 }
 
-/// Where a session started from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StartSource {
-    Startup,
-    Resume,
-    Clear,
-    Compact,
-    Backfill,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SessionStart {
-    pub cc_session_id: String,
-    #[serde(default)]
-    pub cwd: Option<String>,
-    #[serde(default)]
-    pub git_branch: Option<String>,
-    #[serde(default)]
-    pub git_remote: Option<String>,
-    #[serde(default)]
-    pub cc_version: Option<String>,
-    #[serde(default)]
-    pub model: Option<String>,
-    pub source: StartSource,
-    #[serde(default)]
-    pub transcript_path: Option<String>,
-}
-
-/// Why a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EndReason {
-    Exit,
-    Clear,
-    Logout,
-    Crash,
-    Other,
-}
-
-impl EndReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::Exit => "exit",
-            EndReason::Clear => "clear",
-            EndReason::Logout => "logout",
-            EndReason::Crash => "crash",
-            EndReason::Other => "other",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SessionEnd {
-    pub cc_session_id: String,
-    #[serde(default)]
-    pub duration_ms: Option<u64>,
-    pub end_reason: EndReason,
-    #[serde(default)]
-    pub transcript_path: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SessionCompact {
-    pub cc_session_id: String,
-}
-
-/// Written by the API once a transcript is stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TranscriptUploaded {
-    pub key: String,
-    pub size: u64,
-    pub sha256: String,
-}
+pub use sessionflow_protocol::events::{
+    EndReason, SessionCompact, SessionEnd, SessionStart, StartSource, TranscriptUploaded,
+};
 
 /// An event's payload, typed where sessionflow knows the type.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +60,25 @@ pub enum Payload {
 }
 
 impl Event {
+    /// A typed event (one a client sent, or one the server raised) as the processor handles
+    /// and stores it.
+    pub fn from_typed<B: serde::Serialize>(
+        envelope: sessionflow_protocol::events::Envelope<B>,
+        kind: &str,
+    ) -> Result<Event, serde_json::Error> {
+        let mut body = serde_json::to_value(&envelope.body)?;
+        Ok(Event {
+            id: envelope.id,
+            kind: kind.to_owned(),
+            timestamp: envelope.timestamp,
+            device_id: envelope.device_id.into_string(),
+            workspace_id: envelope.workspace_id.into_string(),
+            session_id: envelope.session_id.map(Id::into_string),
+            data: body["data"].take(),
+            blob_refs: envelope.blob_refs,
+        })
+    }
+
     /// Checks the envelope and decodes the payload of the types sessionflow knows.
     pub fn validate(&self) -> Result<Payload, InvalidEvent> {
         let invalid = |reason: String| InvalidEvent {
