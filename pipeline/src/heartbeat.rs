@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use chrono::{DateTime, Utc};
+use sessionflow_protocol::heartbeat::{EventCounts, StageGauges, WorkerGauges};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +29,43 @@ pub async fn live_workers(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
     .bind(SILENT_AFTER.as_millis() as f64)
     .fetch_all(pool)
     .await
+}
+
+/// A live worker as its last heartbeat left it.
+pub struct LiveWorker {
+    pub id: String,
+    pub mode: String,
+    pub last_seen: DateTime<Utc>,
+    pub queue_depth: u64,
+    pub gauges: WorkerGauges,
+}
+
+/// The live workers with their gauges, by id. A row another version wrote in a shape this one
+/// cannot read (during a rolling upgrade) counts with empty gauges and a warning.
+pub async fn live_gauges(pool: &PgPool) -> Result<Vec<LiveWorker>, sqlx::Error> {
+    let rows: Vec<(String, String, DateTime<Utc>, i32, serde_json::Value)> = sqlx::query_as(
+        "SELECT id, mode, last_seen, queue_depth, pipeline FROM workers \
+         WHERE last_seen > now() - $1 * interval '1 millisecond' ORDER BY id",
+    )
+    .bind(SILENT_AFTER.as_millis() as f64)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, mode, last_seen, queue_depth, pipeline)| {
+            let gauges = serde_json::from_value(pipeline).unwrap_or_else(|e| {
+                tracing::warn!("worker {id}'s heartbeat is not in this version's shape: {e}");
+                WorkerGauges::default()
+            });
+            LiveWorker {
+                id,
+                mode,
+                last_seen,
+                queue_depth: u64::try_from(queue_depth).unwrap_or_default(),
+                gauges,
+            }
+        })
+        .collect())
 }
 
 /// What the previous beat saw, to report each stage's throughput since.
@@ -66,30 +104,38 @@ pub async fn beat(
     let s = queue.metrics().snapshot();
     let throughput = rates.update(s.stages.iter().map(|st| st.done).collect());
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let stages: Vec<_> = s
-        .stages
-        .iter()
-        .zip(throughput)
-        .map(|(st, per_s)| {
-            json!({
-                "name": st.name, "in_flight": st.in_flight, "done": st.done, "failed": st.failed,
-                "throughput_per_s": per_s,
-                "mean_latency_ms": ms(st.mean_latency), "max_latency_ms": ms(st.max_latency),
-                "p50_latency_ms": ms(st.p50_latency), "p95_latency_ms": ms(st.p95_latency),
+    let gauges = WorkerGauges {
+        host: crate::hostname().unwrap_or_default(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        runs_in_flight: s.runs_in_flight,
+        completed: s.completed,
+        stopped: s.stopped,
+        failed: s.failed,
+        deferred: s.deferred,
+        enqueued: s.enqueued,
+        dropped: s.dropped,
+        stages: s
+            .stages
+            .iter()
+            .zip(throughput)
+            .map(|(st, per_s)| StageGauges {
+                name: st.name.to_owned(),
+                in_flight: st.in_flight,
+                done: st.done,
+                failed: st.failed,
+                throughput_per_s: per_s,
+                mean_latency_ms: ms(st.mean_latency),
+                max_latency_ms: ms(st.max_latency),
+                p50_latency_ms: ms(st.p50_latency),
+                p95_latency_ms: ms(st.p95_latency),
             })
-        })
-        .collect();
-    let pipeline = json!({
-        "host": crate::hostname().unwrap_or_default(), "version": env!("CARGO_PKG_VERSION"),
-        "runs_in_flight": s.runs_in_flight, "completed": s.completed, "stopped": s.stopped,
-        "failed": s.failed, "deferred": s.deferred, "enqueued": s.enqueued, "dropped": s.dropped,
-        "stages": stages,
-        "events": {
-            "processed": events.processed.load(Ordering::Relaxed),
-            "duplicates": events.duplicates.load(Ordering::Relaxed),
-            "errors": events.errors.load(Ordering::Relaxed),
+            .collect(),
+        events: EventCounts {
+            processed: events.processed.load(Ordering::Relaxed),
+            duplicates: events.duplicates.load(Ordering::Relaxed),
+            errors: events.errors.load(Ordering::Relaxed),
         },
-    });
+    };
     sqlx::query(
         "INSERT INTO workers (id, mode, queue_depth, pipeline) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (id) DO UPDATE SET last_seen = now(), mode = EXCLUDED.mode, \
@@ -98,7 +144,7 @@ pub async fn beat(
     .bind(worker)
     .bind(mode)
     .bind(queue.depth() as i32)
-    .bind(sqlx::types::Json(pipeline))
+    .bind(sqlx::types::Json(gauges))
     .execute(pool)
     .await?;
     Ok(())

@@ -838,3 +838,99 @@ async fn the_monitor_snapshot_shows_lifecycles_stages_workers_and_failures(pool:
     assert!(m["events_per_second"].as_f64().unwrap() > 0.0);
     assert_eq!(get(&url, "/api/monitor", None).await.0, 401);
 }
+
+/// Reads `raw` as the shared type `T` (strict: unknown or missing fields fail) and checks that
+/// writing it back gives the same JSON, so nothing the server sent was dropped or defaulted.
+fn contract<T: serde::de::DeserializeOwned + serde::Serialize>(route: &str, raw: &Value) -> T {
+    let typed: T = serde_json::from_value(raw.clone())
+        .unwrap_or_else(|e| panic!("{route} does not read as its protocol type: {e}\n{raw}"));
+    assert_eq!(
+        &serde_json::to_value(&typed).unwrap(),
+        raw,
+        "{route} changed on a round trip through its protocol type"
+    );
+    typed
+}
+
+/// The contract between the server and its clients (capture, tui): every answer a client reads
+/// is one of `sessionflow_protocol`'s types, field for field, with real data in every part
+/// (a worker's heartbeat, a processor's run, a failure, messages with tool calls).
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn every_answer_reads_as_the_shared_protocol_types(pool: PgPool) {
+    use sessionflow_protocol::health::Healthz;
+    use sessionflow_protocol::heartbeat::WorkerGauges;
+    use sessionflow_protocol::monitor::MonitorSnapshot;
+    use sessionflow_protocol::sessions::{BatchStatusResponse, MessagePage, Session, SessionPage};
+
+    let (state, queue, dir) = daemon_like(&pool);
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir.path()));
+    let url = serve(state).await;
+    let batch = json!({"events": [start_event("s1"), end_event("s1"), start_event("live")]});
+    post(&url, "/api/events/ingest", batch.to_string()).await;
+    let transcript = fixture("cc2.1.14-headless-hello-world-script.jsonl");
+    post(&url, "/api/sessions/s1/transcript/upload", transcript).await;
+    wait_for_lifecycle(&url, "s1", "summarized").await;
+    sqlx::query(
+        "INSERT INTO sessions (id, workspace_id, lifecycle, transcript_key) \
+         VALUES ('gone', 'w1', 'ended', 'transcripts/w1/gone/raw.jsonl')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    queue.enqueue("gone");
+    wait_for_lifecycle(&url, "gone", "failed").await;
+    beat(&pool, "daemon", &queue).await;
+    sessionflow_pipeline::processors::Processors::standard(pool.clone(), blobs)
+        .run("usage")
+        .await
+        .unwrap();
+
+    let (status, raw) = get(&url, "/api/monitor", Some(KEY)).await;
+    assert_eq!(status, 200);
+    let m: MonitorSnapshot = contract("/api/monitor", &raw);
+    assert_eq!(m.workers.len(), 1);
+    assert_eq!(m.recent_failures.len(), 1);
+    assert_eq!(m.processors.len(), 1);
+    assert_eq!(m.stages.len(), 6);
+
+    let (_, raw) = get(&url, "/healthz", None).await;
+    let health: Healthz = contract("/healthz", &raw);
+    assert!(health.is_ok(), "{raw}");
+
+    let (_, raw) = get(&url, "/api/sessions?limit=2", Some(KEY)).await;
+    let page: SessionPage = contract("/api/sessions", &raw);
+    assert_eq!(page.total, Some(3));
+    let cursor = page.next_cursor.expect("a second page");
+    let (_, raw) = get(
+        &url,
+        &format!("/api/sessions?limit=2&cursor={cursor}"),
+        Some(KEY),
+    )
+    .await;
+    let next: SessionPage = contract("/api/sessions?cursor", &raw);
+    assert_eq!((next.sessions.len(), next.total), (1, None));
+
+    for id in ["s1", "gone", "live"] {
+        let (_, raw) = get(&url, &format!("/api/sessions/{id}"), Some(KEY)).await;
+        let session: Session = contract("/api/sessions/{id}", &raw);
+        assert_eq!(session.id, id);
+    }
+    let (_, raw) = get(&url, "/api/sessions/s1/messages", Some(KEY)).await;
+    let messages: MessagePage = contract("/api/sessions/{id}/messages", &raw);
+    assert!(
+        messages.messages.iter().any(|m| !m.blocks.is_empty()),
+        "{raw}"
+    );
+
+    let ids = json!({"session_ids": ["s1", "gone", "nobody"]});
+    let (_, raw) = post(&url, "/api/sessions/batch-status", ids.to_string()).await;
+    let statuses: BatchStatusResponse = contract("/api/sessions/batch-status", &raw);
+    assert_eq!(statuses.not_found, ["nobody"]);
+
+    let gauges: Value = sqlx::query_scalar("SELECT pipeline FROM workers WHERE id = 'host-1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let gauges: WorkerGauges = contract("the heartbeat", &gauges);
+    assert_eq!(gauges.stages.len(), 6);
+}

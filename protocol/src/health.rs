@@ -57,3 +57,18 @@ pub struct Holder {
     /// Since its last heartbeat (none: its row is gone).
     pub silent_seconds: Option<f64>,
 }
+
+/// `/healthz`: `ok`, or `degraded` with the reasons.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Healthz {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+impl Healthz {
+    pub fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
+}

@@ -27,6 +27,7 @@ fn window(app: &App) -> SessionWindow {
             initial_prompt: Some(format!(
                 "refactor the persist stage so that group {i} is written with one statement"
             )),
+            ..SessionRow::default()
         })
         .collect();
     SessionWindow {

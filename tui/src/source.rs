@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
 use crate::app::{Command, ListRequest, SessionWindow, Update, Usage, WINDOW, Wanted};
-use crate::snapshot::{Health, MessagePage, Monitor, SessionDetail, SessionInfo, SessionPage};
+use crate::snapshot::{Health, MessagePage, Monitor, Session, SessionDetail, SessionPage};
 
 /// A request to the API: method, path with query, and whether it carries the API key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,7 +246,7 @@ impl Api<'_> {
 
     async fn detail(&self, id: &str) -> Result<SessionDetail, String> {
         let id = encode(id);
-        let info: SessionInfo = self
+        let info: Session = self
             .get(&format!("/api/sessions/{id}"), "a session")
             .await?;
         let messages: MessagePage = self

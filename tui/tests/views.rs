@@ -1,6 +1,7 @@
 //! The monitor's screens drawn on ratatui's TestBackend with fixed data, compared with stored
 //! snapshots (insta), and its keys doing what their help line says.
 
+use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -10,34 +11,98 @@ use sessionflow_tui::app::{
 };
 use sessionflow_tui::keys::{Action, INPUT_KEYS, KEYS};
 use sessionflow_tui::snapshot::{
-    BlockPreview, Health, MessagePreview, Monitor, SessionDetail, SessionInfo, SessionRow,
+    Block, Failure, Health, Message, Monitor, ProcessorRow, QueueSummary, Session, SessionCounts,
+    SessionDetail, SessionRow, StageSummary, WorkerRow,
 };
 use sessionflow_tui::view;
 
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+fn stage(name: &str, counts: [u64; 3], per_s: f64, p50: f64, p95: f64) -> StageSummary {
+    StageSummary {
+        name: name.into(),
+        in_flight: counts[0],
+        done: counts[1],
+        failed: counts[2],
+        throughput_per_s: per_s,
+        p50_latency_ms: p50,
+        p95_latency_ms: p95,
+    }
+}
+
 fn monitor() -> Monitor {
-    serde_json::from_value(serde_json::json!({
-        "sessions": {"by_lifecycle": {"detected": 3, "ended": 2, "parsed": 1, "summarized": 40, "failed": 2}},
-        "queue": {"depth": 2, "dropped": 0.0},
-        "stages": [
-            {"name": "fetch", "in_flight": 1.0, "done": 44.0, "failed": 0.0, "throughput_per_s": 2.0, "p50_latency_ms": 1.0, "p95_latency_ms": 2.5},
-            {"name": "download", "in_flight": 0.0, "done": 43.0, "failed": 2.0, "throughput_per_s": 2.0, "p50_latency_ms": 0.5, "p95_latency_ms": 1.0},
-            {"name": "parse", "in_flight": 1.0, "done": 41.0, "failed": 0.0, "throughput_per_s": 1.8, "p50_latency_ms": 2.5, "p95_latency_ms": 10.0},
-            {"name": "persist", "in_flight": 0.0, "done": 41.0, "failed": 0.0, "throughput_per_s": 1.8, "p50_latency_ms": 10.0, "p95_latency_ms": 50.0},
-            {"name": "summarize", "in_flight": 0.0, "done": 41.0, "failed": 0.0, "throughput_per_s": 1.8, "p50_latency_ms": 1.0, "p95_latency_ms": 2.5},
-            {"name": "backup", "in_flight": 0.0, "done": 41.0, "failed": 0.0, "throughput_per_s": 1.8, "p50_latency_ms": 1.0, "p95_latency_ms": 2.5}
+    let by_lifecycle = [
+        ("detected", 3),
+        ("ended", 2),
+        ("parsed", 1),
+        ("summarized", 40),
+        ("failed", 2),
+    ];
+    Monitor {
+        sessions: SessionCounts {
+            by_lifecycle: by_lifecycle
+                .into_iter()
+                .map(|(k, n)| (k.to_owned(), n))
+                .collect(),
+            ..SessionCounts::default()
+        },
+        queue: QueueSummary {
+            depth: 2,
+            ..QueueSummary::default()
+        },
+        stages: vec![
+            stage("fetch", [1, 44, 0], 2.0, 1.0, 2.5),
+            stage("download", [0, 43, 2], 2.0, 0.5, 1.0),
+            stage("parse", [1, 41, 0], 1.8, 2.5, 10.0),
+            stage("persist", [0, 41, 0], 1.8, 10.0, 50.0),
+            stage("summarize", [0, 41, 0], 1.8, 1.0, 2.5),
+            stage("backup", [0, 41, 0], 1.8, 1.0, 2.5),
         ],
-        "workers": [{"id": "laptop-4242", "mode": "daemon", "queue_depth": 2, "in_flight": 2.0, "last_heartbeat": "2026-11-23T10:00:00Z"}],
-        "recent_failures": [{"session_id": "s-7", "stage": "download", "error": "S3 download failed: blob transcripts/w1/s-7/raw.jsonl not found; the upload never finished, or the object was removed from the bucket by a lifecycle rule", "at": "2026-11-23T09:59:00Z"}],
-        "events_per_second": 3.5,
-        "processors": [
-            {"name": "usage", "last_run": "2026-11-23T09:58:00Z", "next_run": "2026-11-23T10:03:00Z", "running": false,
-             "last_result": {"scanned": 12, "processed": 11, "skipped": 0, "errors": 1, "items": 840},
-             "processed": 40, "failing": 1, "parked": 0},
-            {"name": "tools", "last_run": "2026-11-23T09:59:30Z", "next_run": null, "running": true,
-             "last_result": {"error": "database: connection refused"}, "processed": 38, "failing": 0, "parked": 2}
-        ]
-    }))
-    .unwrap()
+        workers: vec![WorkerRow {
+            id: "laptop-4242".into(),
+            mode: "daemon".into(),
+            queue_depth: 2,
+            in_flight: 2,
+            last_heartbeat: at("2026-11-23T10:00:00Z"),
+            ..WorkerRow::default()
+        }],
+        recent_failures: vec![Failure {
+            session_id: "s-7".into(),
+            stage: "download".into(),
+            error: "S3 download failed: blob transcripts/w1/s-7/raw.jsonl not found; the upload \
+                    never finished, or the object was removed from the bucket by a lifecycle rule"
+                .into(),
+            at: at("2026-11-23T09:59:00Z"),
+        }],
+        events_per_second: 3.5,
+        processors: vec![
+            ProcessorRow {
+                name: "usage".into(),
+                last_run: Some(at("2026-11-23T09:58:00Z")),
+                next_run: Some(at("2026-11-23T10:03:00Z")),
+                running: false,
+                last_result: Some(serde_json::json!(
+                    {"scanned": 12, "processed": 11, "skipped": 0, "errors": 1, "items": 840}
+                )),
+                processed: 40,
+                failing: 1,
+                parked: 0,
+            },
+            ProcessorRow {
+                name: "tools".into(),
+                last_run: Some(at("2026-11-23T09:59:30Z")),
+                next_run: None,
+                running: true,
+                last_result: Some(serde_json::json!({"error": "database: connection refused"})),
+                processed: 38,
+                failing: 0,
+                parked: 2,
+            },
+        ],
+        ..Monitor::default()
+    }
 }
 
 /// Rows `from..to` of a made-up list.
@@ -51,6 +116,7 @@ fn rows(from: u64, to: u64) -> Vec<SessionRow> {
             tokens_out: 1000 * i,
             cost_estimate_usd: i as f64 * 0.25,
             initial_prompt: Some(format!("fix the flaky test number {i}\nin the parser")),
+            ..SessionRow::default()
         })
         .collect()
 }
@@ -468,14 +534,14 @@ fn typing_a_filter_narrows_the_list_and_esc_brings_the_old_one_back() {
 
 fn detail(lifecycle: &str) -> SessionDetail {
     SessionDetail {
-        info: SessionInfo {
+        info: Session {
             id: "s-007".into(),
             workspace_id: "w1".into(),
             lifecycle: lifecycle.into(),
             parse_status: "failed".into(),
             parse_error: Some("Persist failed: database unavailable: connection refused".into()),
-            started_at: Some("2026-11-23T09:00:00Z".into()),
-            ended_at: Some("2026-11-23T09:30:00Z".into()),
+            started_at: Some(at("2026-11-23T09:00:00Z")),
+            ended_at: Some(at("2026-11-23T09:30:00Z")),
             duration_ms: Some(1_800_000),
             end_reason: Some("exit".into()),
             cwd: Some("/home/dev/sessionflow".into()),
@@ -486,37 +552,37 @@ fn detail(lifecycle: &str) -> SessionDetail {
             tokens_out: 7000,
             cost_estimate_usd: 1.75,
             initial_prompt: Some("fix the flaky test number 7".into()),
-            ..SessionInfo::default()
+            ..Session::default()
         },
         first_messages: vec![
-            MessagePreview {
+            Message {
                 ordinal: 0,
                 message_type: "user".into(),
                 role: Some("user".into()),
-                blocks: vec![BlockPreview {
+                blocks: vec![Block {
                     block_type: "text".into(),
                     text: Some("fix the flaky test number 7".into()),
-                    ..BlockPreview::default()
+                    ..Block::default()
                 }],
-                ..MessagePreview::default()
+                ..Message::default()
             },
-            MessagePreview {
+            Message {
                 ordinal: 1,
                 message_type: "assistant".into(),
                 role: Some("assistant".into()),
                 blocks: vec![
-                    BlockPreview {
+                    Block {
                         block_type: "text".into(),
                         text: Some("Let me look at the test.".into()),
-                        ..BlockPreview::default()
+                        ..Block::default()
                     },
-                    BlockPreview {
+                    Block {
                         block_type: "tool_use".into(),
                         tool_name: Some("Read".into()),
-                        ..BlockPreview::default()
+                        ..Block::default()
                     },
                 ],
-                ..MessagePreview::default()
+                ..Message::default()
             },
         ],
     }

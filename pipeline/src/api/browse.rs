@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use sessionflow_protocol::ids::Id;
+use sessionflow_protocol::sessions::{Message, MessagePage, SessionPage, SessionRow};
 use sessionflow_stages::store::Lifecycle;
 
 use super::ApiState;
@@ -128,7 +128,7 @@ const LIST_FILTERS: &str = "($1::text IS NULL OR lifecycle = $1) \
     tag = "sessions",
     params(ListQuery),
     responses(
-        (status = 200, description = "`{sessions: [...], next_cursor, total}`", body = Object),
+        (status = 200, description = "A page of sessions", body = SessionPage),
         (status = 400, description = "A bad filter, sort, limit or cursor", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
@@ -138,7 +138,7 @@ const LIST_FILTERS: &str = "($1::text IS NULL OR lifecycle = $1) \
 pub async fn list(
     State(state): State<ApiState>,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionPage>, ApiError> {
     let limit = page_size(query.limit)?;
     if let Some(workspace) = &query.workspace {
         Id::parse("workspace", workspace)?;
@@ -218,19 +218,20 @@ pub async fn list(
          FROM page JOIN sessions s ON s.id = page.id \
          ORDER BY page.key {direction}, page.created_at {direction}, page.id {direction}"
     );
-    let rows: Vec<(Value, f64, DateTime<Utc>, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(query.lifecycle.as_deref())
-        .bind(query.workspace.as_deref())
-        .bind(query.since)
-        .bind(pattern.as_deref())
-        .bind(cursor.as_ref().map(|c| c.at))
-        .bind(cursor.as_ref().map_or(0.0, |c| c.value.unwrap_or(0.0)))
-        .bind(cursor.as_ref().map(|c| c.id.as_str()))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(state.store.pool())
-        .await
-        .map_err(unavailable)?;
+    let rows: Vec<(sqlx::types::Json<SessionRow>, f64, DateTime<Utc>, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(query.lifecycle.as_deref())
+            .bind(query.workspace.as_deref())
+            .bind(query.since)
+            .bind(pattern.as_deref())
+            .bind(cursor.as_ref().map(|c| c.at))
+            .bind(cursor.as_ref().map_or(0.0, |c| c.value.unwrap_or(0.0)))
+            .bind(cursor.as_ref().map(|c| c.id.as_str()))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(state.store.pool())
+            .await
+            .map_err(unavailable)?;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| {
             rows.last().map(|(_, value, at, id)| match column {
@@ -254,12 +255,11 @@ pub async fn list(
             .map_err(unavailable)?,
         ),
     };
-    let sessions: Vec<Value> = rows.into_iter().map(|(row, ..)| row).collect();
-    let mut page = json!({"sessions": sessions, "next_cursor": next_cursor});
-    if let Some(total) = total {
-        page["total"] = json!(total);
-    }
-    Ok(Json(page))
+    Ok(Json(SessionPage {
+        sessions: rows.into_iter().map(|(row, ..)| row.0).collect(),
+        next_cursor,
+        total: total.and_then(|n| u64::try_from(n).ok()),
+    }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -277,7 +277,7 @@ pub struct MessagesQuery {
     tag = "sessions",
     params(("id" = String, Path, description = "Session id"), MessagesQuery),
     responses(
-        (status = 200, description = "`{messages: [...], next_after}`", body = Object),
+        (status = 200, description = "A page of messages", body = MessagePage),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
@@ -288,7 +288,7 @@ pub async fn messages(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     Query(query): Query<MessagesQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessagePage>, ApiError> {
     let id = Id::parse("session_id", &id)?.into_string();
     let limit = page_size(query.limit)?;
     let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = $1")
@@ -299,7 +299,7 @@ pub async fn messages(
     if exists.is_none() {
         return Err(ApiError::NotFound(format!("session {id} not found")));
     }
-    let messages: Vec<(i32, Value)> = sqlx::query_as(
+    let messages: Vec<(i32, sqlx::types::Json<Message>)> = sqlx::query_as(
         "SELECT m.ordinal, jsonb_build_object('ordinal', m.ordinal, 'line_number', m.line_number, \
                  'message_type', m.message_type, 'role', m.role, 'model', m.model, \
                  'timestamp', m.\"timestamp\", 'is_sidechain', m.is_sidechain, \
@@ -325,8 +325,8 @@ pub async fn messages(
     let next_after = (messages.len() as i64 == limit)
         .then(|| messages.last().map(|(ordinal, _)| *ordinal))
         .flatten();
-    let messages: Vec<Value> = messages.into_iter().map(|(_, m)| m).collect();
-    Ok(Json(
-        json!({"messages": messages, "next_after": next_after}),
-    ))
+    Ok(Json(MessagePage {
+        messages: messages.into_iter().map(|(_, m)| m.0).collect(),
+        next_after: next_after.map(i64::from),
+    }))
 }

@@ -18,6 +18,9 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("{0}")]
     Unavailable(String),
+    /// A fault of the server itself: logged whole, answered without its text.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<sessionflow_protocol::ids::IdError> for ApiError {
@@ -42,12 +45,16 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             tracing::warn!("{self}");
         }
         let body = ErrorBody {
-            error: self.to_string(),
+            error: match self {
+                ApiError::Internal(_) => "internal error (the server's log says more)".to_owned(),
+                _ => self.to_string(),
+            },
         };
         (status, Json(body)).into_response()
     }

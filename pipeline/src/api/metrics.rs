@@ -9,7 +9,6 @@ use std::fmt::Write as _;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 
 use super::ApiState;
 use crate::heartbeat;
@@ -23,10 +22,6 @@ fn label(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-fn number(value: &Value) -> f64 {
-    value.as_f64().unwrap_or(0.0)
 }
 
 /// Prometheus metrics, computed from the database (every worker's heartbeat).
@@ -146,13 +141,7 @@ async fn render(state: &ApiState) -> Result<String, sqlx::Error> {
         );
     }
 
-    let workers: Vec<(String, String, i32, Value)> = sqlx::query_as(
-        "SELECT id, mode, queue_depth, pipeline FROM workers \
-         WHERE last_seen > now() - $1 * interval '1 second' ORDER BY id",
-    )
-    .bind(heartbeat::SILENT_AFTER.as_secs() as f64)
-    .fetch_all(pool)
-    .await?;
+    let workers = heartbeat::live_gauges(pool).await?;
     family(
         &mut out,
         "sessionflow_workers",
@@ -184,30 +173,27 @@ async fn render(state: &ApiState) -> Result<String, sqlx::Error> {
     ];
     for (name, kind, help) in series {
         family(&mut out, name, kind, help);
-        for (id, _mode, depth, p) in &workers {
-            let w = label(id);
+        for worker in &workers {
+            let (w, depth, p) = (label(&worker.id), worker.queue_depth, &worker.gauges);
             match name {
                 "sessionflow_queue_depth" => {
                     let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {depth}");
                 }
                 "sessionflow_queue_dropped_total" => {
-                    let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", number(&p["dropped"]));
+                    let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", p.dropped);
                 }
                 "sessionflow_runs_total" => {
-                    for outcome in ["completed", "stopped", "failed", "deferred"] {
-                        let _ = writeln!(
-                            out,
-                            "{name}{{worker=\"{w}\",outcome=\"{outcome}\"}} {}",
-                            number(&p[outcome])
-                        );
+                    for (outcome, n) in [
+                        ("completed", p.completed),
+                        ("stopped", p.stopped),
+                        ("failed", p.failed),
+                        ("deferred", p.deferred),
+                    ] {
+                        let _ = writeln!(out, "{name}{{worker=\"{w}\",outcome=\"{outcome}\"}} {n}");
                     }
                 }
                 _ => {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{worker=\"{w}\"}} {}",
-                        number(&p["events"]["duplicates"])
-                    );
+                    let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", p.events.duplicates);
                 }
             }
         }
@@ -230,22 +216,24 @@ async fn render(state: &ApiState) -> Result<String, sqlx::Error> {
         "gauge",
         "Mean and max latency of each stage.",
     );
-    for (id, _mode, _depth, p) in &workers {
-        let w = label(id);
-        for stage in p["stages"].as_array().into_iter().flatten() {
-            let s = label(stage["name"].as_str().unwrap_or("?"));
+    for worker in &workers {
+        let w = label(&worker.id);
+        for stage in &worker.gauges.stages {
+            let s = label(&stage.name);
             let _ = writeln!(
                 out,
                 "sessionflow_stage_runs_total{{worker=\"{w}\",stage=\"{s}\"}} {}",
-                number(&stage["done"])
+                stage.done
             );
             let _ = writeln!(
                 out,
                 "sessionflow_stage_failures_total{{worker=\"{w}\",stage=\"{s}\"}} {}",
-                number(&stage["failed"])
+                stage.failed
             );
-            for stat in ["mean", "max"] {
-                let ms = number(&stage[format!("{stat}_latency_ms").as_str()]);
+            for (stat, ms) in [
+                ("mean", stage.mean_latency_ms),
+                ("max", stage.max_latency_ms),
+            ] {
                 let _ = writeln!(
                     out,
                     "sessionflow_stage_latency_seconds{{worker=\"{w}\",stage=\"{s}\",stat=\"{stat}\"}} {}",

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use sessionflow_protocol::monitor::{
+    Failure, MonitorSnapshot, ProcessorRow, QueueSummary, SessionCounts, StageSummary, Stuck,
+    WorkerQueue, WorkerRow,
+};
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
@@ -15,10 +18,6 @@ use crate::heartbeat;
 /// Failures and stuck sessions listed at most.
 const LISTED: i64 = 20;
 
-fn number(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(0.0)
-}
-
 /// The operator's snapshot: health with its figures, sessions by lifecycle and parse status,
 /// queue, stages, workers, recent failures, events per second, processors.
 #[utoipa::path(
@@ -26,13 +25,13 @@ fn number(v: &Value) -> f64 {
     path = "/api/monitor",
     tag = "operations",
     responses(
-        (status = 200, description = "The snapshot", body = Object),
+        (status = 200, description = "The snapshot", body = MonitorSnapshot),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
-pub async fn monitor(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+pub async fn monitor(State(state): State<ApiState>) -> Result<Json<MonitorSnapshot>, ApiError> {
     let pool = state.store.pool();
     let unavailable = |e: sqlx::Error| ApiError::Unavailable(format!("database unavailable: {e}"));
 
@@ -41,63 +40,60 @@ pub async fn monitor(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
             .fetch_all(pool)
             .await
             .map_err(unavailable)?;
-    let mut by_lifecycle: BTreeMap<String, i64> = BTreeMap::new();
-    let mut by_parse_status: BTreeMap<String, i64> = BTreeMap::new();
+    let mut by_lifecycle: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_parse_status: BTreeMap<String, u64> = BTreeMap::new();
     for (lifecycle, parse_status, n) in counts {
+        let n = u64::try_from(n).unwrap_or_default();
         *by_lifecycle.entry(lifecycle).or_default() += n;
         *by_parse_status.entry(parse_status).or_default() += n;
     }
 
-    let workers: Vec<(String, String, DateTime<Utc>, i32, Value)> = sqlx::query_as(
-        "SELECT id, mode, last_seen, queue_depth, pipeline FROM workers \
-         WHERE last_seen > now() - $1 * interval '1 second' ORDER BY id",
-    )
-    .bind(heartbeat::SILENT_AFTER.as_secs() as f64)
-    .fetch_all(pool)
-    .await
-    .map_err(unavailable)?;
-    let mut stages: Vec<(String, [f64; 6])> = Vec::new();
-    let (mut depth, mut dropped) = (0i64, 0f64);
-    let mut queues = Vec::new();
+    let workers = heartbeat::live_gauges(pool).await.map_err(unavailable)?;
+    let mut stages: Vec<StageSummary> = Vec::new();
+    let mut queue = QueueSummary::default();
     let mut worker_rows = Vec::new();
-    for (id, mode, last_seen, queue_depth, p) in &workers {
-        depth += i64::from(*queue_depth);
-        dropped += number(&p["dropped"]);
-        queues.push(json!({"worker": id, "depth": queue_depth, "dropped": number(&p["dropped"])}));
-        worker_rows.push(json!({
-            "id": id, "host": p["host"], "mode": mode, "version": p["version"],
-            "last_heartbeat": last_seen, "queue_depth": queue_depth,
-            "in_flight": number(&p["runs_in_flight"]),
-        }));
-        for stage in p["stages"].as_array().into_iter().flatten() {
-            let name = stage["name"].as_str().unwrap_or("?").to_owned();
-            let at = match stages.iter().position(|(n, _)| *n == name) {
+    for w in &workers {
+        let g = &w.gauges;
+        queue.depth += w.queue_depth;
+        queue.dropped += g.dropped;
+        queue.workers.push(WorkerQueue {
+            worker: w.id.clone(),
+            depth: w.queue_depth,
+            dropped: g.dropped,
+        });
+        worker_rows.push(WorkerRow {
+            id: w.id.clone(),
+            host: g.host.clone(),
+            mode: w.mode.clone(),
+            version: g.version.clone(),
+            last_heartbeat: w.last_seen,
+            queue_depth: w.queue_depth,
+            in_flight: g.runs_in_flight,
+        });
+        for stage in &g.stages {
+            let at = match stages.iter().position(|s| s.name == stage.name) {
                 Some(at) => at,
                 None => {
-                    stages.push((name, [0.0; 6]));
+                    stages.push(StageSummary {
+                        name: stage.name.clone(),
+                        ..StageSummary::default()
+                    });
                     stages.len() - 1
                 }
             };
-            let sums = &mut stages[at].1;
-            sums[0] += number(&stage["in_flight"]);
-            sums[1] += number(&stage["done"]);
-            sums[2] += number(&stage["failed"]);
-            sums[3] += number(&stage["throughput_per_s"]);
+            let sum = &mut stages[at];
+            sum.in_flight += stage.in_flight;
+            sum.done += stage.done;
+            sum.failed += stage.failed;
+            sum.throughput_per_s += stage.throughput_per_s;
             // Across workers, the slowest worker's percentiles stand for the stage.
-            sums[4] = sums[4].max(number(&stage["p50_latency_ms"]));
-            sums[5] = sums[5].max(number(&stage["p95_latency_ms"]));
+            sum.p50_latency_ms = sum.p50_latency_ms.max(stage.p50_latency_ms);
+            sum.p95_latency_ms = sum.p95_latency_ms.max(stage.p95_latency_ms);
         }
     }
-    let stages: Vec<Value> = stages
-        .into_iter()
-        .map(|(name, s)| {
-            json!({"name": name, "in_flight": s[0], "done": s[1], "failed": s[2],
-                   "throughput_per_s": s[3], "p50_latency_ms": s[4], "p95_latency_ms": s[5]})
-        })
-        .collect();
 
-    type Failure = (String, Option<String>, Option<String>, DateTime<Utc>);
-    let failures: Vec<Failure> = sqlx::query_as(
+    type FailureRow = (String, Option<String>, Option<String>, DateTime<Utc>);
+    let failures: Vec<FailureRow> = sqlx::query_as(
         "SELECT id, failed_stage, parse_error, updated_at FROM sessions \
          WHERE lifecycle = 'failed' ORDER BY updated_at DESC LIMIT $1",
     )
@@ -105,12 +101,14 @@ pub async fn monitor(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
-    let failures: Vec<Value> = failures
+    let failures: Vec<Failure> = failures
         .into_iter()
-        .map(|(id, stage, error, at)| {
+        .map(|(session_id, stage, error, at)| Failure {
+            session_id,
             // A failure recorded outside a run (none so far) has no stage.
-            let stage = stage.unwrap_or_else(|| "pipeline".to_owned());
-            json!({"session_id": id, "stage": stage, "error": error.unwrap_or_default(), "at": at})
+            stage: stage.unwrap_or_else(|| "pipeline".to_owned()),
+            error: error.unwrap_or_default(),
+            at,
         })
         .collect();
     let stuck: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
@@ -122,9 +120,12 @@ pub async fn monitor(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
-    let stuck: Vec<Value> = stuck
+    let stuck: Vec<Stuck> = stuck
         .into_iter()
-        .map(|(id, since)| json!({"session_id": id, "waiting_since": since}))
+        .map(|(session_id, waiting_since)| Stuck {
+            session_id,
+            waiting_since,
+        })
         .collect();
     let recent_events: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE ingested_at > now() - interval '60 seconds'",
@@ -133,7 +134,7 @@ pub async fn monitor(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
     .await
     .map_err(unavailable)?;
 
-    let processors: Vec<Value> = sqlx::query_scalar(
+    let processors: Vec<sqlx::types::Json<ProcessorRow>> = sqlx::query_scalar(
         "SELECT jsonb_build_object('name', r.processor_name, 'last_run', r.last_run_at, \
                 'next_run', r.next_run_at, 'running', r.running, 'last_result', r.last_result, \
                 'processed', (SELECT count(*) FROM processor_state p \
@@ -153,16 +154,19 @@ pub async fn monitor(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
 
     let health = super::health(&state).await;
 
-    Ok(Json(json!({
-        "generated_at": Utc::now(),
-        "health": health,
-        "sessions": {"by_lifecycle": by_lifecycle, "by_parse_status": by_parse_status},
-        "queue": {"depth": depth, "dropped": dropped, "workers": queues},
-        "stages": stages,
-        "workers": worker_rows,
-        "recent_failures": failures,
-        "stuck": stuck,
-        "events_per_second": recent_events as f64 / 60.0,
-        "processors": processors,
-    })))
+    Ok(Json(MonitorSnapshot {
+        generated_at: Utc::now(),
+        health,
+        sessions: SessionCounts {
+            by_lifecycle,
+            by_parse_status,
+        },
+        queue,
+        stages,
+        workers: worker_rows,
+        recent_failures: failures,
+        stuck,
+        events_per_second: recent_events as f64 / 60.0,
+        processors: processors.into_iter().map(|p| p.0).collect(),
+    }))
 }

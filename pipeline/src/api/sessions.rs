@@ -6,44 +6,27 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sessionflow_protocol::events::{Reparse, ServerBody};
+use sessionflow_protocol::health::Healthz;
 use sessionflow_protocol::ids::Id;
+use sessionflow_protocol::sessions::{
+    BatchStatusRequest, BatchStatusResponse, MAX_BATCH, Session, SessionStatus,
+};
 
 use super::error::{ApiError, ErrorBody, json_body};
 use super::{ApiState, MAX_JSON_BODY, announce};
 use sessionflow_stages::store::{Lifecycle, StoreError};
 
-/// Most sessions asked about in one batch-status request.
-pub const MAX_BATCH: usize = 500;
-
-/// The sessions asked about.
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct BatchStatusRequest {
-    /// 1 to 500 session ids.
-    session_ids: Vec<String>,
-}
-
-/// Where one session stands: enough for a client to tell whether the server holds its current
-/// transcript (size and SHA-256) and, for a failed session, why.
-#[derive(Serialize, PartialEq, Debug, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Status {
-    #[serde(skip)]
+/// A session's status row, as batch-status reads it.
+#[derive(sqlx::FromRow)]
+struct StatusRow {
     id: String,
     lifecycle: String,
     parse_status: String,
     transcript_size: Option<i64>,
     transcript_sha256: Option<String>,
     parse_error: Option<String>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct BatchStatusResponse {
-    /// By session id.
-    statuses: BTreeMap<String, Status>,
-    /// Ids the server does not know.
-    not_found: Vec<String>,
 }
 
 /// Where each of up to 500 sessions stands: lifecycle, parse status, the stored transcript's
@@ -75,7 +58,7 @@ pub async fn batch_status(
     for (i, id) in request.session_ids.iter().enumerate() {
         Id::parse(&format!("session_ids[{i}]"), id)?;
     }
-    let rows: Vec<Status> = sqlx::query_as(
+    let rows: Vec<StatusRow> = sqlx::query_as(
         "SELECT id, lifecycle, parse_status, transcript_size, transcript_sha256, parse_error \
          FROM sessions WHERE id = ANY($1)",
     )
@@ -83,8 +66,19 @@ pub async fn batch_status(
     .fetch_all(state.store.pool())
     .await
     .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;
-    let statuses: BTreeMap<String, Status> =
-        rows.into_iter().map(|row| (row.id.clone(), row)).collect();
+    let statuses: BTreeMap<String, SessionStatus> = rows
+        .into_iter()
+        .map(|row| {
+            let status = SessionStatus {
+                lifecycle: row.lifecycle,
+                parse_status: row.parse_status,
+                transcript_size: row.transcript_size.and_then(|n| u64::try_from(n).ok()),
+                transcript_sha256: row.transcript_sha256,
+                parse_error: row.parse_error,
+            };
+            (row.id, status)
+        })
+        .collect();
     let mut not_found: Vec<String> = Vec::new();
     for id in request.session_ids {
         if !statuses.contains_key(&id) && !not_found.contains(&id) {
@@ -97,14 +91,17 @@ pub async fn batch_status(
     }))
 }
 
-/// Every column of the session: lifecycle, stats, summary and the parse error if any.
+/// Columns of `sessions` that are the pipeline's bookkeeping, not part of [`Session`].
+const INTERNAL_COLUMNS: [&str; 3] = ["claim", "enqueued_at", "enqueued_by"];
+
+/// The session: lifecycle, stats, summary and the parse error if any.
 #[utoipa::path(
     get,
     path = "/api/sessions/{id}",
     tag = "sessions",
     params(("id" = String, Path, description = "Session id")),
     responses(
-        (status = 200, description = "The session row, every column", body = Object),
+        (status = 200, description = "The session", body = Session),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
@@ -114,15 +111,24 @@ pub async fn batch_status(
 pub async fn session(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Session>, ApiError> {
     let id = Id::parse("session_id", &id)?.into_string();
+    // The row as JSON, read into the wire type: the answer is exactly the contract's fields
+    // (internal columns such as the claim token stay inside).
     let row: Option<Value> = sqlx::query_scalar("SELECT to_jsonb(s) FROM sessions s WHERE id = $1")
         .bind(&id)
         .fetch_optional(state.store.pool())
         .await
         .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;
-    row.map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("session {id} not found")))
+    let Some(Value::Object(mut row)) = row else {
+        return Err(ApiError::NotFound(format!("session {id} not found")));
+    };
+    for internal in INTERNAL_COLUMNS {
+        row.remove(internal);
+    }
+    serde_json::from_value(Value::Object(row))
+        .map(Json)
+        .map_err(|e| ApiError::Internal(format!("session {id} does not fit the contract: {e}")))
 }
 
 /// `POST /api/sessions/{id}/reparse`: forgets what was parsed and runs the pipeline again.
@@ -200,18 +206,22 @@ pub async fn reparse(
     path = "/healthz",
     tag = "operations",
     responses(
-        (status = 200, description = "`{\"status\": \"ok\"}`", body = Object),
-        (status = 503, description = "`{\"status\": \"degraded\", \"reasons\": [...]}`", body = Object),
+        (status = 200, description = "`{\"status\": \"ok\"}`", body = Healthz),
+        (status = 503, description = "`{\"status\": \"degraded\", \"reasons\": [...]}`", body = Healthz),
     )
 )]
-pub async fn healthz(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
+pub async fn healthz(State(state): State<ApiState>) -> (StatusCode, Json<Healthz>) {
     let health = super::health(&state).await;
-    if health.is_ok() {
-        (StatusCode::OK, Json(json!({ "status": "ok" })))
+    let status = if health.is_ok() {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "degraded", "reasons": health.reasons })),
-        )
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Healthz {
+            status: health.status,
+            reasons: health.reasons,
+        }),
+    )
 }

@@ -11,9 +11,10 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use serde_json::json;
 
-use super::client::{Client, ClientError, RemoteStatus};
+use super::client::{Client, ClientError};
 use super::discover::{LocalSession, Transcript};
 use crate::events::Event;
+use sessionflow_protocol::sessions::SessionStatus;
 
 /// How a backfill runs.
 #[derive(Debug, Clone)]
@@ -117,7 +118,7 @@ pub async fn send_all(
 async fn send_one(
     client: &Client,
     session: &LocalSession,
-    remote: Option<&RemoteStatus>,
+    remote: Option<&SessionStatus>,
     options: &Options,
 ) -> Result<Sent, String> {
     let reading = session.clone();
@@ -131,10 +132,10 @@ async fn send_one(
             .is_ok_and(|age| age < options.live_within);
     let same_content =
         remote.and_then(|r| r.transcript_sha256.as_deref()) == Some(transcript.sha256.as_str());
-    let needs_end = !live && !remote.is_some_and(RemoteStatus::has_ended);
+    let needs_end = !live && !remote.is_some_and(SessionStatus::has_ended);
     if same_content && !needs_end {
         return Ok(Sent::Skipped {
-            ended: remote.is_some_and(RemoteStatus::has_ended),
+            ended: remote.is_some_and(SessionStatus::has_ended),
         });
     }
     let refused = |e: ClientError| e.to_string();
@@ -244,7 +245,7 @@ pub struct Processing {
 }
 
 impl Processing {
-    pub fn of(total: usize, statuses: &BTreeMap<String, RemoteStatus>) -> Self {
+    pub fn of(total: usize, statuses: &BTreeMap<String, SessionStatus>) -> Self {
         let mut counts = Processing {
             total,
             ..Processing::default()
@@ -280,7 +281,7 @@ pub enum WaitEnd {
 pub struct Followed {
     pub end: WaitEnd,
     pub counts: Processing,
-    pub statuses: BTreeMap<String, RemoteStatus>,
+    pub statuses: BTreeMap<String, SessionStatus>,
 }
 
 /// Polls batch-status for `ids` every `every` until each is parsed, summarized, archived or

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
+use sessionflow_protocol::sessions::{BatchStatusRequest, BatchStatusResponse, SessionStatus};
 use sessionflow_stages::summarize::retry_after;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -64,38 +64,8 @@ pub enum Uploaded {
     AlreadyUploaded,
 }
 
-/// One session's state, from batch-status.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default)]
-pub struct RemoteStatus {
-    pub lifecycle: String,
-    pub parse_status: String,
-    pub transcript_sha256: Option<String>,
-    pub parse_error: Option<String>,
-}
-
-impl RemoteStatus {
-    /// Done as far as a backfill waits: parsed, summarized, archived or failed.
-    pub fn is_final(&self) -> bool {
-        matches!(
-            self.lifecycle.as_str(),
-            "parsed" | "summarized" | "archived" | "failed"
-        )
-    }
-
-    /// The session has ended on the server (it will be or was processed).
-    pub fn has_ended(&self) -> bool {
-        !matches!(self.lifecycle.as_str(), "detected" | "capturing")
-    }
-}
-
-#[derive(Deserialize)]
-struct BatchStatus {
-    statuses: BTreeMap<String, RemoteStatus>,
-}
-
 /// Batch-status asks about at most this many sessions at once.
-pub const STATUS_BATCH: usize = 500;
+pub const STATUS_BATCH: usize = sessionflow_protocol::sessions::MAX_BATCH;
 
 #[derive(Clone)]
 pub struct Client {
@@ -172,11 +142,14 @@ impl Client {
     pub async fn statuses(
         &self,
         ids: &[String],
-    ) -> Result<BTreeMap<String, RemoteStatus>, ClientError> {
+    ) -> Result<BTreeMap<String, SessionStatus>, ClientError> {
         let mut all = BTreeMap::new();
         for group in ids.chunks(STATUS_BATCH) {
-            let body = serde_json::to_vec(&json!({ "session_ids": group }))
-                .map_err(|e| ClientError::Refused(e.to_string()))?;
+            let request = BatchStatusRequest {
+                session_ids: group.to_vec(),
+            };
+            let body =
+                serde_json::to_vec(&request).map_err(|e| ClientError::Refused(e.to_string()))?;
             let answer = self
                 .call("batch-status", || {
                     self.http
@@ -185,7 +158,7 @@ impl Client {
                         .body(body.clone())
                 })
                 .await?;
-            let page: BatchStatus = serde_json::from_value(answer).map_err(|e| {
+            let page: BatchStatusResponse = serde_json::from_value(answer).map_err(|e| {
                 ClientError::Refused(format!("batch-status answered something unreadable: {e}"))
             })?;
             all.extend(page.statuses);

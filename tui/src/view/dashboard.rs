@@ -95,7 +95,7 @@ fn bar(value: u64, most: u64, width: usize) -> String {
 
 pub(super) fn draw_queue(frame: &mut Frame, app: &App, area: Rect) {
     let depth = app.monitor.as_ref().map_or(0, |m| m.queue.depth);
-    let dropped = app.monitor.as_ref().map_or(0.0, |m| m.queue.dropped);
+    let dropped = app.monitor.as_ref().map_or(0, |m| m.queue.dropped);
     let data: Vec<u64> = app.depth_history.iter().copied().collect();
     let width = area.width.saturating_sub(2) as usize;
     let shown = &data[data.len().saturating_sub(width)..];
@@ -122,7 +122,7 @@ pub(super) fn draw_stages(frame: &mut Frame, app: &App, area: Rect) {
         .iter()
         .flat_map(|m| &m.stages)
         .map(|s| {
-            let failed = Cell::from(format!("{}", s.failed)).style(if s.failed > 0.0 {
+            let failed = Cell::from(format!("{}", s.failed)).style(if s.failed > 0 {
                 Style::default().fg(Color::Red)
             } else {
                 Style::default()

@@ -13,7 +13,12 @@ pub(super) fn draw_failures(frame: &mut Frame, app: &App, area: Rect) {
     let mut lines: Vec<Line> = Vec::new();
     for f in failures.skip(app.scroll) {
         lines.push(Line::from(Span::styled(
-            format!("{} · {} · {}", f.session_id, f.stage, f.at),
+            format!(
+                "{} · {} · {}",
+                f.session_id,
+                f.stage,
+                f.at.format("%Y-%m-%d %H:%M:%S")
+            ),
             Style::default().add_modifier(Modifier::BOLD),
         )));
         lines.push(Line::from(format!("  {}", f.error)));

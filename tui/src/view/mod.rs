@@ -13,6 +13,7 @@ mod workers;
 
 pub use sessions::session_rows;
 
+use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -104,6 +105,18 @@ fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 /// `text` on one line: control characters as spaces, at most `max` characters, `…` if cut.
+/// A time of day, as the tables show it (UTC).
+pub(super) fn clock(at: &Option<DateTime<Utc>>) -> String {
+    at.map_or("–".to_owned(), |t| t.format("%H:%M:%S").to_string())
+}
+
+/// A date and time, as the detail view shows it (UTC).
+pub(super) fn stamp(at: &Option<DateTime<Utc>>) -> String {
+    at.map_or("–".to_owned(), |t| {
+        t.format("%Y-%m-%d %H:%M:%S").to_string()
+    })
+}
+
 pub(super) fn one_line(text: &str, max: usize) -> String {
     let mut line: String = text
         .chars()

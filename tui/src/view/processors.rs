@@ -5,6 +5,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
+use super::clock;
 use crate::app::App;
 
 pub(super) fn draw_processors(frame: &mut Frame, app: &App, area: Rect) {
@@ -28,10 +29,6 @@ pub(super) fn draw_processors(frame: &mut Frame, app: &App, area: Rect) {
         "last result",
     ])
     .style(Style::default().add_modifier(Modifier::BOLD));
-    let time = |t: &Option<String>| {
-        t.as_deref()
-            .map_or("–".to_owned(), |t| t.chars().skip(11).take(8).collect())
-    };
     let rows: Vec<Row> = processors
         .into_iter()
         .map(|p| {
@@ -53,8 +50,8 @@ pub(super) fn draw_processors(frame: &mut Frame, app: &App, area: Rect) {
             Row::new(vec![
                 Cell::from(p.name.clone()),
                 Cell::from(if p.running { "running" } else { "idle" }),
-                Cell::from(time(&p.last_run)),
-                Cell::from(time(&p.next_run)),
+                Cell::from(clock(&p.last_run)),
+                Cell::from(clock(&p.next_run)),
                 Cell::from(p.processed.to_string()),
                 Cell::from(p.failing.to_string()),
                 parked,

@@ -7,7 +7,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Row, Table, Wrap};
 
-use super::one_line;
+use super::{one_line, stamp};
 use crate::app::{App, Open};
 
 /// Rows of the sessions table that fit in a terminal of `area` (the paging step).
@@ -119,8 +119,8 @@ pub(super) fn draw_open(frame: &mut Frame, open: &Open, area: Rect) {
                 "time",
                 format!(
                     "{} → {} ({}; {})",
-                    or_dash(&s.started_at),
-                    or_dash(&s.ended_at),
+                    stamp(&s.started_at),
+                    stamp(&s.ended_at),
                     s.duration_ms.map_or("–".to_owned(), |ms| format!(
                         "{:.0} s",
                         ms as f64 / 1000.0

@@ -5,6 +5,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::widgets::{Block, Row, Table};
 
+use super::clock;
 use crate::app::App;
 
 pub(super) fn draw_worker_details(frame: &mut Frame, app: &App, area: Rect) {
@@ -26,10 +27,10 @@ pub(super) fn draw_worker_details(frame: &mut Frame, app: &App, area: Rect) {
         .map(|w| {
             Row::new(vec![
                 w.id.clone(),
-                w.host.clone().unwrap_or_default(),
+                w.host.clone(),
                 w.mode.clone(),
-                w.version.clone().unwrap_or_default(),
-                w.last_heartbeat.clone(),
+                w.version.clone(),
+                clock(&Some(w.last_heartbeat)),
                 w.queue_depth.to_string(),
                 w.in_flight.to_string(),
             ])
