@@ -18,6 +18,7 @@ use sessionflow_pipeline::capture::client::{Client, Patience};
 use sessionflow_pipeline::capture::discover;
 use sessionflow_pipeline::capture::spool::Spool;
 
+use crate::text::escaped;
 use crate::tui::parse_interval;
 
 /// Send the sessions on this machine to a server, then follow their processing.
@@ -43,6 +44,8 @@ pub struct Args {
     /// Print one JSON object at the end instead of progress.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    upload: crate::options::Upload,
 }
 
 pub fn parse_wait(text: &str) -> Result<Duration, String> {
@@ -82,9 +85,14 @@ async fn backfill(args: Args) -> anyhow::Result<ExitCode> {
     for u in &unreadable {
         view.line(&format!("skipped {}: {}", u.path.display(), u.error));
     }
+    let options = Options {
+        include_live: args.include_live,
+        admission: args.upload.admission(&args.dirs),
+        ..Options::default()
+    };
     let spool = Spool::new(Spool::default_dir());
     if !spool.waiting().is_empty() {
-        let delivered = spool.deliver(&client).await;
+        let delivered = spool.deliver(&client, &options.admission).await;
         view.line(&format!(
             "spool {}: {} sent, {} refused, {} left",
             spool.dir().display(),
@@ -95,17 +103,9 @@ async fn backfill(args: Args) -> anyhow::Result<ExitCode> {
     }
     let started = Instant::now();
     let discovered = sessions.len();
-    let sent = backfill::send_all(
-        &client,
-        sessions,
-        &Options {
-            include_live: args.include_live,
-            ..Options::default()
-        },
-        &view,
-    )
-    .await
-    .with_context(|| format!("cannot ask {} what it holds", client.server()))?;
+    let sent = backfill::send_all(&client, sessions, &options, &view)
+        .await
+        .with_context(|| format!("cannot ask {} what it holds", client.server()))?;
     let sending = started.elapsed();
     view.finish_sending();
     let follow = sent.to_follow();
@@ -235,7 +235,7 @@ impl Report<'_> {
         if !failures.is_empty() {
             println!("Failures:");
             for (id, error) in failures {
-                println!("  {id}: {error}");
+                println!("  {}: {}", escaped(&id), escaped(&error));
             }
         }
     }
@@ -288,7 +288,10 @@ impl View {
         }
     }
 
+    /// Prints a line of progress; what it quotes (paths, the server's reasons) is escaped.
     pub fn line(&self, text: &str) {
+        let text = escaped(text);
+        let text = text.as_ref();
         match &self.multi {
             Some(multi) => {
                 let _ = multi.println(text);

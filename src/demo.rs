@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sessionflow_pipeline::capture::backfill::{self, Followed, Options, SendReport};
 use sessionflow_pipeline::capture::client::{Client, Patience};
-use sessionflow_pipeline::capture::discover;
+use sessionflow_pipeline::capture::discover::{self, Admission, DEFAULT_MAX_UPLOAD};
 use sessionflow_pipeline::modes::{Mode, Service, Settings};
 use sessionflow_stages::store::redact;
 use tokio_util::sync::CancellationToken;
@@ -76,6 +76,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         stream: sessionflow_pipeline::consumer::STREAM.to_owned(),
         claim_idle: Duration::from_secs(60),
         processor_intervals: Default::default(),
+        limits: Default::default(),
     };
     let say = |text: String| {
         if !args.json {
@@ -123,6 +124,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let discovered = sessions.len();
     let options = Options {
         include_live: true,
+        admission: Admission::new(&roots, DEFAULT_MAX_UPLOAD),
         ..Options::default()
     };
     let started = Instant::now();

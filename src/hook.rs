@@ -15,6 +15,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sessionflow_pipeline::capture::backfill::device_id;
 use sessionflow_pipeline::capture::client::{Client, Patience};
+use sessionflow_pipeline::capture::discover::Admission;
+
+use crate::text::escaped;
 use sessionflow_pipeline::capture::settings;
 use sessionflow_pipeline::capture::spool::{Item, Spool};
 use sessionflow_pipeline::events::Event;
@@ -44,6 +47,8 @@ struct Target {
     /// Where unsent events and uploads wait [default: ~/.local/state/sessionflow/spool].
     #[arg(long, env = "SESSIONFLOW_SPOOL")]
     spool: Option<PathBuf>,
+    #[command(flatten)]
+    upload: crate::options::Upload,
 }
 
 /// What Claude Code writes on a hook's stdin (fields we do not use are ignored).
@@ -65,7 +70,7 @@ const MAX_INPUT: u64 = 1024 * 1024;
 
 pub fn run_hook(args: HookArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = hook(args) {
-        eprintln!("sessionflow hook: {}", crate::describe(&e));
+        eprintln!("sessionflow hook: {}", escaped(&crate::describe(&e)));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -79,7 +84,8 @@ fn hook(args: HookArgs) -> anyhow::Result<()> {
     let input: HookInput =
         serde_json::from_str(&raw).context("the hook's input is not Claude Code's JSON")?;
     let spool = Spool::new(args.target.spool.clone().unwrap_or_else(Spool::default_dir));
-    let items = items_for(args.event, &input);
+    let admission = args.target.upload.admission(&[]);
+    let items = items_for(args.event, &input, &admission);
     let client = match args.target.api_key.as_deref().filter(|k| !k.is_empty()) {
         Some(key) => Some(Client::new(
             &args.target.server.server,
@@ -97,13 +103,13 @@ fn hook(args: HookArgs) -> anyhow::Result<()> {
         let mut unsent = match &client {
             None => Some("no API key (set SESSIONFLOW_API_KEY)".to_owned()),
             Some(client) => {
-                let delivered = spool.deliver(client).await;
+                let delivered = spool.deliver(client, &admission).await;
                 (delivered.left > 0).then(|| format!("{} cannot be reached", client.server()))
             }
         };
         for item in items {
             if let (None, Some(client)) = (&unsent, &client)
-                && let Err(e) = item.send(client).await
+                && let Err(e) = item.send(client, &admission).await
             {
                 unsent = Some(e.to_string());
             }
@@ -111,7 +117,7 @@ fn hook(args: HookArgs) -> anyhow::Result<()> {
                 spool
                     .push(&item)
                     .with_context(|| format!("cannot spool into {}", spool.dir().display()))?;
-                eprintln!("sessionflow hook: {why}; spooled for later");
+                eprintln!("sessionflow hook: {}; spooled for later", escaped(why));
             }
         }
         anyhow::Ok(())
@@ -119,7 +125,7 @@ fn hook(args: HookArgs) -> anyhow::Result<()> {
 }
 
 /// The events (and upload) a hook sends.
-fn items_for(event: HookEvent, input: &HookInput) -> Vec<Item> {
+fn items_for(event: HookEvent, input: &HookInput, admission: &Admission) -> Vec<Item> {
     let workspace_id = workspace_of(input);
     let envelope = |kind: &str, data: Value| Event {
         id: ulid::Ulid::generate().to_string(),
@@ -158,12 +164,31 @@ fn items_for(event: HookEvent, input: &HookInput) -> Vec<Item> {
                 _ => "other",
             };
             let mut items = Vec::new();
-            if let Some(transcript) = &input.transcript_path {
-                items.push(Item::Upload {
-                    session_id: input.session_id.clone(),
-                    workspace_id: workspace_id.clone(),
-                    transcript_path: transcript.clone(),
-                });
+            // Only a transcript of this session, inside a Claude projects folder, is sent;
+            // anything else is said and left alone (the end is sent all the same).
+            match input
+                .transcript_path
+                .as_deref()
+                .map(|p| (p, admission.admit(p)))
+            {
+                Some((path, Ok(session))) if session.id == input.session_id => {
+                    items.push(Item::Upload {
+                        session_id: session.id,
+                        workspace_id: session.workspace_id,
+                        transcript_path: path.to_path_buf(),
+                    });
+                }
+                Some((path, Ok(session))) => eprintln!(
+                    "sessionflow hook: not uploading {}: it is the transcript of session {}, \
+                     not of {}",
+                    escaped(&path.display().to_string()),
+                    escaped(&session.id),
+                    escaped(&input.session_id)
+                ),
+                Some((_, Err(why))) => {
+                    eprintln!("sessionflow hook: not uploading: {}", escaped(&why));
+                }
+                None => {}
             }
             items.push(Item::Events {
                 events: vec![envelope(
@@ -255,11 +280,19 @@ pub fn run_hooks(args: HooksArgs) -> anyhow::Result<ExitCode> {
                 .context("cannot tell where this sessionflow binary is")?
                 .display()
                 .to_string();
-            let extra = server
-                .as_ref()
-                .map(|s| format!(" --server {s}"))
-                .unwrap_or_default();
-            settings::install(&mut value, |sub| settings::command(&binary, sub, &extra))
+            let extra: Vec<String> = server
+                .iter()
+                .flat_map(|s| ["--server".to_owned(), s.clone()])
+                .collect();
+            let commands = settings::HOOKS
+                .iter()
+                .map(|(_, sub)| {
+                    settings::command(&binary, sub, &extra)
+                        .map(|c| (*sub, c))
+                        .context("the hook command cannot hold a NUL character")
+                })
+                .collect::<anyhow::Result<std::collections::HashMap<_, _>>>()?;
+            settings::install(&mut value, |sub| commands[sub].clone())
                 .map_err(anyhow::Error::msg)
                 .with_context(|| format!("cannot add hooks to {}", path.display()))?
         }
@@ -276,18 +309,16 @@ pub fn run_hooks(args: HooksArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(text) = &text {
-        let backup = path.with_extension("json.sessionflow-backup");
-        std::fs::write(&backup, text)
-            .with_context(|| format!("cannot write the backup {}", backup.display()))?;
-        println!("backed up {} to {}", path.display(), backup.display());
+    let backup = settings::save(&path, &(serde_json::to_string_pretty(&value)? + "\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some(backup) = backup {
+        println!(
+            "backed up {} to {} (the newest {} backups are kept)",
+            path.display(),
+            backup.display(),
+            settings::BACKUPS
+        );
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let aside = path.with_extension("json.sessionflow-tmp");
-    std::fs::write(&aside, serde_json::to_string_pretty(&value)? + "\n")?;
-    std::fs::rename(&aside, &path).with_context(|| format!("cannot write {}", path.display()))?;
     match install_for {
         Some(_) => println!(
             "added the SessionStart and SessionEnd hooks to {}; they need SESSIONFLOW_API_KEY \

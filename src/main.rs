@@ -10,6 +10,7 @@ mod migrate;
 mod options;
 mod process;
 mod service;
+mod text;
 mod tools;
 mod tui;
 mod usage;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sessionflow_pipeline::capture::client::{Client, Patience};
+use sessionflow_pipeline::capture::discover::{Admission, DEFAULT_MAX_UPLOAD};
 use sessionflow_pipeline::processors::Processors;
 use sessionflow_stages::blob;
 use sessionflow_stages::store::{Store, locate};
@@ -28,6 +29,47 @@ impl Database {
     pub async fn open(&self) -> anyhow::Result<Store> {
         Ok(Store::open(&self.url().await?).await?)
     }
+}
+
+/// What capture (hooks, backfill) may send: `--max-upload`, or `SESSIONFLOW_MAX_UPLOAD`.
+#[derive(clap::Args)]
+pub struct Upload {
+    /// Largest session sent, its subagent files included: bytes, or with K, M, G (KiB, MiB,
+    /// GiB) [default: 1G].
+    #[arg(long, env = "SESSIONFLOW_MAX_UPLOAD", value_parser = parse_size)]
+    pub max_upload: Option<u64>,
+}
+
+impl Upload {
+    /// What may be read: the Claude projects folders and `named`, up to the size cap.
+    pub fn admission(&self, named: &[std::path::PathBuf]) -> Admission {
+        Admission::new(named, self.max_upload.unwrap_or(DEFAULT_MAX_UPLOAD))
+    }
+}
+
+/// `1073741824`, `512M`, `1G`, `64KiB`, `2 GiB`: a size in bytes (suffixes are powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (bytes, or a number with K, M or G)"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => {
+            return Err(format!(
+                "{text:?}: the unit must be K, M or G (powers of 1024)"
+            ));
+        }
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// `--server`, or `SESSIONFLOW_SERVER`.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use futures::future::BoxFuture;
+use sessionflow_pipeline::api::Limits;
 use sessionflow_pipeline::modes::{Mode, Service, Settings};
 use sessionflow_tui::source::{Method, Reply, Transport};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +55,18 @@ pub struct Args {
     /// (entries of a consumer whose worker went silent are taken at once).
     #[arg(long, env = "SESSIONFLOW_CLAIM_IDLE", default_value = "60s", value_parser = crate::backfill::parse_wait)]
     claim_idle: Duration,
+    /// API requests handled at once; more get 503 with Retry-After.
+    #[arg(long, env = "SESSIONFLOW_MAX_CONCURRENT", default_value_t = 256)]
+    max_concurrent: usize,
+    /// Time for one API request, like 30s (more: 408).
+    #[arg(long, env = "SESSIONFLOW_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::backfill::parse_wait)]
+    request_timeout: Duration,
+    /// Time for one transcript upload, like 10m (more: 408).
+    #[arg(long, env = "SESSIONFLOW_UPLOAD_TIMEOUT", default_value = "10m", value_parser = crate::backfill::parse_wait)]
+    upload_timeout: Duration,
+    /// The bearer key /metrics needs; unset, /metrics is open (bind it to a private address).
+    #[arg(long, env = "SESSIONFLOW_METRICS_KEY", hide_env_values = true)]
+    metrics_key: Option<String>,
     /// Session processors' intervals, like usage=5m,tools=10m (over their defaults).
     #[arg(long, env = "SESSIONFLOW_PROCESSOR_INTERVALS", value_parser = parse_intervals, default_value = "")]
     processor_intervals: Intervals,
@@ -136,6 +149,15 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
             stream: args.stream,
             claim_idle: args.claim_idle,
             processor_intervals: args.processor_intervals.0,
+            limits: Limits {
+                max_concurrent: args.max_concurrent.max(1),
+                request_timeout: args.request_timeout,
+                upload_timeout: args.upload_timeout,
+                metrics_key: args
+                    .metrics_key
+                    .filter(|k| !k.is_empty())
+                    .map(|k| Arc::from(k.as_str())),
+            },
         };
         let stop = CancellationToken::new();
         let service = Service::start(mode, settings, stop.clone()).await?;

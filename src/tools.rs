@@ -9,6 +9,7 @@ use serde_json::json;
 use sessionflow_protocol::reports::{ToolTotals, ToolsReport};
 
 use crate::options::ReportSource;
+use crate::text::escaped;
 
 /// The most used and the most failing tools.
 #[derive(clap::Args)]
@@ -55,7 +56,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for t in all.iter().take(args.top) {
         println!(
             "{:<28} {:>8} {:>8} {:>8} {:>9}",
-            t.tool_name, t.calls, t.errors, t.sessions, t.files
+            escaped(&t.tool_name),
+            t.calls,
+            t.errors,
+            t.sessions,
+            t.files
         );
     }
     let mut failing: Vec<_> = all.iter().filter(|t| t.errors > 0).collect();
@@ -68,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for t in failing.iter().take(args.top) {
         println!(
             "{:<28} {:>8} {:>8} {:>7.1}%",
-            t.tool_name,
+            escaped(&t.tool_name),
             t.errors,
             t.calls,
             t.error_rate * 100.0

@@ -344,12 +344,14 @@ async fn a_429_storm_is_waited_out_and_nothing_is_lost() {
     );
 }
 
-/// Runs `sessionflow hook SUB` with `input` on stdin.
+/// Runs `sessionflow hook SUB` with `input` on stdin, as Claude Code configured with
+/// `CLAUDE_CONFIG_DIR` = the spool's folder (its `projects/` holds the transcripts).
 fn hook(sub: &str, server: &str, spool: &Path, input: &Value) -> Output {
     use std::io::Write;
     let mut child = sessionflow()
         .args(["hook", sub, "--server", server, "--api-key", KEY, "--spool"])
         .arg(spool)
+        .env("CLAUDE_CONFIG_DIR", spool.parent().unwrap())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -476,6 +478,25 @@ fn hooks_install_merges_into_settings_and_uninstall_takes_only_ours() {
     let foreign = json!({"model": "opus", "hooks": {"SessionStart": [
         {"matcher": "startup", "hooks": [{"type": "command", "command": "echo hello"}]}]}});
     std::fs::write(&settings, foreign.to_string()).unwrap();
+    // Settings often hold secrets: a private file stays private.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let backups = || {
+        let mut found: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("settings.json.sessionflow-backup-")
+            })
+            .collect();
+        found.sort();
+        found
+    };
     let run = |args: &[&str]| {
         let out = sessionflow()
             .arg("hooks")
@@ -489,10 +510,11 @@ fn hooks_install_merges_into_settings_and_uninstall_takes_only_ours() {
     };
     run(&["install", "--server", "http://sessions.internal:8080"]);
     let installed: Value = serde_json::from_slice(&std::fs::read(&settings).unwrap()).unwrap();
-    let backup: Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("settings.json.sessionflow-backup")).unwrap(),
-    )
-    .unwrap();
+    assert_eq!(mode(&settings), 0o640, "the mode is kept");
+    let first = backups();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(mode(&first[0]), 0o640, "the backup is as private");
+    let backup: Value = serde_json::from_slice(&std::fs::read(&first[0]).unwrap()).unwrap();
     assert_eq!(backup, foreign, "the original is backed up");
     assert_eq!(installed["model"], "opus");
     assert_eq!(
@@ -517,6 +539,48 @@ fn hooks_install_merges_into_settings_and_uninstall_takes_only_ours() {
         serde_json::from_slice::<Value>(&std::fs::read(&settings).unwrap()).unwrap(),
         foreign
     );
+
+    // A server URL the shell would split or run is one quoted argument.
+    let url = "http://h:1/x?a=1&b=$(touch pwned); echo hi";
+    run(&["install", "--server", url]);
+    let installed: Value = serde_json::from_slice(&std::fs::read(&settings).unwrap()).unwrap();
+    let ours = installed["hooks"]["SessionStart"][1]["hooks"][0]["command"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let words = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf '%s\\n' {}",
+            ours.split_once(' ').unwrap().1
+        ))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&words.stdout),
+        format!("hook\nsession-start\n--server\n{url}\n"),
+        "{ours}"
+    );
+    assert!(!dir.path().join("pwned").exists());
+
+    // Each change keeps a backup; the newest five stay.
+    for _ in 0..3 {
+        run(&["uninstall"]);
+        run(&["install"]);
+    }
+    assert_eq!(backups().len(), 5, "{:?}", backups());
+    assert_eq!(mode(&settings), 0o640);
+
+    // A settings file that does not exist yet is made private.
+    let fresh = dir.path().join("fresh/settings.json");
+    let out = sessionflow()
+        .args(["hooks", "install", "--settings"])
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(mode(&fresh), 0o600);
 }
 
 #[tokio::test]

@@ -326,3 +326,140 @@ async fn forged_events_and_broken_bodies_change_nothing() {
     drop(daemon);
     drop_database(&database).await;
 }
+
+/// A body that sends `first` and then waits for `rest` (dropping the sender ends it; sending an
+/// error breaks it off).
+fn held_body(
+    first: &'static [u8],
+) -> (
+    reqwest::Body,
+    tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let start = futures::stream::iter([Ok(bytes::Bytes::from_static(first))]);
+    let rest = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    use futures::StreamExt;
+    (reqwest::Body::wrap_stream(start.chain(rest)), tx)
+}
+
+#[tokio::test]
+async fn the_server_sheds_load_times_out_stalled_bodies_and_guards_metrics() {
+    let database = format!("sessionflow_hostile_limits_{}", std::process::id());
+    let blobs = tempfile::tempdir().unwrap();
+    let metrics_key = "metrics-key-0123456789abcdef0123456789";
+    let mut daemon = Daemon::start_with(
+        &database,
+        blobs.path(),
+        &[
+            ("SESSIONFLOW_MAX_CONCURRENT", "2"),
+            ("SESSIONFLOW_REQUEST_TIMEOUT", "1s"),
+            ("SESSIONFLOW_UPLOAD_TIMEOUT", "2s"),
+            ("SESSIONFLOW_METRICS_KEY", metrics_key),
+        ],
+    );
+    wait_healthy(&daemon.url).await;
+    let client = Client {
+        http: reqwest::Client::new(),
+        url: daemon.url.clone(),
+    };
+    let before = stored(&database, blobs.path()).await;
+
+    // Two uploads that stall after their first bytes hold both places.
+    let upload = |body| {
+        client
+            .http
+            .post(format!(
+                "{}/api/sessions/stalled/transcript/upload?workspace_id=w1",
+                client.url
+            ))
+            .bearer_auth(KEY)
+            .body(body)
+            .send()
+    };
+    let (first, _hold_first) = held_body(b"{\"type\":\"user\"}\n");
+    let (second, _hold_second) = held_body(b"{\"type\":\"user\"}\n");
+    let started = std::time::Instant::now();
+    let (a, b) = (tokio::spawn(upload(first)), tokio::spawn(upload(second)));
+    // While they are held, any other /api request is refused at once, with when to retry.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let refused = loop {
+        let response = client
+            .http
+            .get(format!("{}/api/monitor", client.url))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 503 {
+            break response;
+        }
+        assert!(std::time::Instant::now() < deadline, "never saturated");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let reason: Value = refused.json().await.unwrap();
+    assert!(
+        reason["error"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 2 requests"),
+        "{reason}"
+    );
+    // Health stays answerable while the API is saturated.
+    assert_eq!(client.get("/healthz").await.0, 200);
+
+    // The stalled uploads end at their time limit with 408, and store nothing.
+    for held in [a, b] {
+        let response = held.await.unwrap().unwrap();
+        assert_eq!(response.status(), 408);
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    // A stalled JSON body ends at the shorter limit.
+    let (body, _hold) = held_body(b"{\"events\": [");
+    let response = client
+        .http
+        .post(format!("{}/api/events/ingest", client.url))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 408);
+    // The places are free again.
+    assert_eq!(client.get("/api/monitor").await.0, 200);
+    assert_eq!(stored(&database, blobs.path()).await, before);
+
+    // /metrics needs its own key when one is set: not none, not the API key.
+    let metrics = |key: Option<&'static str>| {
+        let request = client.http.get(format!("{}/metrics", client.url));
+        let request = match key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        };
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(metrics(None).await, 401);
+    assert_eq!(metrics(Some(KEY)).await, 401);
+    assert_eq!(metrics(Some(metrics_key)).await, 200);
+
+    // The test key is short: the daemon said so when it started.
+    let _ = daemon.child.kill();
+    let mut logs = String::new();
+    use std::io::Read;
+    daemon
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.contains("SESSIONFLOW_API_KEY is 15 characters"),
+        "{logs}"
+    );
+    drop(daemon);
+    drop_database(&database).await;
+}

@@ -41,6 +41,9 @@ impl Mode {
     }
 }
 
+/// An API key shorter than this is warned about at start.
+pub const MIN_KEY_CHARS: usize = 32;
+
 /// Everything the modes are configured with (from the command line and environment).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -59,6 +62,8 @@ pub struct Settings {
     pub claim_idle: Duration,
     /// Session processors' intervals by name, over their defaults.
     pub processor_intervals: std::collections::HashMap<String, Duration>,
+    /// How the API guards itself.
+    pub limits: api::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +93,7 @@ pub async fn run(mode: Mode, settings: Settings, stop: CancellationToken) -> Res
 /// A started mode: its worker running, its API (if it has one) bound but not yet serving.
 pub struct Service {
     worker: Option<Worker>,
-    api: Option<(tokio::net::TcpListener, ApiState)>,
+    api: Option<(tokio::net::TcpListener, ApiState, api::Limits)>,
     stop: CancellationToken,
 }
 
@@ -116,7 +121,16 @@ impl Service {
         }
         let api_key = match (mode, &settings.api_key) {
             (Mode::Worker, _) => None,
-            (_, Some(key)) if !key.is_empty() => Some(key.clone()),
+            (_, Some(key)) if !key.is_empty() => {
+                if key.chars().count() < MIN_KEY_CHARS {
+                    tracing::warn!(
+                        "SESSIONFLOW_API_KEY is {} characters; anyone who guesses it reads every \
+                         transcript: use at least {MIN_KEY_CHARS} random ones (openssl rand -hex 32)",
+                        key.chars().count()
+                    );
+                }
+                Some(key.clone())
+            }
             _ => {
                 return Err(ModeError::Config(
                     "set SESSIONFLOW_API_KEY: every /api route needs it".into(),
@@ -166,7 +180,7 @@ impl Service {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|source| ModeError::Listen { addr, source })?;
-                Some((listener, state))
+                Some((listener, state, settings.limits.clone()))
             }
         };
         Ok(Service { worker, api, stop })
@@ -176,14 +190,17 @@ impl Service {
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.api
             .as_ref()
-            .and_then(|(listener, _)| listener.local_addr().ok())
+            .and_then(|(listener, ..)| listener.local_addr().ok())
     }
 
     /// The API's routes and key, to call in-process (the daemon's own monitor).
     pub fn api(&self) -> Option<(axum::Router, Arc<str>)> {
-        self.api
-            .as_ref()
-            .map(|(_, state)| (api::router(state.clone()), Arc::clone(&state.api_key)))
+        self.api.as_ref().map(|(_, state, limits)| {
+            (
+                api::router_with(state.clone(), limits),
+                Arc::clone(&state.api_key),
+            )
+        })
     }
 
     /// Serves until the stop token is cancelled, then lets the worker's runs in flight finish.
@@ -193,7 +210,9 @@ impl Service {
                 self.stop.cancelled().await;
                 Ok(())
             }
-            Some((listener, state)) => serve(listener, state, self.stop.clone()).await,
+            Some((listener, state, limits)) => {
+                serve(listener, state, &limits, self.stop.clone()).await
+            }
         };
         if let Some(worker) = self.worker {
             worker.stop().await;
@@ -206,13 +225,14 @@ impl Service {
 async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
+    limits: &api::Limits,
     stop: CancellationToken,
 ) -> Result<(), ModeError> {
     let addr = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     tracing::info!("API listening on http://{addr}");
-    axum::serve(listener, api::router(state))
+    axum::serve(listener, api::router_with(state, limits))
         .with_graceful_shutdown(stop.cancelled_owned())
         .await
         .map_err(|source| ModeError::Listen { addr, source })

@@ -23,15 +23,22 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(database: &str, blobs: &std::path::Path) -> Self {
+        Self::start_with(database, blobs, &[])
+    }
+
+    /// A daemon with `envs` set too.
+    pub fn start_with(database: &str, blobs: &std::path::Path, envs: &[(&str, &str)]) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_sessionflow"))
             .args(["daemon", "--log-format", "json"])
             .env("DATABASE_URL", url_for(database))
             .env_remove("REDIS_URL")
             .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("SESSIONFLOW_METRICS_KEY")
             .env("SESSIONFLOW_BLOB", blobs)
             .env("SESSIONFLOW_API_KEY", KEY)
             .env("SESSIONFLOW_LISTEN", format!("127.0.0.1:{port}"))
+            .envs(envs.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();

@@ -1,6 +1,8 @@
 //! The HTTP API (axum). Everything under `/api` needs `Authorization: Bearer
-//! $SESSIONFLOW_API_KEY`; `/healthz` and `/metrics` do not. Bad requests get a 4xx with a
-//! JSON reason.
+//! $SESSIONFLOW_API_KEY`; `/healthz` does not, `/metrics` only when `SESSIONFLOW_METRICS_KEY`
+//! is set (then it needs that key). Bad requests get a 4xx with a JSON reason. The API guards
+//! itself ([`Limits`]): at most so many `/api` requests at once (more get 503 with
+//! `Retry-After`), and a time limit on each (408 past it).
 //!
 //! Events are handled in-process (embedded mode) or added to the Redis stream for the workers.
 
@@ -16,16 +18,21 @@ mod sessions;
 mod upload;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use fred::prelude::Client;
 use sessionflow_stages::blob::BlobStore;
 use sessionflow_stages::store::Store;
 use subtle::ConstantTimeEq;
+use tower_http::timeout::TimeoutLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -59,10 +66,39 @@ pub struct ApiState {
     pub max_transcript: u64,
 }
 
+/// How the API guards itself.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `/api` requests handled at once; more are refused at once with 503 and `Retry-After`.
+    pub max_concurrent: usize,
+    /// Time for one request, its body included (uploads have their own).
+    pub request_timeout: Duration,
+    /// Time for one transcript upload.
+    pub upload_timeout: Duration,
+    /// The bearer key `/metrics` needs; none: it is open.
+    pub metrics_key: Option<Arc<str>>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_concurrent: 256,
+            request_timeout: Duration::from_secs(30),
+            upload_timeout: Duration::from_secs(10 * 60),
+            metrics_key: None,
+        }
+    }
+}
+
+/// The API's routes over `state` with the default [`Limits`].
+pub fn router(state: ApiState) -> Router {
+    router_with(state, &Limits::default())
+}
+
 /// The API's routes over `state`, each registered with its description in the OpenAPI
 /// document `GET /api/openapi.json` serves.
-pub fn router(state: ApiState) -> Router {
-    let (router, document) = routes(state.clone()).split_for_parts();
+pub fn router_with(state: ApiState, limits: &Limits) -> Router {
+    let (router, document) = routes(state.clone(), limits).split_for_parts();
     router
         .layer(axum::Extension(Arc::new(document)))
         .with_state(state)
@@ -74,7 +110,21 @@ fn openapi() -> utoipa::openapi::OpenApi {
     openapi::ApiDoc::openapi()
 }
 
-fn routes(state: ApiState) -> OpenApiRouter<ApiState> {
+fn routes(state: ApiState, limits: &Limits) -> OpenApiRouter<ApiState> {
+    let uploads =
+        OpenApiRouter::new()
+            .routes(routes!(upload::upload))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                limits.upload_timeout,
+            ));
+    let at_most = limits.max_concurrent;
+    let shed = tower::ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(
+            move |_: tower::BoxError| async move { overloaded(at_most) },
+        ))
+        .layer(tower::load_shed::LoadShedLayer::new())
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(at_most));
     let api = OpenApiRouter::new()
         .routes(routes!(ingest::ingest))
         .routes(routes!(sessions::batch_status))
@@ -83,17 +133,43 @@ fn routes(state: ApiState) -> OpenApiRouter<ApiState> {
         .routes(routes!(sessions::session))
         .routes(routes!(browse::messages))
         .routes(routes!(sessions::reparse))
-        .routes(routes!(upload::upload))
         .routes(routes!(admin::run_processor))
         .routes(routes!(reports::usage))
         .routes(routes!(reports::tools))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .merge(uploads)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
-        .layer(middleware::from_fn_with_state(state, authorize));
+        .layer(middleware::from_fn_with_state(state, authorize))
+        .layer(shed);
+    let metrics = OpenApiRouter::new()
+        .routes(routes!(metrics::metrics))
+        .layer(middleware::from_fn_with_state(
+            limits.metrics_key.clone(),
+            authorize_metrics,
+        ));
     OpenApiRouter::with_openapi(openapi())
         .merge(api)
         .routes(routes!(openapi::openapi))
         .routes(routes!(sessions::healthz))
-        .routes(routes!(metrics::metrics))
+        .merge(metrics)
+}
+
+/// The answer to a request over [`Limits::max_concurrent`].
+fn overloaded(at_most: usize) -> Response {
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({
+            "error": format!("the server is handling its limit of {at_most} requests; retry in a second")
+        })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// The device id of events the API writes itself.
@@ -151,16 +227,37 @@ async fn health(state: &ApiState) -> sessionflow_protocol::health::HealthReport 
     crate::health::check(state.store.pool(), stream).await
 }
 
-async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+/// Whether `request` carries `Authorization: Bearer {key}` (compared in constant time).
+fn bears(request: &Request, key: &str) -> bool {
     let given = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let matches: bool = given.as_bytes().ct_eq(state.api_key.as_bytes()).into();
-    if given.is_empty() || !matches {
+    !given.is_empty() && bool::from(given.as_bytes().ct_eq(key.as_bytes()))
+}
+
+async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    if !bears(&request, &state.api_key) {
         return ApiError::Unauthorized.into_response();
     }
     next.run(request).await
+}
+
+async fn authorize_metrics(
+    State(key): State<Option<Arc<str>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match key {
+        Some(key) if !bears(&request, &key) => (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({
+                "error": "missing or wrong metrics key (send Authorization: Bearer $SESSIONFLOW_METRICS_KEY)"
+            })),
+        )
+            .into_response(),
+        _ => next.run(request).await,
+    }
 }

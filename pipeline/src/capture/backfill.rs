@@ -12,7 +12,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use super::client::{Client, ClientError};
-use super::discover::{LocalSession, Transcript};
+use super::discover::{Admission, DEFAULT_MAX_UPLOAD, LocalSession, Transcript};
 use crate::events::Event;
 use sessionflow_protocol::sessions::SessionStatus;
 
@@ -27,6 +27,8 @@ pub struct Options {
     pub concurrency: usize,
     /// The device the events come from.
     pub device_id: String,
+    /// What may be read and sent.
+    pub admission: Admission,
 }
 
 impl Default for Options {
@@ -36,6 +38,7 @@ impl Default for Options {
             live_within: Duration::from_secs(5 * 60),
             concurrency: 10,
             device_id: device_id(),
+            admission: Admission::new(&[], DEFAULT_MAX_UPLOAD),
         }
     }
 }
@@ -121,8 +124,9 @@ async fn send_one(
     remote: Option<&SessionStatus>,
     options: &Options,
 ) -> Result<Sent, String> {
+    let session = &options.admission.admit(&session.main)?;
     let reading = session.clone();
-    let transcript = tokio::task::spawn_blocking(move || reading.read())
+    let transcript = tokio::task::spawn_blocking(move || reading.scan())
         .await
         .map_err(|e| format!("reading {} failed: {e}", session.main.display()))?
         .map_err(|e| format!("cannot read {}: {e}", session.main.display()))?;
@@ -144,14 +148,7 @@ async fn send_one(
         client.send_events(&[start]).await.map_err(refused)?;
     }
     if !same_content {
-        client
-            .upload(
-                &session.id,
-                &session.workspace_id,
-                transcript.body.clone().into(),
-            )
-            .await
-            .map_err(refused)?;
+        client.upload(session).await.map_err(refused)?;
     }
     if needs_end {
         let end = end_event(session, &transcript, &options.device_id);

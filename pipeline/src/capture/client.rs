@@ -3,6 +3,7 @@
 //! client shares — when the server says slow down, all ten workers slow down.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use sessionflow_stages::summarize::retry_after;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::discover::{LocalSession, stream_body};
 use crate::events::Event;
 
 /// How hard the client tries.
@@ -111,23 +113,21 @@ impl Client {
         .map(|_| ())
     }
 
-    /// `POST /api/sessions/{id}/transcript/upload`.
-    pub async fn upload(
-        &self,
-        session_id: &str,
-        workspace_id: &str,
-        body: bytes::Bytes,
-    ) -> Result<Uploaded, ClientError> {
+    /// `POST /api/sessions/{id}/transcript/upload` of the session's files, streamed from disk
+    /// (read again on each try; memory does not grow with their size).
+    pub async fn upload(&self, session: &LocalSession) -> Result<Uploaded, ClientError> {
+        let parts = session.parts();
         let answer = self
             .call("the transcript upload", || {
                 self.http
                     .post(format!(
                         "{}/api/sessions/{}/transcript/upload?workspace_id={}",
                         self.server,
-                        encode(session_id),
-                        encode(workspace_id)
+                        encode(&session.id),
+                        encode(&session.workspace_id)
                     ))
-                    .body(body.clone())
+                    .header("content-type", "application/octet-stream")
+                    .body(streamed(parts.clone()))
             })
             .await?;
         Ok(if answer["already_uploaded"] == true {
@@ -225,4 +225,23 @@ impl Client {
 /// Percent-encodes all but letters and digits, for a path segment or query value.
 pub fn encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The body of `parts` as a stream: a blocking task reads them a chunk at a time into a small
+/// channel, so at most a few chunks are in memory; a read error ends the body with the error
+/// (the server sees a broken body and stores nothing).
+fn streamed(parts: Vec<PathBuf>) -> reqwest::Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let sent = stream_body(&parts, |chunk| {
+            tx.blocking_send(Ok(bytes::Bytes::copy_from_slice(chunk)))
+                .map_err(|_| std::io::Error::other("the request was dropped"))
+        });
+        if let Err(e) = sent {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    reqwest::Body::wrap_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }

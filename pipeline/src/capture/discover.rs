@@ -135,11 +135,161 @@ pub fn session_at(path: &Path) -> Option<LocalSession> {
     })
 }
 
-/// A session read off disk: the body to upload and what the events say about it.
+/// Largest session (main transcript and subagent files together) capture sends unless told
+/// otherwise.
+pub const DEFAULT_MAX_UPLOAD: u64 = 1024 * 1024 * 1024;
+
+/// What capture may read: where, and how much.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    pub roots: Roots,
+    /// Most bytes of one session (main transcript and subagent files).
+    pub max_upload: u64,
+}
+
+impl Admission {
+    /// The default projects folders and `named`, with `max_upload` bytes per session.
+    pub fn new(named: &[PathBuf], max_upload: u64) -> Self {
+        Admission {
+            roots: Roots::new(named),
+            max_upload,
+        }
+    }
+
+    /// See [`admit`].
+    pub fn admit(&self, path: &Path) -> Result<LocalSession, String> {
+        admit(path, &self.roots, self.max_upload)
+    }
+}
+
+/// Where transcripts may be read from: Claude projects folders, with every symlink resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roots(Vec<PathBuf>);
+
+impl Roots {
+    /// The default projects folders ([`default_roots`]) and `named` (directories named on the
+    /// command line; a file named there stands for its folder), each resolved. Folders that do
+    /// not exist are left out.
+    pub fn new(named: &[PathBuf]) -> Self {
+        let named = named.iter().filter_map(|path| {
+            if path.is_file() {
+                path.parent().map(Path::to_path_buf)
+            } else {
+                Some(path.clone())
+            }
+        });
+        let mut dirs: Vec<PathBuf> = default_roots()
+            .into_iter()
+            .chain(named)
+            .filter_map(|dir| std::fs::canonicalize(dir).ok())
+            .filter(|dir| dir.is_dir())
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        Roots(dirs)
+    }
+
+    /// Whether `resolved` (a path without symlinks) lies inside one of the folders.
+    fn hold(&self, resolved: &Path) -> bool {
+        self.0
+            .iter()
+            .any(|root| resolved.starts_with(root) && resolved != root)
+    }
+
+    fn describe(&self) -> String {
+        if self.0.is_empty() {
+            return "there is none on this machine".to_owned();
+        }
+        self.0
+            .iter()
+            .map(|root| root.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The session `path` belongs to, if capture may read it: after resolving symlinks it is a
+/// regular file inside one of `roots`, named `<session id>.jsonl` in its project folder (or one
+/// of that session's `subagents/agent-*.jsonl`, which stands for the session), its subagent
+/// files are regular files inside `roots` too, and all of it together is at most `max` bytes.
+/// Otherwise the reason, for the log; nothing of a refused path is ever sent.
+pub fn admit(path: &Path, roots: &Roots, max: u64) -> Result<LocalSession, String> {
+    let shown = path.display();
+    let resolved = std::fs::canonicalize(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let regular = |resolved: &Path, shown: &dyn std::fmt::Display| -> Result<u64, String> {
+        if !roots.hold(resolved) {
+            return Err(format!(
+                "{shown} is not inside a Claude projects folder ({})",
+                roots.describe()
+            ));
+        }
+        let meta = std::fs::metadata(resolved).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!("{shown} is not a regular file"));
+        }
+        Ok(meta.len())
+    };
+    let mut size = regular(&resolved, &shown)?;
+    // A subagent file stands for its session: <project>/<id>/subagents/agent-*.jsonl.
+    let main = match subagent_owner(&resolved) {
+        Some(main) => {
+            let main = std::fs::canonicalize(&main).map_err(|e| {
+                format!(
+                    "{shown} is a subagent file whose session {} cannot be read: {e}",
+                    main.display()
+                )
+            })?;
+            // The subagent file is counted with the others below.
+            size = regular(&main, &main.display())?;
+            main
+        }
+        None => resolved,
+    };
+    let session = session_at(&main)
+        .ok_or_else(|| format!("{shown} is not a session transcript (<session id>.jsonl)"))?;
+    Id::parse("session_id", &session.id).map_err(|e| format!("{shown}: {e}"))?;
+    Id::parse("workspace_id", &session.workspace_id).map_err(|e| format!("{shown}: {e}"))?;
+    let mut subagents = Vec::with_capacity(session.subagents.len());
+    for part in &session.subagents {
+        let resolved = std::fs::canonicalize(part)
+            .map_err(|e| format!("cannot read {}: {e}", part.display()))?;
+        size += regular(&resolved, &part.display())?;
+        subagents.push(resolved);
+    }
+    if size > max {
+        return Err(format!(
+            "{shown} is {size} bytes with its subagent files, over the {max}-byte cap \
+             (--max-upload, SESSIONFLOW_MAX_UPLOAD)"
+        ));
+    }
+    Ok(LocalSession {
+        subagents,
+        ..session
+    })
+}
+
+/// `<project>/<id>.jsonl` for a path `<project>/<id>/subagents/agent-*.jsonl`.
+fn subagent_owner(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    if !(name.starts_with("agent-") && name.ends_with(".jsonl")) {
+        return None;
+    }
+    let subagents = path.parent()?;
+    if subagents.file_name()? != "subagents" {
+        return None;
+    }
+    let session = subagents.parent()?;
+    let id = session.file_name()?.to_str()?;
+    Some(session.with_file_name(format!("{id}.jsonl")))
+}
+
+/// What capture knows of a session on disk without holding it: what the server will compute
+/// of the body (size, SHA-256) and what the events say about it.
 #[derive(Debug, Clone)]
 pub struct Transcript {
-    pub body: Vec<u8>,
-    /// Hex SHA-256 of `body`, as the server records it.
+    /// Bytes of the body: the main transcript, then each subagent file on a line of its own.
+    pub size: u64,
+    /// Hex SHA-256 of the body, as the server records it.
     pub sha256: String,
     /// When any of its files last changed.
     pub modified: SystemTime,
@@ -151,19 +301,100 @@ pub struct Transcript {
     pub last_timestamp: Option<DateTime<Utc>>,
 }
 
-impl LocalSession {
-    /// Reads the main transcript and its subagent files into one JSONL body.
-    pub fn read(&self) -> std::io::Result<Transcript> {
-        let mut body = std::fs::read(&self.main)?;
-        let mut modified = std::fs::metadata(&self.main)?.modified()?;
-        let parsed = parse_bytes(&body, &ParseOptions::default());
-        for path in &self.subagents {
-            let part = std::fs::read(path)?;
-            modified = modified.max(std::fs::metadata(path)?.modified()?);
-            if !body.is_empty() && !body.ends_with(b"\n") {
-                body.push(b'\n');
+/// Read at once from disk, and held at most.
+const CHUNK: usize = 256 * 1024;
+/// The start of the main transcript read for its facts (cwd, branch, version, model, first
+/// time), and its end (the last time).
+const HEAD: usize = 1024 * 1024;
+const TAIL: u64 = 256 * 1024;
+
+/// The files of a session in upload order, joined into one body: each part after the first
+/// starts on a line of its own. `each` sees the body chunk by chunk (at most [`CHUNK`] bytes).
+pub fn stream_body(
+    parts: &[PathBuf],
+    mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut last: Option<u8> = None;
+    let mut buf = vec![0u8; CHUNK];
+    for (i, path) in parts.iter().enumerate() {
+        let mut file = std::fs::File::open(path)?;
+        if i > 0 && last.is_some_and(|b| b != b'\n') {
+            each(b"\n")?;
+            last = Some(b'\n');
+        }
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
             }
-            body.extend_from_slice(&part);
+            last = Some(buf[n - 1]);
+            each(&buf[..n])?;
+        }
+    }
+    Ok(())
+}
+
+impl LocalSession {
+    /// The files to upload, main transcript first.
+    pub fn parts(&self) -> Vec<PathBuf> {
+        std::iter::once(self.main.clone())
+            .chain(self.subagents.iter().cloned())
+            .collect()
+    }
+
+    /// The whole body in memory, for those who parse it (the offline processors).
+    pub fn body(&self) -> std::io::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        stream_body(&self.parts(), |chunk| {
+            body.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        Ok(body)
+    }
+
+    /// Reads the session's files once, in chunks (memory does not grow with their size): the
+    /// body's size and hash, and the facts its events carry from the main transcript's start
+    /// and end.
+    pub fn scan(&self) -> std::io::Result<Transcript> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut modified = std::fs::metadata(&self.main)?.modified()?;
+        for path in &self.subagents {
+            modified = modified.max(std::fs::metadata(path)?.modified()?);
+        }
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        stream_body(&self.parts(), |chunk| {
+            hasher.update(chunk);
+            size += chunk.len() as u64;
+            Ok(())
+        })?;
+
+        let mut file = std::fs::File::open(&self.main)?;
+        let mut head = Vec::with_capacity(HEAD.min(size as usize));
+        (&mut file).take(HEAD as u64).read_to_end(&mut head)?;
+        let whole = head.len() < HEAD;
+        if !whole {
+            // Whole lines only.
+            let end = head
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |at| at + 1);
+            head.truncate(end);
+        }
+        let parsed = parse_bytes(&head, &ParseOptions::default());
+        let mut last_timestamp = parsed.metadata.last_timestamp;
+        if !whole {
+            let length = file.metadata()?.len();
+            file.seek(SeekFrom::Start(length.saturating_sub(TAIL)))?;
+            let mut tail = Vec::with_capacity(TAIL as usize);
+            file.take(TAIL).read_to_end(&mut tail)?;
+            let start = tail
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(tail.len(), |at| at + 1);
+            let end = parse_bytes(&tail[start..], &ParseOptions::default());
+            last_timestamp = end.metadata.last_timestamp.max(last_timestamp);
         }
         let model = parsed
             .messages
@@ -173,15 +404,15 @@ impl LocalSession {
             .map(str::to_owned);
         let meta = parsed.metadata;
         Ok(Transcript {
-            sha256: format!("{:x}", Sha256::digest(&body)),
-            body,
+            size,
+            sha256: format!("{:x}", hasher.finalize()),
             modified,
             cwd: meta.cwd,
             git_branch: meta.git_branch,
             cc_version: meta.version,
             model,
             first_timestamp: meta.first_timestamp,
-            last_timestamp: meta.last_timestamp,
+            last_timestamp,
         })
     }
 }

@@ -3,6 +3,8 @@
 //! Ours are recognised by their command: `… hook session-start` / `… hook session-end` run by a
 //! `sessionflow` binary.
 
+use std::path::{Path, PathBuf};
+
 use serde_json::{Value, json};
 
 /// Claude Code's hook events and the `sessionflow hook` subcommand for each.
@@ -22,14 +24,115 @@ fn is_ours(command: &str) -> bool {
             .any(|(_, sub)| command.contains(&format!(" hook {sub}")))
 }
 
-/// The command for `sub`: `{binary} hook {sub}` and the extra arguments.
-pub fn command(binary: &str, sub: &str, extra: &str) -> String {
-    let binary = if binary.contains(' ') {
-        format!("\"{binary}\"")
-    } else {
-        binary.to_owned()
+/// The command for `sub`: `{binary} hook {sub}` and the extra arguments, each quoted for the
+/// shell Claude Code runs it with (a server URL with `&` or `;` stays one argument). `None` when
+/// an argument cannot be quoted (it holds a NUL).
+pub fn command(binary: &str, sub: &str, extra: &[String]) -> Option<String> {
+    let words = [binary, "hook", sub]
+        .into_iter()
+        .chain(extra.iter().map(String::as_str));
+    shlex::try_join(words).ok()
+}
+
+/// How many backups of `settings.json` are kept.
+pub const BACKUPS: usize = 5;
+
+/// Writes `contents` to `path` with care: the old file (if any) is copied to a timestamped
+/// backup first (the newest [`BACKUPS`] are kept), the new one is written to an exclusive
+/// temporary file with the old one's mode and owner (0600 for a new file: settings often hold
+/// secrets), flushed to disk and renamed over `path`. Returns the backup written.
+pub fn save(path: &Path, contents: &str) -> std::io::Result<Option<PathBuf>> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
     };
-    format!("{binary} hook {sub}{extra}")
+    std::fs::create_dir_all(&dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the settings path names no file"))?
+        .to_string_lossy()
+        .into_owned();
+    let old = match std::fs::metadata(path) {
+        Ok(meta) => Some(meta),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let backup = match &old {
+        Some(meta) => {
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+            let backup = dir.join(format!("{name}.sessionflow-backup-{stamp}"));
+            write_exclusive(&backup, &std::fs::read(path)?, Some(meta))?;
+            prune_backups(&dir, &name)?;
+            Some(backup)
+        }
+        None => None,
+    };
+    let aside = dir.join(format!(".{name}.sessionflow-{}", std::process::id()));
+    let _ = std::fs::remove_file(&aside);
+    write_exclusive(&aside, contents.as_bytes(), old.as_ref())?;
+    if let Err(e) = std::fs::rename(&aside, path) {
+        let _ = std::fs::remove_file(&aside);
+        return Err(e);
+    }
+    // The rename itself is durable once the folder is.
+    std::fs::File::open(&dir)?.sync_all()?;
+    Ok(backup)
+}
+
+/// Creates `path` (it must not exist), writes `bytes` and syncs; with `like`'s mode and owner,
+/// else mode 0600.
+fn write_exclusive(
+    path: &Path,
+    bytes: &[u8],
+    like: Option<&std::fs::Metadata>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let mode = like.map_or(0o600, |meta| meta.mode() & 0o7777);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    // The umask may have narrowed the mode; the old file's is what is wanted.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    if let Some(meta) = like
+        && let Err(e) = std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))
+    {
+        // Another user's file: it is not given away silently.
+        let _ = std::fs::remove_file(path);
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot keep the file's owner {}:{}: {e}",
+                meta.uid(),
+                meta.gid()
+            ),
+        ));
+    }
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Removes all but the newest [`BACKUPS`] backups of `name` in `dir`.
+fn prune_backups(dir: &Path, name: &str) -> std::io::Result<()> {
+    let prefix = format!("{name}.sessionflow-backup-");
+    let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .collect();
+    // The timestamps sort as text.
+    backups.sort();
+    let extra = backups.len().saturating_sub(BACKUPS);
+    for old in &backups[..extra] {
+        std::fs::remove_file(old)?;
+    }
+    Ok(())
 }
 
 /// Adds (or updates) our hooks; `commands(sub)` gives each one's command. Returns whether the
@@ -110,7 +213,8 @@ mod tests {
     use super::*;
 
     fn ours(sub: &str) -> String {
-        command("/usr/local/bin/sessionflow", sub, " --server http://h:8080")
+        let extra = ["--server".to_owned(), "http://h:8080".to_owned()];
+        command("/usr/local/bin/sessionflow", sub, &extra).unwrap()
     }
 
     fn foreign() -> Value {
@@ -153,8 +257,10 @@ mod tests {
             ours("session-end")
         );
         // A new server updates ours in place.
-        let moved =
-            |sub: &str| command("/usr/local/bin/sessionflow", sub, " --server http://new:1");
+        let moved = |sub: &str| {
+            let extra = ["--server".to_owned(), "http://new:1".to_owned()];
+            command("/usr/local/bin/sessionflow", sub, &extra).unwrap()
+        };
         assert_eq!(install(&mut settings, moved), Ok(true));
         assert_eq!(
             settings["hooks"]["SessionStart"].as_array().unwrap().len(),

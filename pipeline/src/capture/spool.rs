@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::client::{Client, ClientError};
-use super::discover;
+use super::discover::Admission;
 use crate::events::Event;
 
 /// Something to send.
@@ -29,33 +29,26 @@ pub enum Item {
 
 impl Item {
     /// Sends the item.
-    pub async fn send(&self, client: &Client) -> Result<(), ClientError> {
+    pub async fn send(&self, client: &Client, admission: &Admission) -> Result<(), ClientError> {
         match self {
             Item::Events { events } => client.send_events(events).await,
             Item::Upload {
                 session_id,
-                workspace_id,
+                workspace_id: _,
                 transcript_path,
             } => {
-                let session = discover::session_at(transcript_path).ok_or_else(|| {
-                    ClientError::Refused(format!(
-                        "{} is not a session transcript",
-                        transcript_path.display()
-                    ))
-                })?;
-                let transcript = tokio::task::spawn_blocking(move || session.read())
-                    .await
-                    .map_err(|e| ClientError::Refused(e.to_string()))?
-                    .map_err(|e| {
-                        ClientError::Refused(format!(
-                            "cannot read {}: {e}",
-                            transcript_path.display()
-                        ))
-                    })?;
-                client
-                    .upload(session_id, workspace_id, transcript.body.into())
-                    .await
-                    .map(|_| ())
+                // Checked again when sent: the path may have changed since it was spooled.
+                let session = admission
+                    .admit(transcript_path)
+                    .map_err(ClientError::Refused)?;
+                if &session.id != session_id {
+                    return Err(ClientError::Refused(format!(
+                        "{} is the transcript of session {}, not of {session_id}",
+                        transcript_path.display(),
+                        session.id
+                    )));
+                }
+                client.upload(&session).await.map(|_| ())
             }
         }
     }
@@ -127,7 +120,7 @@ impl Spool {
 
     /// Sends what is waiting, oldest first; stops at the first item the server cannot take
     /// now, leaving it and the rest for the next time.
-    pub async fn deliver(&self, client: &Client) -> Delivered {
+    pub async fn deliver(&self, client: &Client, admission: &Admission) -> Delivered {
         let mut delivered = Delivered::default();
         let waiting = self.waiting();
         for (i, path) in waiting.iter().enumerate() {
@@ -142,7 +135,7 @@ impl Spool {
                 .map_err(|e| e.to_string())
                 .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()));
             let outcome = match item {
-                Ok(item) => item.send(client).await,
+                Ok(item) => item.send(client, admission).await,
                 Err(e) => Err(ClientError::Refused(format!("unreadable spool item: {e}"))),
             };
             match outcome {

@@ -62,10 +62,10 @@ impl SessionInput {
             }
             Source::Files(session) => {
                 let session = session.clone();
-                let read = tokio::task::spawn_blocking(move || session.read())
+                let read = tokio::task::spawn_blocking(move || session.body())
                     .await
                     .map_err(|e| e.to_string())?;
-                read.map(|t| Bytes::from(t.body)).map_err(|e| e.to_string())
+                read.map(Bytes::from).map_err(|e| e.to_string())
             }
         }
     }

@@ -92,7 +92,7 @@ impl Processors {
             return Ok(sha);
         }
         let reading = session.clone();
-        let transcript = tokio::task::spawn_blocking(move || reading.read())
+        let transcript = tokio::task::spawn_blocking(move || reading.scan())
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("cannot read {path}: {e}"))?;

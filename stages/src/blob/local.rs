@@ -40,6 +40,26 @@ fn io(key: &str) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
     }
 }
 
+/// Creates `dir` and the folders above it that are missing, readable by the owner alone.
+async fn private_dir(dir: &Path) -> std::io::Result<()> {
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .await
+}
+
+/// A file written aside, removed when dropped unless taken (renamed into place).
+struct Aside(Option<PathBuf>);
+
+impl Drop for Aside {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// A temporary name beside `path`, unique to this process and call.
 fn temporary(path: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,12 +90,22 @@ impl BlobStore for LocalBlobs {
                 source,
             };
             if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir).await.map_err(fail)?;
+                private_dir(dir).await.map_err(fail)?;
             }
             // Write aside, then rename: a reader sees the old object or the new, never half.
+            // The file aside goes whatever happens, even when the caller drops this future
+            // (a request that timed out or broke off).
             let tmp = temporary(&path);
+            let mut aside = Aside(Some(tmp.clone()));
             let written = async {
-                let mut file = tokio::fs::File::create(&tmp).await.map_err(fail)?;
+                // Transcripts hold source code and secrets: the owner's alone.
+                let mut file = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .await
+                    .map_err(fail)?;
                 let mut size = 0u64;
                 while let Some(chunk) = body.next().await {
                     let chunk = chunk.map_err(|source| BlobError::Body {
@@ -92,12 +122,10 @@ impl BlobStore for LocalBlobs {
             match written {
                 Ok(size) => {
                     tokio::fs::rename(&tmp, &path).await.map_err(fail)?;
+                    aside.0 = None;
                     Ok(size)
                 }
-                Err(e) => {
-                    let _ = tokio::fs::remove_file(&tmp).await;
-                    Err(e)
-                }
+                Err(e) => Err(e),
             }
         }
         .boxed()
@@ -107,7 +135,7 @@ impl BlobStore for LocalBlobs {
         async move {
             let (source, target) = (self.path(from)?, self.path(to)?);
             if let Some(dir) = target.parent() {
-                tokio::fs::create_dir_all(dir).await.map_err(io(to))?;
+                private_dir(dir).await.map_err(io(to))?;
             }
             tokio::fs::rename(&source, &target).await.map_err(io(from))
         }
