@@ -274,6 +274,33 @@ async fn forged_events_and_broken_bodies_change_nothing() {
                 .body(truncated[..truncated.len() / 2].to_owned()),
         ),
         ("deep JSON", client.http.post(&ingest).body(deep)),
+        (
+            "JSON declared as text",
+            client
+                .http
+                .post(&ingest)
+                .header("content-type", "text/plain")
+                .body(truncated.clone()),
+        ),
+        (
+            "batch-status as a form",
+            client
+                .http
+                .post(format!("{}/api/sessions/batch-status", client.url))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("session_ids=s2"),
+        ),
+        (
+            "a transcript wrapped in a form",
+            client
+                .http
+                .post(format!(
+                    "{}/api/sessions/s2/transcript/upload?workspace_id=w1",
+                    client.url
+                ))
+                .header("content-type", "multipart/form-data; boundary=x")
+                .body("--x\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n{}\r\n--x--\r\n"),
+        ),
         ("not JSON", client.http.post(&ingest).body("events=1")),
         (
             "an array",
@@ -294,6 +321,16 @@ async fn forged_events_and_broken_bodies_change_nothing() {
             "{what} gets a reason: {body}"
         );
     }
+
+    // An upload that breaks off midway stores nothing (checked with the rest at the end).
+    let cut = stalled(
+        &client.url,
+        "POST /api/sessions/cut/transcript/upload?workspace_id=w1",
+        1000,
+        b"{\"type\":\"user\",\"message\":\"half\"}\n",
+    )
+    .await;
+    drop(cut);
 
     // A replayed event is recognised, not applied again.
     let start = event("session.start", "s3", "w1", "d1");
@@ -327,21 +364,38 @@ async fn forged_events_and_broken_bodies_change_nothing() {
     drop_database(&database).await;
 }
 
-/// A body that sends `first` and then waits for `rest` (dropping the sender ends it; sending an
-/// error breaks it off).
-fn held_body(
-    first: &'static [u8],
-) -> (
-    reqwest::Body,
-    tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
-) {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
-    let start = futures::stream::iter([Ok(bytes::Bytes::from_static(first))]);
-    let rest = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    use futures::StreamExt;
-    (reqwest::Body::wrap_stream(start.chain(rest)), tx)
+/// A request written by hand on its own connection: headers announcing `length` body bytes,
+/// then only `first` of them. The server waits for the rest until the connection is dropped
+/// (the body broke off) or its time limit.
+async fn stalled(
+    url: &str,
+    method_path: &str,
+    length: usize,
+    first: &[u8],
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let host = url.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "{method_path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(first).await.unwrap();
+    socket.flush().await.unwrap();
+    socket
+}
+
+/// The status line's code of what `socket` is answered.
+async fn answer(mut socket: tokio::net::TcpStream) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let mut reply = vec![0u8; 1024];
+    let n = socket.read(&mut reply).await.unwrap();
+    let line = String::from_utf8_lossy(&reply[..n]).into_owned();
+    line.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {line:?}"))
 }
 
 #[tokio::test]
@@ -354,8 +408,8 @@ async fn the_server_sheds_load_times_out_stalled_bodies_and_guards_metrics() {
         blobs.path(),
         &[
             ("SESSIONFLOW_MAX_CONCURRENT", "2"),
-            ("SESSIONFLOW_REQUEST_TIMEOUT", "1s"),
-            ("SESSIONFLOW_UPLOAD_TIMEOUT", "2s"),
+            ("SESSIONFLOW_REQUEST_TIMEOUT", "2s"),
+            ("SESSIONFLOW_UPLOAD_TIMEOUT", "2m"),
             ("SESSIONFLOW_METRICS_KEY", metrics_key),
         ],
     );
@@ -367,23 +421,11 @@ async fn the_server_sheds_load_times_out_stalled_bodies_and_guards_metrics() {
     let before = stored(&database, blobs.path()).await;
 
     // Two uploads that stall after their first bytes hold both places.
-    let upload = |body| {
-        client
-            .http
-            .post(format!(
-                "{}/api/sessions/stalled/transcript/upload?workspace_id=w1",
-                client.url
-            ))
-            .bearer_auth(KEY)
-            .body(body)
-            .send()
-    };
-    let (first, _hold_first) = held_body(b"{\"type\":\"user\"}\n");
-    let (second, _hold_second) = held_body(b"{\"type\":\"user\"}\n");
-    let started = std::time::Instant::now();
-    let (a, b) = (tokio::spawn(upload(first)), tokio::spawn(upload(second)));
+    let upload = "POST /api/sessions/stalled/transcript/upload?workspace_id=w1";
+    let first = stalled(&client.url, upload, 1000, b"{\"type\":\"user\"}\n").await;
+    let second = stalled(&client.url, upload, 1000, b"{\"type\":\"user\"}\n").await;
     // While they are held, any other /api request is refused at once, with when to retry.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let refused = loop {
         let response = client
             .http
@@ -410,25 +452,28 @@ async fn the_server_sheds_load_times_out_stalled_bodies_and_guards_metrics() {
     // Health stays answerable while the API is saturated.
     assert_eq!(client.get("/healthz").await.0, 200);
 
-    // The stalled uploads end at their time limit with 408, and store nothing.
-    for held in [a, b] {
-        let response = held.await.unwrap().unwrap();
-        assert_eq!(response.status(), 408);
-    }
+    // The uploads break off: they store nothing, and their places are free again.
+    drop((first, second));
+    // A stalled body ends at the time limit with 408 (once the broken uploads' places are
+    // given back, which the server sees at once or nearly).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (started, status) = loop {
+        let started = std::time::Instant::now();
+        let socket = stalled(
+            &client.url,
+            "POST /api/events/ingest",
+            1000,
+            b"{\"events\": [",
+        )
+        .await;
+        let status = answer(socket).await;
+        if status != 503 || std::time::Instant::now() > deadline {
+            break (started, status);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 408);
     assert!(started.elapsed() >= std::time::Duration::from_secs(2));
-    // A stalled JSON body ends at the shorter limit.
-    let (body, _hold) = held_body(b"{\"events\": [");
-    let response = client
-        .http
-        .post(format!("{}/api/events/ingest", client.url))
-        .bearer_auth(KEY)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 408);
-    // The places are free again.
     assert_eq!(client.get("/api/monitor").await.0, 200);
     assert_eq!(stored(&database, blobs.path()).await, before);
 

@@ -1,7 +1,8 @@
 //! API errors as responses: a status and `{"error": reason}`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +17,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("the request body is over the {0} byte limit")]
     TooLarge(usize),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("{0}")]
     Unavailable(String),
     /// A fault of the server itself: logged whole, answered without its text.
@@ -44,6 +47,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -60,11 +64,49 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Reads a JSON body, answering 413 over the limit and 400 with serde's reason otherwise.
+/// The media type a request declares (`type/subtype`, lower case, without parameters).
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(CONTENT_TYPE)?.to_str().unwrap_or("?");
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+/// A transcript upload is the file's bytes as they are: a form (`multipart/form-data`, what a
+/// browser or `curl -F` sends) would store its envelope instead of the transcript, so it is
+/// refused (415).
+pub fn check_upload_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    match media_type(headers) {
+        Some(kind) if kind.starts_with("multipart/") => {
+            Err(ApiError::UnsupportedMediaType(format!(
+                "content-type {kind} is a form, not a transcript: send the file's bytes as \
+                 application/octet-stream (curl --data-binary @FILE)"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Reads a JSON body, answering 415 when it is declared as something else, 413 over the limit
+/// and 400 with serde's reason otherwise. A body without a content type is read as JSON.
 pub async fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
     body: axum::body::Body,
     limit: usize,
 ) -> Result<T, ApiError> {
+    match media_type(headers) {
+        Some(kind) if kind != "application/json" && !kind.ends_with("+json") => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "content-type {kind} is not JSON: send application/json"
+            )));
+        }
+        _ => {}
+    }
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
             || e.to_string().contains("length limit")

@@ -6,7 +6,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ErrorBody, json_body};
@@ -52,6 +52,7 @@ pub struct IngestResponse {
         (status = 202, description = "Recorded", body = IngestResponse),
         (status = 400, description = "An event is malformed; the reason names it (`events[i]: …`)", body = ErrorBody),
         (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Declared as something else than JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
     ),
@@ -59,9 +60,10 @@ pub struct IngestResponse {
 )]
 pub async fn ingest(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
-    let request: IngestRequest = json_body(body, MAX_JSON_BODY).await?;
+    let request: IngestRequest = json_body(&headers, body, MAX_JSON_BODY).await?;
     let count = request.events.len();
     if !(1..=MAX_EVENTS).contains(&count) {
         return Err(ApiError::BadRequest(format!(

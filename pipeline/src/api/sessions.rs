@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use sessionflow_protocol::events::{Reparse, ServerBody};
 use sessionflow_protocol::health::Healthz;
@@ -39,6 +39,7 @@ struct StatusRow {
     responses(
         (status = 200, description = "The sessions' states", body = BatchStatusResponse),
         (status = 400, description = "Not 1 to 500 ids, or malformed JSON", body = ErrorBody),
+        (status = 415, description = "Declared as something else than JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
     ),
@@ -46,9 +47,10 @@ struct StatusRow {
 )]
 pub async fn batch_status(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<BatchStatusResponse>, ApiError> {
-    let request: BatchStatusRequest = json_body(body, MAX_JSON_BODY).await?;
+    let request: BatchStatusRequest = json_body(&headers, body, MAX_JSON_BODY).await?;
     let n = request.session_ids.len();
     if !(1..=MAX_BATCH).contains(&n) {
         return Err(ApiError::BadRequest(format!(

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ use sessionflow_protocol::ids::Id;
 use sessionflow_stages::blob::{BlobError, raw_transcript_key};
 use sha2::{Digest, Sha256};
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, check_upload_type};
 use super::{ApiState, announce};
 
 /// Largest transcript accepted by default.
@@ -47,6 +47,7 @@ pub struct UploadQuery {
         (status = 400, description = "Unknown session without `workspace_id`, or the body broke off", body = ErrorBody),
         (status = 409, description = "A different transcript is stored and this one is not larger", body = ErrorBody),
         (status = 413, description = "Over the size limit", body = ErrorBody),
+        (status = 415, description = "A form instead of the file's bytes", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
     ),
@@ -56,10 +57,12 @@ pub async fn upload(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // Checked before anything is read or stored: keys are made of checked ids only.
     let id = Id::parse("session_id", &id)?;
+    check_upload_type(&headers)?;
     let asked_workspace = query
         .workspace_id
         .as_deref()
