@@ -175,6 +175,19 @@ async fn capture_refuses_what_is_not_a_transcript_and_sends_nothing_of_it() {
         !String::from_utf8_lossy(&blob_bytes(&blobs)).contains(SECRET),
         "the secret reached the blob store"
     );
+    // A path that would drive the terminal is shown, not obeyed.
+    let out = end_hook(
+        &config,
+        &url,
+        "evil-1",
+        &project.join("evil-1\u{1b}[2J\u{7}.jsonl"),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("evil-1\\u{1b}[2J\\u{7}.jsonl") && !stderr.contains('\u{1b}'),
+        "{stderr:?}"
+    );
 
     // Backfill of the whole tree: the link, the FIFO and the big one fail with their reasons;
     // the real session is sent.
@@ -222,6 +235,17 @@ async fn capture_refuses_what_is_not_a_transcript_and_sends_nothing_of_it() {
         !String::from_utf8_lossy(&blob_bytes(&blobs)).contains(SECRET),
         "the secret reached the blob store"
     );
+    // What the server keeps is its owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walkdir::WalkDir::new(&blobs).into_iter().flatten() {
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        let wanted = if entry.file_type().is_dir() {
+            0o700
+        } else {
+            0o600
+        };
+        assert_eq!(mode, wanted, "{}", entry.path().display());
+    }
     drop(daemon);
     drop_database(&database).await;
 }

@@ -43,9 +43,25 @@ impl Default for Options {
     }
 }
 
-/// This machine's name, for the events' `device_id`.
+/// This machine's name, for the events' `device_id`, kept to the id rule the server checks:
+/// any other character becomes `-`, at most 128 of them.
 pub fn device_id() -> String {
-    crate::hostname().unwrap_or_else(|| "unknown-host".to_owned())
+    let name: String = crate::hostname()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(sessionflow_protocol::ids::MAX_ID)
+        .collect();
+    match name.as_str() {
+        "" | "." | ".." => "unknown-host".to_owned(),
+        _ => name,
+    }
 }
 
 /// What happened to one session.
