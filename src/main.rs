@@ -6,6 +6,7 @@ mod demo;
 mod gen_corpus;
 mod hook;
 mod inspect;
+mod keys;
 mod migrate;
 mod options;
 mod process;
@@ -58,6 +59,8 @@ enum Command {
     Usage(usage::Args),
     Tools(tools::Args),
     Process(process::Args),
+    /// API keys: make one for a role and workspaces, list them, revoke one.
+    Keys(keys::Args),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
         Command::Usage(args) => usage::run(args),
         Command::Tools(args) => tools::run(args),
         Command::Process(args) => process::run(args),
+        Command::Keys(args) => keys::run(args),
     };
     match outcome {
         Ok(code) => code,

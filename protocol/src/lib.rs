@@ -9,6 +9,7 @@ pub mod events;
 pub mod health;
 pub mod heartbeat;
 pub mod ids;
+pub mod keys;
 pub mod monitor;
 pub mod reports;
 pub mod sessions;

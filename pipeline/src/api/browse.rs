@@ -1,13 +1,14 @@
 //! Browsing: `GET /api/sessions` (filters, text search, sorting, keyset pagination and offsets) and
 //! `GET /api/sessions/{id}/messages` (messages with their blocks, in order, paginated).
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sessionflow_protocol::ids::Id;
 use sessionflow_protocol::sessions::{Message, MessagePage, SessionPage, SessionRow};
-use sessionflow_stages::store::Lifecycle;
+use sessionflow_stages::store::{Lifecycle, Principal};
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
@@ -113,9 +114,10 @@ fn contains_pattern(text: &str) -> String {
     pattern
 }
 
-/// The filters every list query shares; `$1`–`$4`.
+/// The filters every list query shares; `$1`–`$4` (`$2`: the workspaces asked for and covered
+/// by the key, none for all).
 const LIST_FILTERS: &str = "($1::text IS NULL OR lifecycle = $1) \
-     AND ($2::text IS NULL OR workspace_id = $2) \
+     AND ($2::text[] IS NULL OR workspace_id = ANY($2)) \
      AND ($3::timestamptz IS NULL OR created_at >= $3) \
      AND ($4::text IS NULL OR concat_ws(' ', id, lifecycle, parse_status, initial_prompt, cwd, \
           git_branch, model) ILIKE $4)";
@@ -137,12 +139,19 @@ const LIST_FILTERS: &str = "($1::text IS NULL OR lifecycle = $1) \
 )]
 pub async fn list(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<SessionPage>, ApiError> {
     let limit = page_size(query.limit)?;
     if let Some(workspace) = &query.workspace {
         Id::parse("workspace", workspace)?;
     }
+    let workspaces: Option<Vec<String>> = match (&query.workspace, &principal.workspaces) {
+        (None, covered) => covered.clone(),
+        (Some(asked), _) if principal.covers(asked) => Some(vec![asked.clone()]),
+        // A workspace the key does not cover: nothing.
+        (Some(_), _) => Some(Vec::new()),
+    };
     if let Some(lifecycle) = &query.lifecycle {
         lifecycle
             .parse::<Lifecycle>()
@@ -221,7 +230,7 @@ pub async fn list(
     let rows: Vec<(sqlx::types::Json<SessionRow>, f64, DateTime<Utc>, String)> =
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(query.lifecycle.as_deref())
-            .bind(query.workspace.as_deref())
+            .bind(&workspaces)
             .bind(query.since)
             .bind(pattern.as_deref())
             .bind(cursor.as_ref().map(|c| c.at))
@@ -247,7 +256,7 @@ pub async fn list(
                 "SELECT count(*) FROM sessions WHERE {LIST_FILTERS}"
             )))
             .bind(query.lifecycle.as_deref())
-            .bind(query.workspace.as_deref())
+            .bind(&workspaces)
             .bind(query.since)
             .bind(pattern.as_deref())
             .fetch_one(state.store.pool())
@@ -286,17 +295,19 @@ pub struct MessagesQuery {
 )]
 pub async fn messages(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     Query(query): Query<MessagesQuery>,
 ) -> Result<Json<MessagePage>, ApiError> {
     let id = Id::parse("session_id", &id)?.into_string();
     let limit = page_size(query.limit)?;
-    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = $1")
-        .bind(&id)
-        .fetch_optional(state.store.pool())
-        .await
-        .map_err(unavailable)?;
-    if exists.is_none() {
+    let workspace: Option<String> =
+        sqlx::query_scalar("SELECT workspace_id FROM sessions WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(state.store.pool())
+            .await
+            .map_err(unavailable)?;
+    if !workspace.is_some_and(|w| principal.covers(&w)) {
         return Err(ApiError::NotFound(format!("session {id} not found")));
     }
     let messages: Vec<(i32, sqlx::types::Json<Message>)> = sqlx::query_as(

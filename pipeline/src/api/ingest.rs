@@ -3,11 +3,13 @@
 //! the stream for the workers: an event answered 202 is kept even if the stream loses it.
 //! Answers 202 with how many were accepted and how many were duplicates.
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
+use sessionflow_stages::store::Principal;
 
 use super::error::{ApiError, ErrorBody, json_body};
 use super::{ApiState, Ingest, MAX_JSON_BODY};
@@ -60,6 +62,7 @@ pub struct IngestResponse {
 )]
 pub async fn ingest(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
@@ -96,7 +99,37 @@ pub async fn ingest(
         if typed.session_id.is_none() {
             return Err(refused(format!("{kind} needs a session_id")));
         }
+        if !principal.covers(typed.workspace_id.as_str()) {
+            return Err(ApiError::Forbidden(format!(
+                "events[{i}]: this key does not cover workspace {}",
+                typed.workspace_id
+            )));
+        }
         events.push(Event::from_typed(typed, kind).map_err(|e| refused(e.to_string()))?);
+    }
+    // A session belongs to its workspace for good: an event naming it under another is refused,
+    // so no one takes over (or learns of) another workspace's session by its id.
+    let ids: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.session_id.as_deref())
+        .collect();
+    let owners: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, workspace_id FROM sessions WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(state.store.pool())
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;
+    for (i, event) in events.iter().enumerate() {
+        let owner = owners
+            .iter()
+            .find(|(id, _)| Some(id.as_str()) == event.session_id.as_deref());
+        if let Some((id, workspace)) = owner
+            && *workspace != event.workspace_id
+        {
+            return Err(ApiError::Conflict(format!(
+                "events[{i}]: session {id} belongs to another workspace"
+            )));
+        }
     }
     let request = Checked { events };
     let (mut accepted, mut duplicates) = (0, 0);

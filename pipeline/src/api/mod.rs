@@ -10,6 +10,7 @@ mod admin;
 mod browse;
 mod error;
 mod ingest;
+mod keys;
 mod metrics;
 mod monitor;
 mod openapi;
@@ -25,7 +26,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::header::RETRY_AFTER;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use fred::prelude::Client;
@@ -40,6 +41,8 @@ use crate::consumer;
 use crate::events::{Event, EventProcessor, ProcessError};
 use sessionflow_protocol::events::{ServerBody, ServerEvent};
 use sessionflow_protocol::ids::Id;
+use sessionflow_protocol::keys::Role;
+use sessionflow_stages::store::Principal;
 
 pub use error::ApiError;
 pub use upload::MAX_TRANSCRIPT;
@@ -134,6 +137,8 @@ fn routes(state: ApiState, limits: &Limits) -> OpenApiRouter<ApiState> {
         .routes(routes!(browse::messages))
         .routes(routes!(sessions::reparse))
         .routes(routes!(admin::run_processor))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke))
         .routes(routes!(reports::usage))
         .routes(routes!(reports::tools))
         .layer(TimeoutLayer::with_status_code(
@@ -227,22 +232,77 @@ async fn health(state: &ApiState) -> sessionflow_protocol::health::HealthReport 
     crate::health::check(state.store.pool(), stream).await
 }
 
-/// Whether `request` carries `Authorization: Bearer {key}` (compared in constant time).
-fn bears(request: &Request, key: &str) -> bool {
-    let given = request
+/// The bearer key of `request`, if any.
+fn bearer(request: &Request) -> Option<&str> {
+    request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    !given.is_empty() && bool::from(given.as_bytes().ct_eq(key.as_bytes()))
+        .filter(|key| !key.is_empty())
 }
 
-async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    if !bears(&request, &state.api_key) {
-        return ApiError::Unauthorized.into_response();
+/// Whether `request` carries `Authorization: Bearer {key}` (compared in constant time).
+fn bears(request: &Request, key: &str) -> bool {
+    bearer(request).is_some_and(|given| bool::from(given.as_bytes().ct_eq(key.as_bytes())))
+}
+
+/// The role a request needs: ingest for what capture sends (events, uploads, batch-status),
+/// read for every other GET, admin for the rest (reparse, processors, keys).
+fn needed_role(method: &Method, path: &str) -> Role {
+    let capture = path == "/api/events/ingest"
+        || path == "/api/sessions/batch-status"
+        || path.ends_with("/transcript/upload");
+    if path.starts_with("/api/admin/") {
+        Role::Admin
+    } else if *method == Method::POST && capture {
+        Role::Ingest
+    } else if *method == Method::GET {
+        Role::Read
+    } else {
+        Role::Admin
     }
+}
+
+/// Who is calling: the bootstrap key (`SESSIONFLOW_API_KEY`, admin of everything) or a key of
+/// the `api_keys` table; 401 for no live key, 403 for a role that does not allow the route. The
+/// caller is passed on to the handlers, which keep to its workspaces.
+async fn authorize(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
+    let principal = if bears(&request, &state.api_key) {
+        Principal::bootstrap()
+    } else {
+        let given = bearer(&request).unwrap_or("");
+        match state.store.resolve_key(given).await {
+            Ok(Some(principal)) => principal,
+            Ok(None) => return ApiError::Unauthorized.into_response(),
+            Err(e) => {
+                return ApiError::Unavailable(format!("database unavailable: {e}")).into_response();
+            }
+        }
+    };
+    let needed = needed_role(request.method(), request.uri().path());
+    if !principal.role.allows(needed) {
+        return ApiError::Forbidden(format!(
+            "this key's role is {}; {} {} needs {needed} (or admin)",
+            principal.role,
+            request.method(),
+            request.uri().path()
+        ))
+        .into_response();
+    }
+    request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// Refuses a key scoped to some workspaces where only a key of every workspace may look (the
+/// system-wide views, until they are filtered per workspace).
+fn whole_system(principal: &Principal, what: &str) -> Result<(), ApiError> {
+    match principal.workspaces {
+        None => Ok(()),
+        Some(_) => Err(ApiError::Forbidden(format!(
+            "{what} covers every workspace: it needs a key that does too"
+        ))),
+    }
 }
 
 async fn authorize_metrics(

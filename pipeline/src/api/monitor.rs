@@ -3,16 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use sessionflow_protocol::monitor::{
     Failure, MonitorSnapshot, ProcessorRow, QueueSummary, SessionCounts, StageSummary, Stuck,
     WorkerQueue, WorkerRow,
 };
+use sessionflow_stages::store::Principal;
 
-use super::ApiState;
 use super::error::{ApiError, ErrorBody};
+use super::{ApiState, whole_system};
 use crate::heartbeat;
 
 /// Failures and stuck sessions listed at most.
@@ -31,7 +32,11 @@ const LISTED: i64 = 20;
     ),
     security(("bearer" = []))
 )]
-pub async fn monitor(State(state): State<ApiState>) -> Result<Json<MonitorSnapshot>, ApiError> {
+pub async fn monitor(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<MonitorSnapshot>, ApiError> {
+    whole_system(&principal, "the monitor")?;
     let pool = state.store.pool();
     let unavailable = |e: sqlx::Error| ApiError::Unavailable(format!("database unavailable: {e}"));
 

@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         (name = "sessions", description = "Reading sessions and their messages"),
         (name = "reports", description = "Usage and tools, brought up to date when asked"),
         (name = "operations", description = "Health, metrics, the monitor's snapshot, processors"),
+        (name = "keys", description = "API keys: roles and the workspaces they cover (admin)"),
     )
 )]
 pub struct ApiDoc;

@@ -2,14 +2,15 @@
 //! with the same JSON, each processor first brought up to date with the sessions changed since
 //! it last ran.
 
-use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use sessionflow_protocol::reports::{ToolsReport, UsageReport};
+use sessionflow_stages::store::Principal;
 
-use super::ApiState;
 use super::error::{ApiError, ErrorBody};
+use super::{ApiState, whole_system};
 use crate::processors::Processors;
 use crate::processors::report::{Grouping, ReportError, Request};
 
@@ -41,8 +42,10 @@ pub struct UsageQuery {
 )]
 pub async fn usage(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     query: Result<Query<UsageQuery>, QueryRejection>,
 ) -> Result<Json<UsageReport>, ApiError> {
+    whole_system(&principal, "the usage report")?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let request = Request {
         grouping: query.by.unwrap_or(Grouping::Daily),
@@ -71,7 +74,11 @@ pub async fn usage(
     ),
     security(("bearer" = []))
 )]
-pub async fn tools(State(state): State<ApiState>) -> Result<Json<ToolsReport>, ApiError> {
+pub async fn tools(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<ToolsReport>, ApiError> {
+    whole_system(&principal, "the tools report")?;
     let processors = Processors::standard(state.store.pool().clone(), state.blobs.clone());
     let tools = processors
         .tool_totals()

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -16,7 +17,7 @@ use sessionflow_protocol::sessions::{
 
 use super::error::{ApiError, ErrorBody, json_body};
 use super::{ApiState, MAX_JSON_BODY, announce};
-use sessionflow_stages::store::{Lifecycle, StoreError};
+use sessionflow_stages::store::{Lifecycle, Principal, StoreError};
 
 /// A session's status row, as batch-status reads it.
 #[derive(sqlx::FromRow)]
@@ -47,6 +48,7 @@ struct StatusRow {
 )]
 pub async fn batch_status(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<BatchStatusResponse>, ApiError> {
@@ -62,9 +64,11 @@ pub async fn batch_status(
     }
     let rows: Vec<StatusRow> = sqlx::query_as(
         "SELECT id, lifecycle, parse_status, transcript_size, transcript_sha256, parse_error \
-         FROM sessions WHERE id = ANY($1)",
+         FROM sessions WHERE id = ANY($1) AND ($2::text[] IS NULL OR workspace_id = ANY($2))",
     )
     .bind(&request.session_ids)
+    // Sessions of workspaces the key does not cover are not found, like unknown ones.
+    .bind(&principal.workspaces)
     .fetch_all(state.store.pool())
     .await
     .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;
@@ -112,6 +116,7 @@ const INTERNAL_COLUMNS: [&str; 3] = ["claim", "enqueued_at", "enqueued_by"];
 )]
 pub async fn session(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Session>, ApiError> {
     let id = Id::parse("session_id", &id)?.into_string();
@@ -122,7 +127,11 @@ pub async fn session(
         .fetch_optional(state.store.pool())
         .await
         .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;
-    let Some(Value::Object(mut row)) = row else {
+    let Some(Value::Object(mut row)) = row.filter(|row| {
+        row["workspace_id"]
+            .as_str()
+            .is_some_and(|w| principal.covers(w))
+    }) else {
         return Err(ApiError::NotFound(format!("session {id} not found")));
     };
     for internal in INTERNAL_COLUMNS {

@@ -10,6 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -20,6 +21,7 @@ use serde_json::{Value, json};
 use sessionflow_protocol::events::{ServerBody, TranscriptUploaded};
 use sessionflow_protocol::ids::Id;
 use sessionflow_stages::blob::{BlobError, raw_transcript_key};
+use sessionflow_stages::store::Principal;
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, ErrorBody, check_upload_type};
@@ -57,6 +59,7 @@ pub async fn upload(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     Query(query): Query<UploadQuery>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -77,7 +80,24 @@ pub async fn upload(
     .await
     .map_err(unavailable)?;
     let (workspace, stored_size, stored_sha) = match (known, asked_workspace) {
+        // A session belongs to its workspace for good: no one takes it over or reads it by
+        // naming another (the same answer whether or not the key covers the owner).
+        (Some((workspace, ..)), asked)
+            if !principal.covers(&workspace)
+                || asked
+                    .as_ref()
+                    .is_some_and(|asked| asked.as_str() != workspace) =>
+        {
+            return Err(ApiError::Conflict(format!(
+                "session {id} belongs to another workspace"
+            )));
+        }
         (Some((workspace, size, sha)), _) => (Id::parse("workspace_id", &workspace)?, size, sha),
+        (None, Some(workspace)) if !principal.covers(workspace.as_str()) => {
+            return Err(ApiError::Forbidden(format!(
+                "this key does not cover workspace {workspace}"
+            )));
+        }
         (None, Some(workspace)) => (workspace, None, None),
         (None, None) => {
             return Err(ApiError::BadRequest(format!(

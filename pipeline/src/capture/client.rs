@@ -172,6 +172,29 @@ impl Client {
             .await
     }
 
+    /// `POST` of the JSON `body` to `path`, answered as JSON.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<Value, ClientError> {
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::Refused(e.to_string()))?;
+        self.call(path, || {
+            self.http
+                .post(format!("{}{path}", self.server))
+                .header("content-type", "application/json")
+                .body(body.clone())
+        })
+        .await
+    }
+
+    /// `DELETE` of `path`.
+    pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.call(path, || self.http.delete(format!("{}{path}", self.server)))
+            .await
+            .map(|_| ())
+    }
+
     /// Sends the request `build` makes until it gets a 2xx, a refusal, or runs out of tries.
     async fn call(
         &self,

@@ -5,6 +5,7 @@
 //! workers can race on a session and exactly one wins; see [`lifecycle`].
 
 mod capture;
+pub mod keys;
 pub mod lifecycle;
 pub mod locate;
 mod persist;
@@ -16,6 +17,7 @@ use sqlx::{Postgres, Row};
 
 pub use capture::{Ended, Started, Transcript};
 pub use claims::{Recovered, SILENT_AFTER};
+pub use keys::Principal;
 pub use lifecycle::{Lifecycle, ParseStatus, UnknownState};
 pub use persist::{PERSIST_GROUP_ROWS, PersistOutcome};
 

@@ -1,0 +1,286 @@
+//! Keys scoped to roles and workspaces against the real `sessionflow daemon`: every route ×
+//! role × workspace answers as it should — an ingest key of A cannot read A, a read key of A
+//! cannot ingest or see B, a revoked or expired key is 401, an admin sees all — and a session
+//! id of one workspace cannot be taken over from another. Keys are made with `sessionflow keys`
+//! against the database and through the server.
+
+mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
+
+use std::process::Command;
+
+use chrono::Utc;
+use common::url_for;
+use daemon::{Daemon, KEY, drop_database, wait_healthy};
+use serde_json::{Value, json};
+
+fn keys(database: &str, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_sessionflow"))
+        .arg("keys")
+        .args(args)
+        .env("DATABASE_URL", url_for(database))
+        .env_remove("SESSIONFLOW_SERVER")
+        .env_remove("SESSIONFLOW_API_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "keys {args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+struct Caller {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Caller {
+    async fn call(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, key: &str, path: &str) -> (u16, Value) {
+        self.call(key, reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, key: &str, path: &str, body: Value) -> (u16, Value) {
+        self.call(key, reqwest::Method::POST, path, Some(body))
+            .await
+    }
+
+    async fn start(&self, key: &str, session: &str, workspace: &str) -> (u16, Value) {
+        let event = json!({
+            "id": ulid::Ulid::generate().to_string(), "type": "session.start",
+            "timestamp": Utc::now(), "device_id": "laptop", "workspace_id": workspace,
+            "session_id": session, "data": {"cc_session_id": session, "source": "startup"},
+        });
+        self.post(key, "/api/events/ingest", json!({ "events": [event] }))
+            .await
+    }
+}
+
+fn ids(page: &Value) -> Vec<&str> {
+    let mut ids: Vec<&str> = page["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn keys_see_their_workspaces_only_and_do_only_what_their_role_allows() {
+    let database = format!("sessionflow_keys_{}", std::process::id());
+    let blobs = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&database, blobs.path());
+    wait_healthy(&daemon.url).await;
+    let api = Caller {
+        http: reqwest::Client::new(),
+        url: daemon.url.clone(),
+    };
+
+    // Keys from the database, and through the server with the bootstrap admin key.
+    let made = |value: Value| value["key"].as_str().unwrap().to_owned();
+    let ingest_a = made(keys(
+        &database,
+        &[
+            "create",
+            "--role",
+            "ingest",
+            "--workspace",
+            "team-a",
+            "--json",
+        ],
+    ));
+    let ingest_b = made(keys(
+        &database,
+        &[
+            "create",
+            "--role",
+            "ingest",
+            "--workspace",
+            "team-b",
+            "--json",
+        ],
+    ));
+    let read_a = made(keys(
+        &database,
+        &[
+            "create",
+            "--role",
+            "read",
+            "--workspace",
+            "team-a",
+            "--json",
+        ],
+    ));
+    let (status, created) = api
+        .post(
+            KEY,
+            "/api/admin/keys",
+            json!({"role": "read", "workspaces": ["team-b"], "name": "lead of b"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let read_b = made(created);
+    let (_, created) = api
+        .post(KEY, "/api/admin/keys", json!({"role": "admin"}))
+        .await;
+    let admin = made(created);
+    let (_, created) = api
+        .post(
+            KEY,
+            "/api/admin/keys",
+            json!({"role": "read", "expires_at": Utc::now() - chrono::Duration::minutes(1)}),
+        )
+        .await;
+    let expired = made(created);
+    let revoked = keys(&database, &["create", "--role", "read", "--json"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_sessionflow"))
+        .args(["keys", "revoke", revoked["id"].as_str().unwrap()])
+        .args(["--server", &daemon.url, "--api-key", &admin])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let revoked = made(revoked);
+
+    // Ingest keys send to their own workspace only.
+    assert_eq!(api.start(&ingest_a, "a-1", "team-a").await.0, 202);
+    assert_eq!(api.start(&ingest_b, "b-1", "team-b").await.0, 202);
+    let (status, body) = api.start(&ingest_a, "a-2", "team-b").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not cover workspace team-b")
+    );
+    // A session of team-a cannot be taken over from team-b, by any key.
+    for key in [&ingest_b, &admin] {
+        let (status, body) = api.start(key, "a-1", "team-b").await;
+        assert_eq!(status, 409, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("belongs to another workspace")
+        );
+    }
+    let upload = |key: &str, workspace: &str| {
+        api.http
+            .post(format!(
+                "{}/api/sessions/a-1/transcript/upload?workspace_id={workspace}",
+                api.url
+            ))
+            .bearer_auth(key.to_owned())
+            .body("{\"type\":\"user\"}\n")
+            .send()
+    };
+    assert_eq!(upload(&ingest_b, "team-b").await.unwrap().status(), 409);
+    assert_eq!(upload(&ingest_b, "team-a").await.unwrap().status(), 409);
+    // batch-status answers for the key's own workspaces; the others are not found.
+    let (status, statuses) = api
+        .post(
+            &ingest_a,
+            "/api/sessions/batch-status",
+            json!({"session_ids": ["a-1", "b-1"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(statuses["not_found"], json!(["b-1"]));
+    assert_eq!(statuses["statuses"]["a-1"]["lifecycle"], "detected");
+    // An ingest key cannot read, even its own workspace.
+    let (status, body) = api.get(&ingest_a, "/api/sessions").await;
+    assert_eq!(status, 403);
+    assert!(
+        body["error"].as_str().unwrap().contains("needs read"),
+        "{body}"
+    );
+
+    // Read keys see their workspace, and nothing of another.
+    let (status, page) = api.get(&read_a, "/api/sessions").await;
+    assert_eq!((status, ids(&page)), (200, vec!["a-1"]));
+    assert_eq!(page["total"], 1);
+    let (_, page) = api.get(&read_a, "/api/sessions?workspace=team-b").await;
+    assert_eq!(ids(&page), Vec::<&str>::new());
+    assert_eq!(api.get(&read_a, "/api/sessions/a-1").await.0, 200);
+    assert_eq!(api.get(&read_a, "/api/sessions/b-1").await.0, 404);
+    assert_eq!(api.get(&read_a, "/api/sessions/b-1/messages").await.0, 404);
+    assert_eq!(api.get(&read_b, "/api/sessions/a-1").await.0, 404);
+    let (_, page) = api.get(&read_b, "/api/sessions").await;
+    assert_eq!(ids(&page), vec!["b-1"]);
+    assert_eq!(api.start(&read_a, "a-3", "team-a").await.0, 403);
+    for path in ["/api/monitor", "/api/usage", "/api/tools"] {
+        let (status, body) = api.get(&read_a, path).await;
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    let (status, _) = api
+        .call(
+            &read_a,
+            reqwest::Method::POST,
+            "/api/sessions/a-1/reparse",
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(api.get(&read_a, "/api/admin/keys").await.0, 403);
+
+    // An admin sees all; a revoked or expired key, or a made-up one, opens nothing.
+    let (_, page) = api.get(&admin, "/api/sessions").await;
+    assert_eq!(ids(&page), vec!["a-1", "b-1"]);
+    assert_eq!(api.get(&admin, "/api/monitor").await.0, 200);
+    for key in [&revoked, &expired, &format!("sfk_{}", "0".repeat(64))] {
+        assert_eq!(api.get(key, "/api/sessions").await.0, 401, "{key}");
+    }
+
+    // The list says who holds what, never the keys.
+    let (status, list) = api.get(&admin, "/api/admin/keys").await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 7);
+    let listed = list.to_string();
+    for key in [&ingest_a, &read_a, &admin, &revoked] {
+        assert!(!listed.contains(key.as_str()));
+    }
+    let from_cli = keys(&database, &["list", "--json"]);
+    assert_eq!(from_cli.as_array().unwrap().len(), 7);
+    let lead = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "lead of b")
+        .unwrap();
+    assert_eq!(lead["role"], "read");
+    assert_eq!(lead["workspaces"], json!(["team-b"]));
+    assert!(
+        !lead["last_used_at"].is_null(),
+        "its use was recorded: {lead}"
+    );
+    // Only the hash is stored.
+    let pool = sqlx::PgPool::connect(&url_for(&database)).await.unwrap();
+    let hashes: Vec<Vec<u8>> = sqlx::query_scalar("SELECT key_hash FROM api_keys")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert!(hashes.iter().all(|h| h.len() == 32));
+    drop(daemon);
+    drop_database(&database).await;
+}
