@@ -29,9 +29,8 @@ pub struct Args {
     dirs: Vec<PathBuf>,
     #[command(flatten)]
     server: crate::options::Server,
-    /// The API's bearer key.
-    #[arg(long, env = "SESSIONFLOW_API_KEY", hide_env_values = true)]
-    api_key: String,
+    #[command(flatten)]
+    api_key: crate::options::ApiKey,
     /// Also end sessions whose files changed in the last five minutes.
     #[arg(long)]
     include_live: bool,
@@ -79,8 +78,12 @@ async fn backfill(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let (sessions, unreadable) = discover::discover(&roots);
-    let client = Client::new(&args.server.server, &args.api_key, Patience::BACKFILL)
-        .map_err(anyhow::Error::msg)?;
+    let client = Client::new(
+        &args.server.server,
+        &args.api_key.required()?,
+        Patience::BACKFILL,
+    )
+    .map_err(anyhow::Error::msg)?;
     let view = View::new(args.json);
     for u in &unreadable {
         view.line(&format!("skipped {}: {}", u.path.display(), u.error));

@@ -41,9 +41,9 @@ enum HookEvent {
 struct Target {
     #[command(flatten)]
     server: crate::options::Server,
-    /// The API's bearer key; without one, everything is spooled until a key is set.
-    #[arg(long, env = "SESSIONFLOW_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
+    /// Without a key, everything is spooled until one is set.
+    #[command(flatten)]
+    api_key: crate::options::ApiKey,
     /// Where unsent events and uploads wait [default: ~/.local/state/sessionflow/spool].
     #[arg(long, env = "SESSIONFLOW_SPOOL")]
     spool: Option<PathBuf>,
@@ -86,10 +86,15 @@ fn hook(args: HookArgs) -> anyhow::Result<()> {
     let spool = Spool::new(args.target.spool.clone().unwrap_or_else(Spool::default_dir));
     let admission = args.target.upload.admission(&[]);
     let items = items_for(args.event, &input, &admission);
-    let client = match args.target.api_key.as_deref().filter(|k| !k.is_empty()) {
+    // A key file that cannot be used is said, and what the hook carries is spooled.
+    let key = args.target.api_key.get().unwrap_or_else(|e| {
+        eprintln!("sessionflow hook: {}", escaped(&crate::describe(&e)));
+        None
+    });
+    let client = match key {
         Some(key) => Some(Client::new(
             &args.target.server.server,
-            key,
+            &key,
             Patience::HOOK,
         )?),
         None => None,
@@ -101,7 +106,7 @@ fn hook(args: HookArgs) -> anyhow::Result<()> {
         // What earlier hooks could not send goes first, in order; if the server cannot take it
         // now, the new items wait behind it.
         let mut unsent = match &client {
-            None => Some("no API key (set SESSIONFLOW_API_KEY)".to_owned()),
+            None => Some("no API key (put it in ~/.config/sessionflow/key, mode 0600)".to_owned()),
             Some(client) => {
                 let delivered = spool.deliver(client, &admission).await;
                 (delivered.left > 0).then(|| format!("{} cannot be reached", client.server()))

@@ -10,6 +10,7 @@ use sessionflow_pipeline::capture::client::{Client, Patience, encode};
 use sessionflow_protocol::ids::Id;
 use sessionflow_protocol::keys::{CreatedKey, KeyInfo, NewKeyRequest, Role};
 
+use crate::options::ApiKey;
 use crate::text::escaped;
 
 #[derive(clap::Args)]
@@ -29,6 +30,10 @@ pub struct Args {
         global = true
     )]
     api_key: Option<String>,
+    /// A file holding that key (mode 0600) [default: ~/.config/sessionflow/key, when it
+    /// exists].
+    #[arg(long, env = "SESSIONFLOW_API_KEY_FILE", global = true)]
+    api_key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Subcommand)]
@@ -39,7 +44,7 @@ enum Action {
         #[arg(long)]
         role: Role,
         /// A workspace the key covers (repeat for more) [default: every workspace].
-        #[arg(long = "workspace")]
+        #[arg(long = "workspace", allow_hyphen_values = true)]
         workspaces: Vec<String>,
         /// What the key is for, like "alice's laptop".
         #[arg(long)]
@@ -89,11 +94,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn keys(args: Args) -> anyhow::Result<ExitCode> {
     let keys = match args.server.as_deref().filter(|s| !s.is_empty()) {
         Some(server) => {
-            let key =
-                args.api_key.as_deref().filter(|k| !k.is_empty()).context(
-                    "--server needs an admin key of it: --api-key or SESSIONFLOW_API_KEY",
-                )?;
-            Keys::Api(Client::new(server, key, Patience::REPORT).map_err(anyhow::Error::msg)?)
+            let key = ApiKey::new(args.api_key.clone(), args.api_key_file.clone()).required()?;
+            Keys::Api(Client::new(server, &key, Patience::REPORT).map_err(anyhow::Error::msg)?)
         }
         None => Keys::Database(args.database.open().await?),
     };

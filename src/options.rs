@@ -1,6 +1,7 @@
 //! Options several commands share, declared once: where the database is, and which
 //! sessionflow API a client talks to.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -72,6 +73,78 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// A client's key for a server: `--api-key` (for scripts), else the key file.
+#[derive(clap::Args)]
+pub struct ApiKey {
+    /// The server's bearer key (prefer the key file: arguments and the environment leak into
+    /// process lists and shell history).
+    #[arg(long, env = "SESSIONFLOW_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// A file holding the key, readable by its owner alone (mode 0600)
+    /// [default: ~/.config/sessionflow/key, when it exists].
+    #[arg(long, env = "SESSIONFLOW_API_KEY_FILE")]
+    api_key_file: Option<PathBuf>,
+}
+
+impl ApiKey {
+    pub fn new(api_key: Option<String>, api_key_file: Option<PathBuf>) -> Self {
+        ApiKey {
+            api_key,
+            api_key_file,
+        }
+    }
+
+    /// The key given, else the key file's (the default file only when it exists); a key file
+    /// others may read is refused.
+    pub fn get(&self) -> anyhow::Result<Option<String>> {
+        if let Some(key) = self.api_key.as_deref().filter(|k| !k.is_empty()) {
+            return Ok(Some(key.to_owned()));
+        }
+        let (path, named) = match &self.api_key_file {
+            Some(path) => (path.clone(), true),
+            None => match default_key_file() {
+                Some(path) => (path, false),
+                None => return Ok(None),
+            },
+        };
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if !named && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "{} is readable by others (mode {mode:o}): run chmod 600 {}",
+                path.display(),
+                path.display()
+            );
+        }
+        let key = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let key = key.trim();
+        Ok((!key.is_empty()).then(|| key.to_owned()))
+    }
+
+    /// The key, which the command cannot do without.
+    pub fn required(&self) -> anyhow::Result<String> {
+        self.get()?.context(
+            "no API key: put it in ~/.config/sessionflow/key (mode 0600), or pass --api-key-file \
+             or --api-key",
+        )
+    }
+}
+
+/// `~/.config/sessionflow/key` (or under `XDG_CONFIG_HOME`).
+fn default_key_file() -> Option<PathBuf> {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(config.join("sessionflow/key"))
+}
+
 /// `--server`, or `SESSIONFLOW_SERVER`.
 #[derive(clap::Args)]
 pub struct Server {
@@ -92,9 +165,8 @@ pub struct Reports {
     /// Ask this sessionflow server instead of the database.
     #[arg(long, env = "SESSIONFLOW_SERVER")]
     server: Option<String>,
-    /// The server's bearer key.
-    #[arg(long, env = "SESSIONFLOW_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
+    #[command(flatten)]
+    api_key: ApiKey,
     #[command(flatten)]
     database: Database,
     /// Where transcripts are kept, read to bring processors up to date (without --server)
@@ -113,17 +185,9 @@ impl Reports {
     pub async fn open(&self) -> anyhow::Result<ReportSource> {
         match self.server.as_deref().filter(|s| !s.is_empty()) {
             Some(server) => {
-                let key = self
-                    .api_key
-                    .as_deref()
-                    .filter(|k| !k.is_empty())
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "--server needs the server's key: --api-key or SESSIONFLOW_API_KEY"
-                        )
-                    })?;
+                let key = self.api_key.required()?;
                 Ok(ReportSource::Api(
-                    Client::new(server, key, Patience::REPORT).map_err(anyhow::Error::msg)?,
+                    Client::new(server, &key, Patience::REPORT).map_err(anyhow::Error::msg)?,
                 ))
             }
             None => {

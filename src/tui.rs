@@ -14,9 +14,8 @@ use sessionflow_tui::source::Http;
 pub struct Args {
     #[command(flatten)]
     server: crate::options::Server,
-    /// The API's bearer key.
-    #[arg(long, env = "SESSIONFLOW_API_KEY", hide_env_values = true)]
-    api_key: String,
+    #[command(flatten)]
+    api_key: crate::options::ApiKey,
     /// Refresh interval, like 1s or 500ms.
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     interval: Duration,
@@ -42,7 +41,8 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     require_terminal("the monitor")?;
-    let transport = Http::new(&args.server.server, args.api_key).map_err(anyhow::Error::msg)?;
+    let transport =
+        Http::new(&args.server.server, args.api_key.required()?).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime
         .block_on(sessionflow_tui::run(

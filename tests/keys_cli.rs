@@ -121,6 +121,19 @@ async fn keys_see_their_workspaces_only_and_do_only_what_their_role_allows() {
             "--json",
         ],
     ));
+    // Claude Code's project folders start with a dash.
+    let dashed = keys(
+        &database,
+        &[
+            "create",
+            "--role",
+            "read",
+            "--workspace",
+            "-home-dev-app",
+            "--json",
+        ],
+    );
+    assert_eq!(dashed["workspaces"], json!(["-home-dev-app"]));
     let read_a = made(keys(
         &database,
         &[
@@ -254,13 +267,13 @@ async fn keys_see_their_workspaces_only_and_do_only_what_their_role_allows() {
     // The list says who holds what, never the keys.
     let (status, list) = api.get(&admin, "/api/admin/keys").await;
     assert_eq!(status, 200);
-    assert_eq!(list.as_array().unwrap().len(), 7);
+    assert_eq!(list.as_array().unwrap().len(), 8);
     let listed = list.to_string();
     for key in [&ingest_a, &read_a, &admin, &revoked] {
         assert!(!listed.contains(key.as_str()));
     }
     let from_cli = keys(&database, &["list", "--json"]);
-    assert_eq!(from_cli.as_array().unwrap().len(), 7);
+    assert_eq!(from_cli.as_array().unwrap().len(), 8);
     let lead = list
         .as_array()
         .unwrap()
@@ -273,6 +286,34 @@ async fn keys_see_their_workspaces_only_and_do_only_what_their_role_allows() {
         !lead["last_used_at"].is_null(),
         "its use was recorded: {lead}"
     );
+    // Clients read the key from a file of their own (0600), or refuse it.
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join(".config/sessionflow/key");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, format!("{admin}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let list_with_file = || {
+        Command::new(env!("CARGO_BIN_EXE_sessionflow"))
+            .args(["keys", "list", "--json", "--server", &daemon.url])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .output()
+            .unwrap()
+    };
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = list_with_file();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is readable by others (mode 644)"),
+        "{out:?}"
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = list_with_file();
+    assert!(out.status.success(), "{out:?}");
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 8);
+
     // Only the hash is stored.
     let pool = sqlx::PgPool::connect(&url_for(&database)).await.unwrap();
     let hashes: Vec<Vec<u8>> = sqlx::query_scalar("SELECT key_hash FROM api_keys")

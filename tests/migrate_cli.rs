@@ -37,6 +37,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         tables,
         [
             "_sqlx_migrations",
+            "api_keys",
             "content_blocks",
             "devices",
             "events",

@@ -323,6 +323,9 @@ async fn the_api_reference_describes_every_route_the_server_serves() {
         ("get", "/api/monitor"),
         ("get", "/api/usage"),
         ("get", "/api/tools"),
+        ("post", "/api/admin/keys"),
+        ("get", "/api/admin/keys"),
+        ("delete", "/api/admin/keys/{id}"),
         ("get", "/api/openapi.json"),
         ("get", "/healthz"),
         ("get", "/metrics"),
@@ -349,6 +352,7 @@ async fn the_api_reference_describes_every_route_the_server_serves() {
             let request = match method.as_str() {
                 "get" => http.get(format!("{}{concrete}", daemon.url)),
                 "post" => http.post(format!("{}{concrete}", daemon.url)),
+                "delete" => http.delete(format!("{}{concrete}", daemon.url)),
                 other => panic!("unexpected method {other} on {path}"),
             };
             let response = request.bearer_auth(KEY).send().await.unwrap();
