@@ -420,13 +420,24 @@ async fn the_server_sheds_load_times_out_stalled_bodies_and_guards_metrics() {
     };
     let before = stored(&database, blobs.path()).await;
 
-    // Two uploads that stall after their first bytes hold both places.
+    // Two uploads that stall after their first bytes hold both places. The server takes
+    // connections concurrently, so one of them may lose the race for a place to a monitor
+    // request and be refused: it is sent again until both are held.
     let upload = "POST /api/sessions/stalled/transcript/upload?workspace_id=w1";
-    let first = stalled(&client.url, upload, 1000, b"{\"type\":\"user\"}\n").await;
-    let second = stalled(&client.url, upload, 1000, b"{\"type\":\"user\"}\n").await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(stalled(&client.url, upload, 1000, b"{\"type\":\"user\"}\n").await);
+    }
     // While they are held, any other /api request is refused at once, with when to retry.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let refused = loop {
+        for socket in held.iter_mut() {
+            let mut answer = [0u8; 16];
+            match socket.try_read(&mut answer) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                _ => *socket = stalled(&client.url, upload, 1000, b"{\"type\":\"user\"}\n").await,
+            }
+        }
         let response = client
             .http
             .get(format!("{}/api/monitor", client.url))
@@ -453,7 +464,7 @@ async fn the_server_sheds_load_times_out_stalled_bodies_and_guards_metrics() {
     assert_eq!(client.get("/healthz").await.0, 200);
 
     // The uploads break off: they store nothing, and their places are free again.
-    drop((first, second));
+    drop(held);
     // A stalled body ends at the time limit with 408 (once the broken uploads' places are
     // given back, which the server sees at once or nearly).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
