@@ -1,6 +1,7 @@
 //! Parser throughput in bytes per second: the 13 real fixtures and one large generated
 //! transcript, each beside the same bytes parsed line by line into `serde_json::Value` — the
-//! cost of merely reading the JSON, which the typed parser should beat.
+//! cost of merely reading the JSON, which the typed parser should beat — and the redactor's
+//! throughput over the same transcripts once parsed.
 //!
 //! Run with `cargo bench --bench parser`.
 
@@ -8,8 +9,9 @@ use std::fs;
 use std::hint::black_box;
 use std::path::Path;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sessionflow_stages::corpus;
+use sessionflow_stages::redact::redact_transcript;
 use sessionflow_stages::transcript::{ParseOptions, parse_bytes};
 
 fn fixtures() -> Vec<Vec<u8>> {
@@ -46,6 +48,28 @@ fn bench(c: &mut Criterion, name: &str, files: &[Vec<u8>]) {
                 black_box(parse_bytes(black_box(file), &options));
             }
         })
+    });
+    // The redactor alone, over transcripts parsed as the pipeline parses them (raw lines kept):
+    // its bytes per second are the transcript's.
+    let kept = ParseOptions {
+        keep_raw: true,
+        ..ParseOptions::default()
+    };
+    group.bench_function("redact", |b| {
+        b.iter_batched(
+            || {
+                files
+                    .iter()
+                    .map(|f| parse_bytes(f, &kept))
+                    .collect::<Vec<_>>()
+            },
+            |mut parsed| {
+                for transcript in &mut parsed {
+                    black_box(redact_transcript(transcript));
+                }
+            },
+            BatchSize::LargeInput,
+        )
     });
     group.bench_function("serde_json_value", |b| {
         b.iter(|| {

@@ -48,7 +48,8 @@ fn reset_peak_memory() {
 
 /// `transcripts` is consumed lazily, each uploaded as it is made, so the corpus is never held
 /// in memory.
-async fn run(name: &str, store: &Store, transcripts: impl Iterator<Item = Bytes>) {
+/// Runs the sessions through the pipeline, secrets redacted or not.
+async fn run(name: &str, store: &Store, transcripts: impl Iterator<Item = Bytes>, redact: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir.path()));
     sqlx::query("TRUNCATE sessions CASCADE")
@@ -75,7 +76,8 @@ async fn run(name: &str, store: &Store, transcripts: impl Iterator<Item = Bytes>
             .await
             .expect("session");
     }
-    let stages = Stages::new(store, &blobs, Arc::new(ExtractiveSummarizer), "test-worker");
+    let mut stages = Stages::new(store, &blobs, Arc::new(ExtractiveSummarizer), "test-worker");
+    stages.parse.set_redaction(redact);
     let (tx, mut ended) = mpsc::unbounded_channel();
     let config = QueueConfig {
         capacity: SESSIONS,
@@ -150,9 +152,15 @@ fn main() {
             .iter()
             .map(|p| Bytes::from(std::fs::read(p).expect("fixture")))
             .collect();
-        let cycled = (0..SESSIONS).map(|i| fixtures[i % fixtures.len()].clone());
-        run("fixtures", &store, cycled).await;
-        let generated = (0..SESSIONS as u64).map(|i| Bytes::from(corpus::session(1, i).transcript));
-        run("generated", &store, generated).await;
+        // Redaction on (the default) and off, one after the other, to compare in one sitting.
+        for (name, redact) in [("fixtures", true), ("fixtures-unredacted", false)] {
+            let cycled = (0..SESSIONS).map(|i| fixtures[i % fixtures.len()].clone());
+            run(name, &store, cycled, redact).await;
+        }
+        for (name, redact) in [("generated", true), ("generated-unredacted", false)] {
+            let generated =
+                (0..SESSIONS as u64).map(|i| Bytes::from(corpus::session(1, i).transcript));
+            run(name, &store, generated, redact).await;
+        }
     });
 }

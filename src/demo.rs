@@ -77,6 +77,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         claim_idle: Duration::from_secs(60),
         processor_intervals: Default::default(),
         limits: Default::default(),
+        redact: true,
     };
     let say = |text: String| {
         if !args.json {

@@ -22,6 +22,13 @@ use tower::ServiceExt;
 /// How long a stop may take before the process exits anyway.
 const STOP_WITHIN: Duration = Duration::from_secs(10);
 
+/// What `--redact` takes out.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Redact {
+    Rows,
+    Off,
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -55,6 +62,10 @@ pub struct Args {
     /// (entries of a consumer whose worker went silent are taken at once).
     #[arg(long, env = "SESSIONFLOW_CLAIM_IDLE", default_value = "60s", value_parser = crate::backfill::parse_wait)]
     claim_idle: Duration,
+    /// Secrets in transcripts: `rows` takes them out of everything stored and sent (rows,
+    /// search, summaries, answers; the uploaded transcript is kept as it came), `off` keeps them.
+    #[arg(long, env = "SESSIONFLOW_REDACT", value_enum, default_value = "rows")]
+    redact: Redact,
     /// API requests handled at once; more get 503 with Retry-After.
     #[arg(long, env = "SESSIONFLOW_MAX_CONCURRENT", default_value_t = 256)]
     max_concurrent: usize,
@@ -149,6 +160,7 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
             stream: args.stream,
             claim_idle: args.claim_idle,
             processor_intervals: args.processor_intervals.0,
+            redact: args.redact == Redact::Rows,
             limits: Limits {
                 max_concurrent: args.max_concurrent.max(1),
                 request_timeout: args.request_timeout,

@@ -64,6 +64,9 @@ pub struct Settings {
     pub processor_intervals: std::collections::HashMap<String, Duration>,
     /// How the API guards itself.
     pub limits: api::Limits,
+    /// Secrets taken out of rows, summaries and answers (`SESSIONFLOW_REDACT=rows`, the
+    /// default) or not (`off`).
+    pub redact: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -271,7 +274,8 @@ impl Worker {
             ..ConsumerConfig::default()
         };
         let name = name.to_owned();
-        let stages = Stages::new(store, blobs, Arc::clone(&summarizer), &name);
+        let mut stages = Stages::new(store, blobs, Arc::clone(&summarizer), &name);
+        stages.parse.set_redaction(settings.redact);
         let config = QueueConfig {
             max_runs: settings.max_runs,
             ..QueueConfig::default()

@@ -3,6 +3,7 @@
 
 use super::download::Downloaded;
 use super::{RunEnd, Stage};
+use crate::redact::{Counts, redact_transcript};
 use crate::store::SessionRow;
 use crate::transcript::{ParseOptions, ParsedTranscript, parse_bytes};
 
@@ -11,16 +12,28 @@ const LOGGED_LINE_ERRORS: usize = 5;
 
 pub struct Parse {
     options: ParseOptions,
+    redact: bool,
 }
 
 pub struct ParsedSession {
     pub session: SessionRow,
     pub parsed: ParsedTranscript,
+    /// Secrets taken out of the rows, by kind (empty when redaction is off).
+    pub redactions: Counts,
 }
 
 impl Parse {
+    /// Parses with `options`, secrets redacted (see [`crate::redact`]).
     pub fn new(options: ParseOptions) -> Self {
-        Parse { options }
+        Parse {
+            options,
+            redact: true,
+        }
+    }
+
+    /// Whether secrets are taken out of what is parsed (`SESSIONFLOW_REDACT=off`: not).
+    pub fn set_redaction(&mut self, on: bool) {
+        self.redact = on;
     }
 }
 
@@ -34,12 +47,24 @@ impl Stage for Parse {
 
     async fn run(&self, input: Downloaded) -> Result<ParsedSession, RunEnd> {
         let Downloaded { session, bytes } = input;
-        let options = self.options.clone();
-        let parsed = match tokio::task::spawn_blocking(move || parse_bytes(&bytes, &options)).await
-        {
-            Ok(parsed) => parsed,
+        let (options, redact) = (self.options.clone(), self.redact);
+        let parsed = tokio::task::spawn_blocking(move || {
+            let mut parsed = parse_bytes(&bytes, &options);
+            let redactions = if redact {
+                redact_transcript(&mut parsed)
+            } else {
+                Counts::new()
+            };
+            (parsed, redactions)
+        })
+        .await;
+        let (parsed, redactions) = match parsed {
+            Ok(done) => done,
             Err(e) => return Err(RunEnd::Failed(format!("Parse failed: {e}"))),
         };
+        if !redactions.is_empty() {
+            tracing::info!(session = %session.id, ?redactions, "secrets redacted");
+        }
         for error in parsed.line_errors.iter().take(LOGGED_LINE_ERRORS) {
             tracing::warn!(session = %session.id, line = error.line_number, "skipped a transcript line: {}", error.error);
         }
@@ -50,6 +75,10 @@ impl Stage for Parse {
                 parsed.line_errors.len() - LOGGED_LINE_ERRORS
             );
         }
-        Ok(ParsedSession { session, parsed })
+        Ok(ParsedSession {
+            session,
+            parsed,
+            redactions,
+        })
     }
 }

@@ -1,0 +1,353 @@
+//! Secrets out of transcripts: a table of named rules (AWS keys, GitHub/GitLab/Anthropic/OpenAI/
+//! Slack/Google/Stripe tokens, private key blocks, JWTs, passwords in URLs, `KEY=value`
+//! assignments whose name says secret), compiled once into one [`RegexSet`] that tells in a
+//! single pass which rules can match; only those then replace their matches with
+//! `[REDACTED:kind]`.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use regex::{Regex, RegexSet};
+
+use crate::transcript::{ContentBlock, ParsedTranscript};
+
+/// One rule: its kind (as it appears in `[REDACTED:kind]` and in the counts) and its pattern.
+/// A pattern with a group named `secret` replaces that group only (the rest is context).
+struct Rule {
+    kind: &'static str,
+    pattern: &'static str,
+}
+
+/// The rules, most specific first: a text is replaced rule by rule in this order, so a later,
+/// broader rule never sees what an earlier one took.
+const RULES: &[Rule] = &[
+    Rule {
+        kind: "private_key",
+        pattern: r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
+    },
+    Rule {
+        kind: "aws_access_key",
+        pattern: r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b",
+    },
+    Rule {
+        kind: "aws_secret_key",
+        pattern: r#"(?i)aws_?secret_?(?:access_?)?key["']?\s*[:=]\s*["']?(?P<secret>[A-Za-z0-9/+=]{40})\b"#,
+    },
+    Rule {
+        kind: "github_token",
+        pattern: r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b",
+    },
+    Rule {
+        kind: "gitlab_token",
+        pattern: r"\bglpat-[A-Za-z0-9_-]{20,}\b",
+    },
+    Rule {
+        kind: "anthropic_key",
+        pattern: r"\bsk-ant-[A-Za-z0-9_-]{20,}",
+    },
+    Rule {
+        kind: "openai_key",
+        pattern: r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
+    },
+    Rule {
+        kind: "slack_webhook",
+        pattern: r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9_/-]{20,}",
+    },
+    Rule {
+        kind: "slack_token",
+        pattern: r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
+    },
+    Rule {
+        kind: "google_api_key",
+        pattern: r"\bAIza[0-9A-Za-z_-]{35}",
+    },
+    Rule {
+        kind: "stripe_key",
+        pattern: r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}",
+    },
+    Rule {
+        kind: "jwt",
+        pattern: r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    },
+    Rule {
+        kind: "url_password",
+        pattern: r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^/\s:@]{1,64}:(?P<secret>[^/\s@]{3,128})@",
+    },
+    Rule {
+        kind: "secret_assignment",
+        pattern: r#"(?i)\b[a-z0-9_.-]*(?:secret|token|passwd|password|api_?key|access_?key|private_?key)[a-z0-9_.-]*["']?\s*[:=]\s*["']?(?P<secret>[^\s"'`,;{}()\[\]<>]{8,})"#,
+    },
+];
+
+/// What was found, by kind.
+pub type Counts = BTreeMap<&'static str, u64>;
+
+struct Compiled {
+    set: RegexSet,
+    each: Vec<Regex>,
+}
+
+static COMPILED: LazyLock<Compiled> = LazyLock::new(|| Compiled {
+    set: RegexSet::new(RULES.iter().map(|r| r.pattern)).expect("the rules are valid"),
+    each: RULES
+        .iter()
+        .map(|r| Regex::new(r.pattern).expect("the rules are valid"))
+        .collect(),
+});
+
+/// `text` with every secret replaced by `[REDACTED:kind]`, counting each in `counts`; `None`
+/// when nothing was found (the common case costs one pass of the set).
+pub fn redact(text: &str, counts: &mut Counts) -> Option<String> {
+    let compiled = &*COMPILED;
+    let matched = compiled.set.matches(text);
+    if !matched.matched_any() {
+        return None;
+    }
+    let mut out = text.to_owned();
+    for at in matched.iter() {
+        let (rule, regex) = (&RULES[at], &compiled.each[at]);
+        let mut found = 0u64;
+        let replaced = regex.replace_all(&out, |caps: &regex::Captures<'_>| {
+            found += 1;
+            let whole = caps.get(0).expect("a match");
+            match caps.name("secret") {
+                // Keep the context (the name, the URL), replace the secret.
+                Some(secret) => format!(
+                    "{}[REDACTED:{}]{}",
+                    &whole.as_str()[..secret.start() - whole.start()],
+                    rule.kind,
+                    &whole.as_str()[secret.end() - whole.start()..]
+                ),
+                None => format!("[REDACTED:{}]", rule.kind),
+            }
+        });
+        if found > 0 {
+            out = replaced.into_owned();
+            *counts.entry(rule.kind).or_default() += found;
+        }
+    }
+    Some(out)
+}
+
+/// Every rule's kind, in the order they apply.
+pub fn kinds() -> impl Iterator<Item = &'static str> {
+    RULES.iter().map(|r| r.kind)
+}
+
+/// A JSON document (a tool's input, a raw transcript line) with the secrets in its strings
+/// replaced; `None` when nothing was found. Redacted as a tree, so that a replacement can never
+/// break an escape sequence (the text is re-serialized).
+pub fn redact_json(json: &str, counts: &mut Counts) -> Option<String> {
+    if !COMPILED.set.is_match(json) {
+        return None;
+    }
+    let mut value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let mut found = false;
+    redact_value(&mut value, counts, &mut found);
+    found.then(|| value.to_string())
+}
+
+fn redact_value(value: &mut serde_json::Value, counts: &mut Counts, found: &mut bool) {
+    match value {
+        serde_json::Value::String(text) => {
+            if let Some(clean) = redact(text, counts) {
+                *text = clean;
+                *found = true;
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                redact_value(item, counts, found);
+            }
+        }
+        serde_json::Value::Object(fields) => {
+            for item in fields.values_mut() {
+                redact_value(item, counts, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Redacts a parsed transcript in place, before anything of it is stored or sent: message
+/// text, thinking, tool inputs and results, the raw lines kept for the database, and the
+/// initial prompt taken from them. Returns what was found, by kind.
+pub fn redact_transcript(parsed: &mut ParsedTranscript) -> Counts {
+    let mut counts = Counts::new();
+    let replace = |text: &mut String, counts: &mut Counts| {
+        if let Some(clean) = redact(text, counts) {
+            *text = clean;
+        }
+    };
+    for message in &mut parsed.messages {
+        for block in &mut message.blocks {
+            match block {
+                ContentBlock::Text { text } => replace(text, &mut counts),
+                ContentBlock::Thinking { thinking } => replace(thinking, &mut counts),
+                ContentBlock::ToolResult { content, .. } => replace(content, &mut counts),
+                ContentBlock::ToolUse {
+                    input: Some(input), ..
+                } => {
+                    if let Some(clean) = redact_json(input.get(), &mut counts)
+                        && let Ok(raw) = serde_json::value::RawValue::from_string(clean)
+                    {
+                        *input = raw;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(raw) = &mut message.raw
+            && let Some(clean) = redact_json(raw, &mut counts)
+        {
+            *raw = clean;
+        }
+    }
+    // Derived from the messages before they were redacted: counted there already.
+    if let Some(prompt) = &mut parsed.stats.initial_prompt
+        && let Some(clean) = redact(prompt, &mut Counts::new())
+    {
+        *prompt = clean;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Counts, kinds, redact};
+
+    /// Each rule: a secret it must catch, and a look-alike it must leave alone.
+    const CASES: &[(&str, &str, &str)] = &[
+        (
+            "private_key",
+            "key:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7v\n-----END RSA PRIVATE KEY-----\nok",
+            "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0B\n-----END PUBLIC KEY-----",
+        ),
+        (
+            "aws_access_key",
+            "export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE",
+            "the id AKIAIOSFODNN7 is too short",
+        ),
+        (
+            "aws_secret_key",
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "aws_region = us-east-1",
+        ),
+        (
+            "github_token",
+            "git clone https://ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/o/r",
+            "the branch ghp_fix is merged",
+        ),
+        (
+            "gitlab_token",
+            "PRIVATE-TOKEN: glpat-x8Yz3kQ9vLm2Np4Rt6Ws",
+            "glpat- is the prefix of GitLab tokens",
+        ),
+        (
+            "anthropic_key",
+            "ANTHROPIC_KEY sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz012345",
+            "the sk-ant prefix",
+        ),
+        (
+            "openai_key",
+            "client = OpenAI(api='sk-proj-AbCdEfGhIjKlMnOpQrStUvWx')",
+            "task-list and sk-learn are words",
+        ),
+        (
+            "slack_webhook",
+            "curl https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+            "see https://hooks.slack.com/ for docs",
+        ),
+        (
+            "slack_token",
+            "SLACK=xoxb-123456789012-1234567890123-AbCdEfGhIjKl",
+            "xox is a game",
+        ),
+        (
+            "google_api_key",
+            "maps?key=AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
+            "AIza is how Google keys begin",
+        ),
+        (
+            "stripe_key",
+            "Stripe.apiKey = \"sk_live_4eC39HqLyjWDarjtT1zdp7dc\";",
+            "sk_live_ is the live prefix",
+        ),
+        (
+            "jwt",
+            "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "eyJ alone is base64 of {\"",
+        ),
+        (
+            "url_password",
+            "DATABASE_URL=postgres://app:hunter2hunter2@db.internal:5432/prod",
+            "postgres://app@db.internal:5432/prod and http://example.com:8080/x",
+        ),
+        (
+            "secret_assignment",
+            "MY_SERVICE_TOKEN=3f9a8b7c6d5e4f3a2b1c",
+            "token = None  # filled in later",
+        ),
+    ];
+
+    #[test]
+    fn every_rule_catches_its_secret_and_leaves_its_look_alike() {
+        let covered: Vec<&str> = CASES.iter().map(|c| c.0).collect();
+        assert_eq!(
+            covered,
+            kinds().collect::<Vec<_>>(),
+            "a case per rule, in order"
+        );
+        for (kind, secret, look_alike) in CASES {
+            let mut counts = Counts::new();
+            let out = redact(secret, &mut counts)
+                .unwrap_or_else(|| panic!("{kind}: nothing found in {secret:?}"));
+            assert!(
+                out.contains(&format!("[REDACTED:{kind}]")),
+                "{kind}: {out:?} ({counts:?})"
+            );
+            assert!(counts[kind] >= 1, "{kind}: {counts:?}");
+            let mut none = Counts::new();
+            assert_eq!(
+                redact(look_alike, &mut none),
+                None,
+                "{kind}: the look-alike {look_alike:?} was taken ({none:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn json_stays_json_whatever_the_secret_sits_next_to() {
+        let mut counts = Counts::new();
+        let input = r#"{"command":"export PASSWORD=abcdefgh\\\"quoted\" && curl -H 'x: sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWx'","n":1}"#;
+        let out = super::redact_json(input, &mut counts).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let command = value["command"].as_str().unwrap();
+        assert!(command.contains("[REDACTED:anthropic_key]"), "{command}");
+        assert!(
+            command.contains("PASSWORD=[REDACTED:secret_assignment]"),
+            "{command}"
+        );
+        assert_eq!(value["n"], 1);
+        assert_eq!(
+            super::redact_json(r#"{"command":"ls -la"}"#, &mut counts),
+            None
+        );
+    }
+
+    #[test]
+    fn the_context_stays_and_only_the_secret_goes() {
+        let mut counts = Counts::new();
+        let out = redact(
+            "psql postgres://app:hunter2hunter2@db:5432/x && export API_KEY=abcdefgh12345678",
+            &mut counts,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "psql postgres://app:[REDACTED:url_password]@db:5432/x && export \
+             API_KEY=[REDACTED:secret_assignment]"
+        );
+        assert!(!out.contains("hunter2"));
+    }
+}
