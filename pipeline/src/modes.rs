@@ -285,6 +285,21 @@ impl Worker {
         let registry =
             HandlerRegistry::standard(Runs::new(store.clone(), Arc::clone(&queue), &name));
         let processor = Arc::new(EventProcessor::new(pool.clone(), registry, &name));
+        // Alive before it takes any work: until its first heartbeat, its leases and claims would
+        // look like a silent worker's, and another worker would take them over (and handle an
+        // event a second time).
+        if let Err(e) = heartbeat::beat(
+            &pool,
+            &name,
+            mode.name(),
+            &queue,
+            processor.stats(),
+            &mut heartbeat::Rates::default(),
+        )
+        .await
+        {
+            tracing::warn!("first heartbeat failed, will retry: {e}");
+        }
         let mut tasks = Vec::new();
         match &settings.redis_url {
             Some(url) => {

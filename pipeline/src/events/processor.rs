@@ -195,8 +195,10 @@ impl EventProcessor {
             },
         };
         sqlx::query(
+            // Marked once: a worker that lost its lease while handling (it looked silent) does
+            // not mark again what the other already marked.
             "UPDATE events SET handled_at = now(), handler_error = NULL, leased_by = NULL, \
-                 leased_until = NULL WHERE id = $1",
+                 leased_until = NULL WHERE id = $1 AND handled_at IS NULL",
         )
         .bind(&event.id)
         .execute(&self.pool)
