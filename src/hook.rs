@@ -326,8 +326,9 @@ pub fn run_hooks(args: HooksArgs) -> anyhow::Result<ExitCode> {
     }
     match install_for {
         Some(_) => println!(
-            "added the SessionStart and SessionEnd hooks to {}; they need SESSIONFLOW_API_KEY \
-             in Claude Code's environment (until then they spool)",
+            "added the SessionStart and SessionEnd hooks to {}; they read their key from \
+             ~/.config/sessionflow/key (mode 0600; `sessionflow keys create --role ingest`) and \
+             spool until it is there",
             path.display()
         ),
         None => println!("removed sessionflow's hooks from {}", path.display()),
