@@ -629,6 +629,17 @@ async fn two_workers_sweeping_at_once_split_the_sessions(pool: PgPool) {
     for i in 0..30 {
         a.session(&format!("s{i:02}"), Some(fixture(HELLO))).await;
     }
+    // Both are live workers (a worker beats before it takes work): neither may take what the
+    // other just queued as a silent worker's.
+    for worker in ["test-worker", "worker-b"] {
+        sqlx::query(
+            "INSERT INTO workers (id, mode, queue_depth, pipeline) VALUES ($1, 'worker', 0, '{}') ON CONFLICT (id) DO UPDATE SET last_seen = now()",
+        )
+        .bind(worker)
+        .execute(a.store.pool())
+        .await
+        .unwrap();
+    }
     let (got_a, got_b) = tokio::join!(
         sweeps::recover(
             &a.store,
