@@ -15,9 +15,9 @@ use bytes::Bytes;
 use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
 use sessionflow_pipeline::runner::Stages;
 use sessionflow_stages::blob::{BlobStore, LocalBlobs, raw_transcript_key};
-use sessionflow_stages::corpus;
 use sessionflow_stages::store::{Lifecycle, NewSession, Store};
 use sessionflow_stages::summarize::ExtractiveSummarizer;
+use sessionflow_stages::{corpus, redact};
 use tokio::sync::mpsc;
 
 const SESSIONS: usize = 1_000;
@@ -77,7 +77,11 @@ async fn run(name: &str, store: &Store, transcripts: impl Iterator<Item = Bytes>
             .expect("session");
     }
     let mut stages = Stages::new(store, &blobs, Arc::new(ExtractiveSummarizer), "test-worker");
-    stages.parse.set_redaction(redact);
+    stages.parse.set_redaction(if redact {
+        redact::Mode::Rows
+    } else {
+        redact::Mode::Off
+    });
     let (tx, mut ended) = mpsc::unbounded_channel();
     let config = QueueConfig {
         capacity: SESSIONS,

@@ -77,7 +77,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         claim_idle: Duration::from_secs(60),
         processor_intervals: Default::default(),
         limits: Default::default(),
-        redact: true,
+        redact: sessionflow_stages::redact::Mode::Rows,
     };
     let say = |text: String| {
         if !args.json {
@@ -215,6 +215,7 @@ fn usage_request(sessions: Option<Vec<String>>) -> Request {
         since: None,
         until: None,
         sessions,
+        workspaces: None,
     }
 }
 

@@ -15,6 +15,7 @@ use anyhow::Context;
 use futures::future::BoxFuture;
 use sessionflow_pipeline::api::Limits;
 use sessionflow_pipeline::modes::{Mode, Service, Settings};
+use sessionflow_stages::redact;
 use sessionflow_tui::source::{Method, Reply, Transport};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -26,6 +27,7 @@ const STOP_WITHIN: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Redact {
     Rows,
+    All,
     Off,
 }
 
@@ -63,7 +65,8 @@ pub struct Args {
     #[arg(long, env = "SESSIONFLOW_CLAIM_IDLE", default_value = "60s", value_parser = crate::backfill::parse_wait)]
     claim_idle: Duration,
     /// Secrets in transcripts: `rows` takes them out of everything stored and sent (rows,
-    /// search, summaries, answers; the uploaded transcript is kept as it came), `off` keeps them.
+    /// search, summaries, answers; the uploaded transcript is kept as it came), `all` out of
+    /// the stored transcript too (as it arrives), `off` keeps them.
     #[arg(long, env = "SESSIONFLOW_REDACT", value_enum, default_value = "rows")]
     redact: Redact,
     /// API requests handled at once; more get 503 with Retry-After.
@@ -160,7 +163,11 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
             stream: args.stream,
             claim_idle: args.claim_idle,
             processor_intervals: args.processor_intervals.0,
-            redact: args.redact == Redact::Rows,
+            redact: match args.redact {
+                Redact::Rows => redact::Mode::Rows,
+                Redact::All => redact::Mode::All,
+                Redact::Off => redact::Mode::Off,
+            },
             limits: Limits {
                 max_concurrent: args.max_concurrent.max(1),
                 request_timeout: args.request_timeout,

@@ -29,7 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let all: Vec<ToolTotals> = runtime.block_on(async {
         match args.source.open().await? {
             ReportSource::Database(processors) => processors
-                .tool_totals()
+                .tool_totals(None)
                 .await
                 .context("cannot read the tool totals"),
             ReportSource::Api(client) => {

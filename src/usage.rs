@@ -74,6 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         since: args.since,
         until: args.until,
         sessions: None,
+        workspaces: None,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {

@@ -241,8 +241,83 @@ async fn keys_see_their_workspaces_only_and_do_only_what_their_role_allows() {
     let (_, page) = api.get(&read_b, "/api/sessions").await;
     assert_eq!(ids(&page), vec!["b-1"]);
     assert_eq!(api.start(&read_a, "a-3", "team-a").await.0, 403);
+    // Monitor, usage and tools keep to the key's workspaces too: each team's session gets a
+    // transcript (team-a's without a tool call) and is processed.
+    for (key, session, fixture) in [
+        (
+            &ingest_a,
+            "a-1",
+            "cc2.1.14-headless-stop-hook-reflection-second-stop.jsonl",
+        ),
+        (
+            &ingest_b,
+            "b-1",
+            "cc2.1.14-headless-hello-world-script.jsonl",
+        ),
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/transcripts")
+            .join(fixture);
+        let response = api
+            .http
+            .post(format!(
+                "{}/api/sessions/{session}/transcript/upload",
+                api.url
+            ))
+            .bearer_auth(key.as_str())
+            .body(std::fs::read(path).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{session}");
+        let end = json!({
+            "id": ulid::Ulid::generate().to_string(), "type": "session.end",
+            "timestamp": Utc::now(), "device_id": "laptop",
+            "workspace_id": if session == "a-1" { "team-a" } else { "team-b" },
+            "session_id": session, "data": {"cc_session_id": session, "end_reason": "exit"},
+        });
+        let (status, body) = api
+            .post(key, "/api/events/ingest", json!({ "events": [end] }))
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, monitor) = api.get(&admin, "/api/monitor").await;
+        if monitor["sessions"]["by_lifecycle"]["summarized"] == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{monitor}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, monitor) = api.get(&read_a, "/api/monitor").await;
+    assert_eq!(status, 200, "{monitor}");
+    assert_eq!(
+        monitor["sessions"]["by_lifecycle"],
+        json!({"summarized": 1})
+    );
+    let usage_rows = |report: &Value| -> Vec<String> {
+        report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["session_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, usage) = api.get(&read_a, "/api/usage?by=session").await;
+    assert_eq!((status, usage_rows(&usage)), (200, vec!["a-1".to_owned()]));
+    let (_, usage) = api.get(&read_b, "/api/usage?by=session").await;
+    assert_eq!(usage_rows(&usage), vec!["b-1".to_owned()]);
+    let (_, usage) = api.get(&admin, "/api/usage?by=session").await;
+    assert_eq!(usage_rows(&usage), vec!["a-1".to_owned(), "b-1".to_owned()]);
+    let (status, tools) = api.get(&read_a, "/api/tools").await;
+    assert_eq!((status, &tools["tools"]), (200, &json!([])));
+    let (_, tools) = api.get(&read_b, "/api/tools").await;
+    assert!(!tools["tools"].as_array().unwrap().is_empty(), "{tools}");
+    let (_, all_tools) = api.get(&admin, "/api/tools").await;
+    assert_eq!(all_tools, tools);
     for path in ["/api/monitor", "/api/usage", "/api/tools"] {
-        let (status, body) = api.get(&read_a, path).await;
+        let (status, body) = api.get(&ingest_a, path).await;
         assert_eq!(status, 403, "{path}: {body}");
     }
     let (status, _) = api
@@ -322,6 +397,58 @@ async fn keys_see_their_workspaces_only_and_do_only_what_their_role_allows() {
         .unwrap();
     pool.close().await;
     assert!(hashes.iter().all(|h| h.len() == 32));
+    drop(daemon);
+    drop_database(&database).await;
+}
+
+#[tokio::test]
+async fn a_server_without_a_bootstrap_key_takes_the_keys_in_its_database() {
+    let database = format!("sessionflow_keys_nobootstrap_{}", std::process::id());
+    let blobs = tempfile::tempdir().unwrap();
+    let no_key = [("SESSIONFLOW_API_KEY", "")];
+
+    // No key anywhere: it refuses to start, saying how to make one.
+    let mut refused = Daemon::start_with(&database, blobs.path(), &no_key);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = refused.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a daemon with no key at all kept running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    use std::io::Read;
+    refused
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("no API key") && stderr.contains("sessionflow keys create --role admin"),
+        "{stderr}"
+    );
+
+    // With an admin key in the database it serves that key (and nothing else).
+    let admin = keys(&database, &["create", "--role", "admin", "--json"])["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let daemon = Daemon::start_with(&database, blobs.path(), &no_key);
+    wait_healthy(&daemon.url).await;
+    let api = Caller {
+        http: reqwest::Client::new(),
+        url: daemon.url.clone(),
+    };
+    assert_eq!(api.get(&admin, "/api/sessions").await.0, 200);
+    assert_eq!(api.get(KEY, "/api/sessions").await.0, 401);
+    assert_eq!(api.get("", "/api/sessions").await.0, 401);
     drop(daemon);
     drop_database(&database).await;
 }

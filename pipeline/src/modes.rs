@@ -65,8 +65,8 @@ pub struct Settings {
     /// How the API guards itself.
     pub limits: api::Limits,
     /// Secrets taken out of rows, summaries and answers (`SESSIONFLOW_REDACT=rows`, the
-    /// default) or not (`off`).
-    pub redact: bool,
+    /// default), of the stored transcripts too (`all`), or not (`off`).
+    pub redact: sessionflow_stages::redact::Mode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +122,7 @@ impl Service {
                     .into(),
             ));
         }
+        // None: no API (a worker); Some(None): an API without a bootstrap key.
         let api_key = match (mode, &settings.api_key) {
             (Mode::Worker, _) => None,
             (_, Some(key)) if !key.is_empty() => {
@@ -132,13 +133,9 @@ impl Service {
                         key.chars().count()
                     );
                 }
-                Some(key.clone())
+                Some(Some(key.clone()))
             }
-            _ => {
-                return Err(ModeError::Config(
-                    "set SESSIONFLOW_API_KEY: every /api route needs it".into(),
-                ));
-            }
+            _ => Some(None),
         };
         // This process's name as a worker (its heartbeat, its consumer, its claims) and in
         // Postgres' pg_stat_activity.
@@ -148,6 +145,25 @@ impl Service {
             &format!("sessionflow {} {name}", mode.name()),
         )
         .await?;
+        // Without a bootstrap key, callers bring keys from `sessionflow keys create`, and the
+        // process's own monitor a random key that never leaves it.
+        let api_key = match api_key {
+            None => None,
+            Some(Some(key)) => Some(key),
+            Some(None) => {
+                if store.live_keys().await? == 0 {
+                    return Err(ModeError::Config(format!(
+                        "no API key: {} needs SESSIONFLOW_API_KEY or a key in the database \
+                         (`sessionflow keys create --role admin`)",
+                        mode.name()
+                    )));
+                }
+                tracing::info!(
+                    "no SESSIONFLOW_API_KEY: only keys from `sessionflow keys` are accepted"
+                );
+                Some(sessionflow_stages::store::random_secret()?)
+            }
+        };
         let blobs: Arc<dyn BlobStore> = Arc::from(blob::open(&settings.blob).await?);
         tracing::info!(mode = mode.name(), blobs = %blobs.describe(), "sessionflow starting");
 
@@ -178,6 +194,7 @@ impl Service {
                     ingest,
                     api_key: Arc::from(key.as_str()),
                     max_transcript: api::MAX_TRANSCRIPT,
+                    redact_uploads: settings.redact.blob(),
                 };
                 let addr = settings.listen;
                 let listener = tokio::net::TcpListener::bind(addr)

@@ -43,6 +43,7 @@ fn embedded(pool: &PgPool) -> (ApiState, tempfile::TempDir) {
         ))),
         api_key: Arc::from(KEY),
         max_transcript: MAX_TRANSCRIPT,
+        redact_uploads: false,
     };
     (state, dir)
 }
@@ -353,6 +354,7 @@ fn daemon_like(pool: &PgPool) -> (ApiState, Arc<PipelineQueue>, tempfile::TempDi
         ))),
         api_key: Arc::from(KEY),
         max_transcript: MAX_TRANSCRIPT,
+        redact_uploads: false,
     };
     (state, queue, dir)
 }

@@ -342,6 +342,7 @@ async fn the_admin_route_runs_a_processor_once_at_a_time(pool: PgPool) {
         ))),
         api_key: Arc::from("k"),
         max_transcript: MAX_TRANSCRIPT,
+        redact_uploads: false,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -602,7 +603,7 @@ async fn the_tools_processor_counts_calls_failures_and_files_from_the_stored_row
     assert!(!expected.is_empty());
     assert_eq!(stored, expected);
     assert_eq!(summary.items, expected.len() as u64);
-    let totals = sessionflow_pipeline::processors::tools::totals(&pool)
+    let totals = sessionflow_pipeline::processors::tools::totals(&pool, None)
         .await
         .unwrap();
     assert_eq!(totals.len(), expected.len());
@@ -899,6 +900,7 @@ async fn usage_report(
         since: None,
         until: None,
         sessions: None,
+        workspaces: None,
     };
     report::report(pool, &request).await
 }

@@ -3,7 +3,8 @@
 //! through the real pipeline (fetch → … → backup) into a fresh database; then every text column
 //! of every table, and everything the summarizer was handed, is searched for each secret. With
 //! redaction off the same search finds them (so the search can fail), and the uploaded
-//! transcript is kept as it came either way.
+//! transcript is kept as it came, unless `SESSIONFLOW_REDACT=all` stores it redacted as it is
+//! uploaded. What was taken out is counted by kind on the session.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,10 +13,13 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::json;
+use sessionflow_pipeline::api::{ApiState, Ingest, MAX_TRANSCRIPT, router};
+use sessionflow_pipeline::events::{EventProcessor, HandlerRegistry, Runs};
 use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
 use sessionflow_pipeline::runner::Stages;
 use sessionflow_protocol::ids::Id;
 use sessionflow_stages::blob::{BlobStore, LocalBlobs, raw_transcript_key};
+use sessionflow_stages::redact::Mode;
 use sessionflow_stages::store::{Lifecycle, NewSession, Store};
 use sessionflow_stages::summarize::{Summarizer, SummaryError, render};
 use sessionflow_stages::transcript::ParsedTranscript;
@@ -118,7 +122,7 @@ async fn secrets_in_database(pool: &PgPool) -> Vec<String> {
 /// Runs the transcript through the pipeline, redaction on or off; what the summarizer heard.
 async fn run(
     pool: &PgPool,
-    redact: bool,
+    redact: Mode,
 ) -> (Vec<String>, Arc<dyn BlobStore>, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir.path()));
@@ -165,7 +169,7 @@ async fn run(
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn no_planted_secret_reaches_postgres_or_the_summarizer(pool: PgPool) {
-    let (heard, blobs, key, _dir) = run(&pool, true).await;
+    let (heard, blobs, key, _dir) = run(&pool, Mode::Rows).await;
     assert_eq!(secrets_in_database(&pool).await, Vec::<String>::new());
     assert_eq!(heard.len(), 1);
     for secret in SECRETS {
@@ -183,11 +187,162 @@ async fn no_planted_secret_reaches_postgres_or_the_summarizer(pool: PgPool) {
     );
     // The uploaded transcript is kept as it came, to be restored byte for byte.
     assert_eq!(blobs.get(&key).await.unwrap(), transcript());
+    // What was taken out, by kind, is kept with the session.
+    assert_eq!(redactions(&pool, "s1").await, every_kind_once());
+}
+
+/// The session's redaction counts, as stored.
+async fn redactions(pool: &PgPool, session: &str) -> serde_json::Value {
+    sqlx::query_scalar("SELECT redactions FROM sessions WHERE id = $1")
+        .bind(session)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// The planted transcript holds one secret of each kind.
+fn every_kind_once() -> serde_json::Value {
+    serde_json::Value::Object(
+        sessionflow_stages::redact::kinds()
+            .map(|kind| (kind.to_owned(), json!(1)))
+            .collect(),
+    )
+}
+
+async fn upload(url: &str, session: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{url}/api/sessions/{session}/transcript/upload?workspace_id=w1"
+        ))
+        .bearer_auth("test-key")
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn with_redact_all_the_stored_transcript_holds_no_secret_either(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir.path()));
+    let listening = Arc::new(Listening::default());
+    let mut stages = Stages::new(&store, &blobs, listening.clone(), "test-worker");
+    stages.parse.set_redaction(Mode::All);
+    let queue = Arc::new(PipelineQueue::start(stages, QueueConfig::default()));
+    let registry = HandlerRegistry::standard(Runs::new(store.clone(), queue, "test-worker"));
+    let state = ApiState {
+        store,
+        blobs: Arc::clone(&blobs),
+        ingest: Ingest::Embedded(Arc::new(EventProcessor::new(
+            pool.clone(),
+            registry,
+            "test-worker",
+        ))),
+        api_key: Arc::from("test-key"),
+        max_transcript: MAX_TRANSCRIPT,
+        redact_uploads: true,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+
+    // Stored redacted, line for line; the answer and the session keep what was sent.
+    let sent = transcript().to_vec();
+    let (status, body) = upload(&url, "s1", sent.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["size"], json!(sent.len()));
+    let key = body["key"].as_str().unwrap().to_owned();
+    let stored = blobs.get(&key).await.unwrap();
+    let stored = String::from_utf8(stored.to_vec()).unwrap();
+    for secret in SECRETS {
+        assert!(!stored.contains(secret), "{secret} was stored");
+    }
+    assert_eq!(stored.lines().count(), 3);
+    for line in stored.lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap();
+    }
+    assert!(stored.contains("[REDACTED:github_token]"), "{stored}");
+    // Nothing of it was written anywhere in the blob directory.
+    for file in walk(dir.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        for secret in SECRETS {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in {file:?}"
+            );
+        }
+    }
+
+    // The same bytes again are known; a grown transcript replaces it.
+    assert_eq!(upload(&url, "s1", sent.clone()).await.0, 200);
+    let mut grown = sent.clone();
+    grown.extend_from_slice(
+        json!({"type": "user", "uuid": "u3", "sessionId": "s1", "timestamp": "2026-12-01T10:00:03.000Z",
+               "message": {"role": "user", "content": format!("and {}", SECRETS[2])}})
+        .to_string()
+        .as_bytes(),
+    );
+    grown.push(b'\n');
+    let (status, body) = upload(&url, "s1", grown.clone()).await;
+    assert_eq!((status, body["size"].clone()), (201, json!(grown.len())));
+
+    // Ended, parsed and summarized from the redacted transcript: the markers count.
+    let end = json!({"events": [{
+        "id": ulid::Ulid::generate().to_string(), "type": "session.end",
+        "timestamp": chrono::Utc::now(), "device_id": "laptop", "workspace_id": "w1",
+        "session_id": "s1", "data": {"cc_session_id": "s1", "end_reason": "exit"},
+    }]});
+    let response = reqwest::Client::new()
+        .post(format!("{url}/api/events/ingest"))
+        .bearer_auth("test-key")
+        .json(&end)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut expected = every_kind_once();
+    expected["github_token"] = json!(2);
+    while redactions(&pool, "s1").await != expected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            redactions(&pool, "s1").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(secrets_in_database(&pool).await, Vec::<String>::new());
+    let heard = listening.heard.lock().unwrap().clone();
+    assert!(!heard.is_empty());
+    for secret in SECRETS {
+        assert!(
+            !heard.iter().any(|h| h.contains(secret)),
+            "the summarizer heard {secret}"
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn with_redaction_off_the_same_search_finds_them(pool: PgPool) {
-    let (heard, _, _, _dir) = run(&pool, false).await;
+    let (heard, _, _, _dir) = run(&pool, Mode::Off).await;
+    assert_eq!(redactions(&pool, "s1").await, json!({}));
     let found = secrets_in_database(&pool).await;
     for secret in SECRETS {
         assert!(

@@ -10,7 +10,9 @@ use utoipa::ToSchema;
 use crate::health::HealthReport;
 
 /// One snapshot: health with its figures, sessions by state, queues, stages, workers, recent
-/// failures, sessions waiting too long, the event rate and the processors.
+/// failures, sessions waiting too long, the event rate and the processors. For a key scoped to
+/// workspaces, what is about sessions (their counts, failures, waits, events) is about its
+/// workspaces' only; the workers, stages, queues and processors are the system's.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorSnapshot {
@@ -36,6 +38,8 @@ pub struct MonitorSnapshot {
 pub struct SessionCounts {
     pub by_lifecycle: BTreeMap<String, u64>,
     pub by_parse_status: BTreeMap<String, u64>,
+    /// Secrets taken out of the sessions' messages, by kind.
+    pub redactions: BTreeMap<String, u64>,
 }
 
 /// The in-memory queues of the live workers.

@@ -129,6 +129,8 @@ pub struct Session {
     pub cost_estimate_usd: f64,
     pub initial_prompt: Option<String>,
     pub summary: Option<String>,
+    /// Secrets taken out of the session's messages, by kind (`{"aws_access_key": 2}`).
+    pub redactions: std::collections::BTreeMap<String, u64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

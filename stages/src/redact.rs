@@ -83,6 +83,33 @@ const RULES: &[Rule] = &[
 /// What was found, by kind.
 pub type Counts = BTreeMap<&'static str, u64>;
 
+/// What is redacted (`SESSIONFLOW_REDACT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Nothing.
+    Off,
+    /// Everything stored and sent but the uploaded transcript, kept byte for byte.
+    #[default]
+    Rows,
+    /// The uploaded transcript too, as it arrives: no secret is ever written.
+    All,
+}
+
+impl Mode {
+    /// Whether the parse stage redacts what it parses.
+    pub fn rows(self) -> bool {
+        self != Mode::Off
+    }
+
+    /// Whether an uploaded transcript is stored redacted.
+    pub fn blob(self) -> bool {
+        self == Mode::All
+    }
+}
+
+/// What a secret becomes.
+const MARKER: &str = "[REDACTED:";
+
 struct Compiled {
     set: RegexSet,
     each: Vec<Regex>,
@@ -97,7 +124,8 @@ static COMPILED: LazyLock<Compiled> = LazyLock::new(|| Compiled {
 });
 
 /// `text` with every secret replaced by `[REDACTED:kind]`, counting each in `counts`; `None`
-/// when nothing was found (the common case costs one pass of the set).
+/// when nothing was found (the common case costs one pass of the set). A marker is never
+/// taken for a secret, so redacting twice changes nothing.
 pub fn redact(text: &str, counts: &mut Counts) -> Option<String> {
     let compiled = &*COMPILED;
     let matched = compiled.set.matches(text);
@@ -105,29 +133,46 @@ pub fn redact(text: &str, counts: &mut Counts) -> Option<String> {
         return None;
     }
     let mut out = text.to_owned();
+    let mut changed = false;
     for at in matched.iter() {
         let (rule, regex) = (&RULES[at], &compiled.each[at]);
         let mut found = 0u64;
+        let markers = markers(&out);
         let replaced = regex.replace_all(&out, |caps: &regex::Captures<'_>| {
-            found += 1;
             let whole = caps.get(0).expect("a match");
-            match caps.name("secret") {
-                // Keep the context (the name, the URL), replace the secret.
-                Some(secret) => format!(
-                    "{}[REDACTED:{}]{}",
-                    &whole.as_str()[..secret.start() - whole.start()],
-                    rule.kind,
-                    &whole.as_str()[secret.end() - whole.start()..]
-                ),
-                None => format!("[REDACTED:{}]", rule.kind),
+            let secret = caps.name("secret").unwrap_or(whole);
+            if markers
+                .iter()
+                .any(|m| m.start < secret.end() && secret.start() < m.end)
+            {
+                return whole.as_str().to_owned();
             }
+            found += 1;
+            // Keep the context (the name, the URL), replace the secret.
+            format!(
+                "{}[REDACTED:{}]{}",
+                &whole.as_str()[..secret.start() - whole.start()],
+                rule.kind,
+                &whole.as_str()[secret.end() - whole.start()..]
+            )
         });
         if found > 0 {
             out = replaced.into_owned();
+            changed = true;
             *counts.entry(rule.kind).or_default() += found;
         }
     }
-    Some(out)
+    changed.then_some(out)
+}
+
+/// Where the `[REDACTED:…]` markers of `text` are.
+fn markers(text: &str) -> Vec<std::ops::Range<usize>> {
+    memchr::memmem::find_iter(text.as_bytes(), MARKER)
+        .filter_map(|at| {
+            let end = text[at..].find(']')?;
+            Some(at..at + end + 1)
+        })
+        .collect()
 }
 
 /// Every rule's kind, in the order they apply.
@@ -135,47 +180,118 @@ pub fn kinds() -> impl Iterator<Item = &'static str> {
     RULES.iter().map(|r| r.kind)
 }
 
-/// A JSON document (a tool's input, a raw transcript line) with the secrets in its strings
-/// replaced; `None` when nothing was found. Redacted as a tree, so that a replacement can never
-/// break an escape sequence (the text is re-serialized).
+/// A JSON document (a tool's input, a transcript line) with the secrets in its strings
+/// replaced; `None` when nothing was found. Only the strings that held a secret change (each
+/// decoded, redacted and encoded again, so a replacement never breaks an escape sequence); every
+/// other byte, key order included, stays as it was.
 pub fn redact_json(json: &str, counts: &mut Counts) -> Option<String> {
-    if !COMPILED.set.is_match(json) {
+    let set = &COMPILED.set;
+    if !set.is_match(json) {
         return None;
     }
-    let mut value: serde_json::Value = serde_json::from_str(json).ok()?;
-    let mut found = false;
-    redact_value(&mut value, counts, &mut found);
-    found.then(|| value.to_string())
+    let bytes = json.as_bytes();
+    let mut out = String::new();
+    let (mut copied, mut at) = (0, 0);
+    while let Some(open) = memchr::memchr(b'"', &bytes[at..]) {
+        let start = at + open;
+        let (mut end, mut escaped, mut escapes) = (start + 1, false, false);
+        while end < bytes.len() {
+            let b = bytes[end];
+            end += 1;
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                (escaped, escapes) = (true, true);
+            } else if b == b'"' {
+                break;
+            }
+        }
+        at = end;
+        let token = &json[start..end];
+        // A secret written with escapes (`\n` in a key block, `\u0041`) is found decoded.
+        if !escapes && !set.is_match(token) {
+            continue;
+        }
+        let Ok(text) = serde_json::from_str::<String>(token) else {
+            continue;
+        };
+        if let Some(clean) = redact(&text, counts) {
+            out.push_str(&json[copied..start]);
+            out.push_str(&serde_json::Value::String(clean).to_string());
+            copied = end;
+        }
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&json[copied..]);
+    Some(out)
 }
 
-fn redact_value(value: &mut serde_json::Value, counts: &mut Counts, found: &mut bool) {
-    match value {
-        serde_json::Value::String(text) => {
-            if let Some(clean) = redact(text, counts) {
-                *text = clean;
-                *found = true;
-            }
+/// Redacts a transcript as it streams by, line by line (a line is redacted as JSON, or as
+/// text when it is not an object), for storing it redacted (`SESSIONFLOW_REDACT=all`).
+#[derive(Default)]
+pub struct LineRedactor {
+    /// The line begun in an earlier chunk.
+    pending: Vec<u8>,
+    /// What was taken out so far.
+    pub counts: Counts,
+}
+
+impl LineRedactor {
+    /// The complete lines `chunk` ends, redacted; the rest waits for the next chunk.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let Some(last) = memchr::memrchr(b'\n', chunk) else {
+            self.pending.extend_from_slice(chunk);
+            return Vec::new();
+        };
+        let mut lines = std::mem::take(&mut self.pending);
+        lines.extend_from_slice(&chunk[..=last]);
+        self.pending.extend_from_slice(&chunk[last + 1..]);
+        let mut out = Vec::with_capacity(lines.len());
+        for line in lines.split_inclusive(|b| *b == b'\n') {
+            self.line(line, &mut out);
         }
-        serde_json::Value::Array(items) => {
-            for item in items {
-                redact_value(item, counts, found);
+        out
+    }
+
+    /// The last line, if the transcript does not end with a newline.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let line = std::mem::take(&mut self.pending);
+        let mut out = Vec::with_capacity(line.len());
+        self.line(&line, &mut out);
+        out
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let text = String::from_utf8_lossy(body);
+        let clean = if text.trim_start().starts_with('{') {
+            redact_json(&text, &mut self.counts)
+        } else {
+            redact(&text, &mut self.counts)
+        };
+        match clean {
+            Some(clean) => {
+                out.extend_from_slice(clean.as_bytes());
+                out.extend_from_slice(&line[body.len()..]);
             }
+            None => out.extend_from_slice(line),
         }
-        serde_json::Value::Object(fields) => {
-            for item in fields.values_mut() {
-                redact_value(item, counts, found);
-            }
-        }
-        _ => {}
     }
 }
 
 /// Redacts a parsed transcript in place, before anything of it is stored or sent: message
 /// text, thinking, tool inputs and results, the raw lines kept for the database, and the
-/// initial prompt taken from them. Returns what was found, by kind.
-pub fn redact_transcript(parsed: &mut ParsedTranscript) -> Counts {
+/// initial prompt taken from them. What was found, by kind, goes to
+/// [`ParsedTranscript::redactions`]; with `markers`, the `[REDACTED:kind]` the text holds
+/// already count too (the transcript was stored redacted, `SESSIONFLOW_REDACT=all`).
+pub fn redact_transcript(parsed: &mut ParsedTranscript, markers: bool) {
     let mut counts = Counts::new();
     let replace = |text: &mut String, counts: &mut Counts| {
+        if markers {
+            count_markers(text, counts);
+        }
         if let Some(clean) = redact(text, counts) {
             *text = clean;
         }
@@ -189,6 +305,9 @@ pub fn redact_transcript(parsed: &mut ParsedTranscript) -> Counts {
                 ContentBlock::ToolUse {
                     input: Some(input), ..
                 } => {
+                    if markers {
+                        count_markers(input.get(), &mut counts);
+                    }
                     if let Some(clean) = redact_json(input.get(), &mut counts)
                         && let Ok(raw) = serde_json::value::RawValue::from_string(clean)
                     {
@@ -198,19 +317,33 @@ pub fn redact_transcript(parsed: &mut ParsedTranscript) -> Counts {
                 _ => {}
             }
         }
+        // The same content as the blocks: counted there already.
         if let Some(raw) = &mut message.raw
-            && let Some(clean) = redact_json(raw, &mut counts)
+            && let Some(clean) = redact_json(raw, &mut Counts::new())
         {
             *raw = clean;
         }
     }
-    // Derived from the messages before they were redacted: counted there already.
+    // Derived from the messages: counted there already.
     if let Some(prompt) = &mut parsed.stats.initial_prompt
         && let Some(clean) = redact(prompt, &mut Counts::new())
     {
         *prompt = clean;
     }
-    counts
+    parsed.redactions = counts;
+}
+
+/// Counts the `[REDACTED:kind]` markers of known kinds in `text`.
+fn count_markers(text: &str, counts: &mut Counts) {
+    for at in memchr::memmem::find_iter(text.as_bytes(), MARKER) {
+        let rest = &text[at + MARKER.len()..];
+        if let Some(kind) = rest
+            .split_once(']')
+            .and_then(|(kind, _)| kinds().find(|k| *k == kind))
+        {
+            *counts.entry(kind).or_default() += 1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +467,70 @@ mod tests {
             super::redact_json(r#"{"command":"ls -la"}"#, &mut counts),
             None
         );
+    }
+
+    #[test]
+    fn redacting_twice_changes_nothing_and_counts_nothing() {
+        for (kind, secret, _) in CASES {
+            let once = redact(secret, &mut Counts::new()).unwrap();
+            let mut again = Counts::new();
+            assert_eq!(redact(&once, &mut again), None, "{kind}: {once:?}");
+            assert!(again.is_empty(), "{kind}: {again:?}");
+        }
+    }
+
+    #[test]
+    fn a_json_line_keeps_every_byte_but_the_secret() {
+        let line = r#"{"z":1,"type":"user","message":{"content":"token=abcdefgh12345678 \u00e9\n"},"a":"AKIAIOSFODNN7EXAMPLE","b":"plain \"quoted\""}"#;
+        let out = super::redact_json(line, &mut Counts::new()).unwrap();
+        assert_eq!(
+            out,
+            r#"{"z":1,"type":"user","message":{"content":"token=[REDACTED:secret_assignment] é\n"},"a":"[REDACTED:aws_access_key]","b":"plain \"quoted\""}"#
+        );
+    }
+
+    #[test]
+    fn a_stream_is_redacted_the_same_whatever_its_chunks() {
+        let lines = [
+            r#"{"type":"user","message":{"content":"export GITHUB=ghp_abcdefghijklmnopqrstuvwxyz0123456789"}}"#,
+            r#"{"type":"assistant","message":{"content":"nothing here"}}"#,
+            "not json: sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            r#"{"type":"user","message":{"content":"key -----BEGIN PRIVATE KEY-----\nMIIEv\n-----END PRIVATE KEY-----"}}"#,
+        ];
+        let body = lines.join("\n");
+        let mut whole = super::LineRedactor::default();
+        let mut expected = whole.push(body.as_bytes());
+        expected.extend(whole.finish());
+        let text = String::from_utf8(expected.clone()).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        for secret in ["ghp_abc", "sk_live_4e", "MIIEv"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("nothing here"));
+        for line in text.lines().filter(|l| l.starts_with('{')) {
+            serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+        assert_eq!(whole.counts.values().sum::<u64>(), 3, "{:?}", whole.counts);
+        for size in [1, 2, 7, 64, 100] {
+            let mut parts = super::LineRedactor::default();
+            let mut out = Vec::new();
+            for chunk in body.as_bytes().chunks(size) {
+                out.extend(parts.push(chunk));
+            }
+            out.extend(parts.finish());
+            assert_eq!(out, expected, "chunks of {size}");
+            assert_eq!(parts.counts, whole.counts);
+        }
+    }
+
+    #[test]
+    fn markers_of_known_kinds_count_as_redactions() {
+        let mut counts = Counts::new();
+        super::count_markers(
+            "a [REDACTED:jwt] b [REDACTED:jwt] [REDACTED:made_up] [REDACTED:stripe_key",
+            &mut counts,
+        );
+        assert_eq!(counts, Counts::from([("jwt", 2)]));
     }
 
     #[test]

@@ -46,6 +46,7 @@ fn monitor() -> Monitor {
                 .into_iter()
                 .map(|(k, n)| (k.to_owned(), n))
                 .collect(),
+            redactions: [("aws_access_key".to_owned(), 2), ("jwt".to_owned(), 1)].into(),
             ..SessionCounts::default()
         },
         queue: QueueSummary {
@@ -552,6 +553,7 @@ fn detail(lifecycle: &str) -> SessionDetail {
             tokens_out: 7000,
             cost_estimate_usd: 1.75,
             initial_prompt: Some("fix the flaky test number 7".into()),
+            redactions: [("github_token".to_owned(), 1)].into(),
             ..Session::default()
         },
         first_messages: vec![

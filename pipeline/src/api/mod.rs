@@ -67,6 +67,8 @@ pub struct ApiState {
     pub api_key: Arc<str>,
     /// Largest transcript upload, in bytes.
     pub max_transcript: u64,
+    /// Uploaded transcripts are stored redacted (`SESSIONFLOW_REDACT=all`).
+    pub redact_uploads: bool,
 }
 
 /// How the API guards itself.
@@ -292,17 +294,6 @@ async fn authorize(State(state): State<ApiState>, mut request: Request, next: Ne
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
-}
-
-/// Refuses a key scoped to some workspaces where only a key of every workspace may look (the
-/// system-wide views, until they are filtered per workspace).
-fn whole_system(principal: &Principal, what: &str) -> Result<(), ApiError> {
-    match principal.workspaces {
-        None => Ok(()),
-        Some(_) => Err(ApiError::Forbidden(format!(
-            "{what} covers every workspace: it needs a key that does too"
-        ))),
-    }
 }
 
 async fn authorize_metrics(

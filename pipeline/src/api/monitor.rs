@@ -12,8 +12,8 @@ use sessionflow_protocol::monitor::{
 };
 use sessionflow_stages::store::Principal;
 
+use super::ApiState;
 use super::error::{ApiError, ErrorBody};
-use super::{ApiState, whole_system};
 use crate::heartbeat;
 
 /// Failures and stuck sessions listed at most.
@@ -36,15 +36,19 @@ pub async fn monitor(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<MonitorSnapshot>, ApiError> {
-    whole_system(&principal, "the monitor")?;
     let pool = state.store.pool();
     let unavailable = |e: sqlx::Error| ApiError::Unavailable(format!("database unavailable: {e}"));
+    // None: every workspace.
+    let scope = principal.workspaces.as_deref();
 
-    let counts: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT lifecycle, parse_status, count(*) FROM sessions GROUP BY 1, 2")
-            .fetch_all(pool)
-            .await
-            .map_err(unavailable)?;
+    let counts: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT lifecycle, parse_status, count(*) FROM sessions \
+         WHERE $1::text[] IS NULL OR workspace_id = ANY($1) GROUP BY 1, 2",
+    )
+    .bind(scope)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
     let mut by_lifecycle: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_parse_status: BTreeMap<String, u64> = BTreeMap::new();
     for (lifecycle, parse_status, n) in counts {
@@ -52,6 +56,21 @@ pub async fn monitor(
         *by_lifecycle.entry(lifecycle).or_default() += n;
         *by_parse_status.entry(parse_status).or_default() += n;
     }
+    // Only the sessions something was taken out of (a partial index holds them).
+    let redactions: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT r.key, sum(r.value::bigint)::bigint \
+         FROM sessions s, jsonb_each_text(s.redactions) r \
+         WHERE s.redactions <> '{}' AND ($1::text[] IS NULL OR s.workspace_id = ANY($1)) \
+         GROUP BY 1",
+    )
+    .bind(scope)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+    let redactions = redactions
+        .into_iter()
+        .map(|(kind, n)| (kind, u64::try_from(n).unwrap_or_default()))
+        .collect();
 
     let workers = heartbeat::live_gauges(pool).await.map_err(unavailable)?;
     let mut stages: Vec<StageSummary> = Vec::new();
@@ -100,9 +119,11 @@ pub async fn monitor(
     type FailureRow = (String, Option<String>, Option<String>, DateTime<Utc>);
     let failures: Vec<FailureRow> = sqlx::query_as(
         "SELECT id, failed_stage, parse_error, updated_at FROM sessions \
-         WHERE lifecycle = 'failed' ORDER BY updated_at DESC LIMIT $1",
+         WHERE lifecycle = 'failed' AND ($2::text[] IS NULL OR workspace_id = ANY($2)) \
+         ORDER BY updated_at DESC LIMIT $1",
     )
     .bind(LISTED)
+    .bind(scope)
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
@@ -119,9 +140,11 @@ pub async fn monitor(
     let stuck: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT id, updated_at FROM sessions WHERE lifecycle = 'ended' \
            AND transcript_key IS NOT NULL AND updated_at < now() - interval '10 minutes' \
+           AND ($2::text[] IS NULL OR workspace_id = ANY($2)) \
          ORDER BY updated_at LIMIT $1",
     )
     .bind(LISTED)
+    .bind(scope)
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
@@ -133,8 +156,10 @@ pub async fn monitor(
         })
         .collect();
     let recent_events: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE ingested_at > now() - interval '60 seconds'",
+        "SELECT count(*) FROM events WHERE ingested_at > now() - interval '60 seconds' \
+           AND ($1::text[] IS NULL OR workspace_id = ANY($1))",
     )
+    .bind(scope)
     .fetch_one(pool)
     .await
     .map_err(unavailable)?;
@@ -165,6 +190,7 @@ pub async fn monitor(
         sessions: SessionCounts {
             by_lifecycle,
             by_parse_status,
+            redactions,
         },
         queue,
         stages,

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use sessionflow_protocol::reports::{ToolsReport, UsageReport};
 use sessionflow_stages::store::Principal;
 
+use super::ApiState;
 use super::error::{ApiError, ErrorBody};
-use super::{ApiState, whole_system};
 use crate::processors::Processors;
 use crate::processors::report::{Grouping, ReportError, Request};
 
@@ -26,7 +26,8 @@ pub struct UsageQuery {
 }
 
 /// Tokens and cost by day, month, session, device or workspace; each API response counted once
-/// across sessions and devices (for the session whose transcript starts first).
+/// across sessions and devices (for the session whose transcript starts first). A key scoped to
+/// workspaces sees its workspaces' sessions only.
 #[utoipa::path(
     get,
     path = "/api/usage",
@@ -45,7 +46,6 @@ pub async fn usage(
     Extension(principal): Extension<Principal>,
     query: Result<Query<UsageQuery>, QueryRejection>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    whole_system(&principal, "the usage report")?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let request = Request {
         grouping: query.by.unwrap_or(Grouping::Daily),
@@ -53,6 +53,7 @@ pub async fn usage(
         since: query.since,
         until: query.until,
         sessions: None,
+        workspaces: principal.workspaces.clone(),
     };
     let processors = Processors::standard(state.store.pool().clone(), state.blobs.clone());
     match processors.usage_report(&request).await {
@@ -62,7 +63,8 @@ pub async fn usage(
     }
 }
 
-/// Every tool's calls, failed calls, sessions and files, most called first.
+/// Every tool's calls, failed calls, sessions and files, most called first (in the key's
+/// workspaces).
 #[utoipa::path(
     get,
     path = "/api/tools",
@@ -78,10 +80,9 @@ pub async fn tools(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<ToolsReport>, ApiError> {
-    whole_system(&principal, "the tools report")?;
     let processors = Processors::standard(state.store.pool().clone(), state.blobs.clone());
     let tools = processors
-        .tool_totals()
+        .tool_totals(principal.workspaces.as_deref())
         .await
         .map_err(|e| ApiError::Unavailable(format!("database: {e}")))?;
     Ok(Json(ToolsReport { tools }))

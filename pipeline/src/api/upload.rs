@@ -15,12 +15,14 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use futures::StreamExt;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sessionflow_protocol::events::{ServerBody, TranscriptUploaded};
 use sessionflow_protocol::ids::Id;
 use sessionflow_stages::blob::{BlobError, raw_transcript_key};
+use sessionflow_stages::redact::LineRedactor;
 use sessionflow_stages::store::Principal;
 use sha2::{Digest, Sha256};
 
@@ -137,6 +139,14 @@ pub async fn upload(
             Ok(chunk)
         })
         .boxed();
+    // With `SESSIONFLOW_REDACT=all` the secrets go before the bytes are written anywhere; the
+    // hashes and size stay those of what was sent (a later upload is compared with them).
+    let redactor = Arc::new(Mutex::new(LineRedactor::default()));
+    let stream = if state.redact_uploads {
+        redacting(stream, Arc::clone(&redactor))
+    } else {
+        stream
+    };
     state
         .store
         .stage_upload(&staging)
@@ -150,8 +160,8 @@ pub async fn upload(
             tracing::warn!("could not forget the staged upload {staging}: {e}");
         }
     };
-    let size = match state.blobs.put_stream(&staging, stream).await {
-        Ok(size) => size,
+    match state.blobs.put_stream(&staging, stream).await {
+        Ok(_) => {}
         Err(BlobError::Body { source, .. })
             if source.kind() == std::io::ErrorKind::FileTooLarge =>
         {
@@ -169,13 +179,19 @@ pub async fn upload(
             return Err(ApiError::Unavailable(e.to_string()));
         }
     };
-    let (sha256, prefix) = match hashes.lock() {
+    let (sha256, prefix, size) = match hashes.lock() {
         Ok(h) => (
             format!("{:x}", h.whole.clone().finalize()),
             h.prefix.clone(),
+            h.seen,
         ),
         Err(_) => return Err(ApiError::Unavailable("upload hashing failed".into())),
     };
+    if let Ok(redactor) = redactor.lock()
+        && !redactor.counts.is_empty()
+    {
+        tracing::info!(session = %id, redactions = ?redactor.counts, "secrets redacted from the uploaded transcript");
+    }
 
     if stored_sha.as_deref() == Some(sha256.as_str()) {
         discard.await;
@@ -220,6 +236,32 @@ pub async fn upload(
         StatusCode::CREATED,
         Json(json!({"already_uploaded": false, "key": key, "size": size, "sha256": sha256})),
     ))
+}
+
+/// `stream` with its secrets redacted line by line (on the blocking pool: a long line takes
+/// a while), its last line when it ends.
+fn redacting(
+    stream: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
+    redactor: Arc<Mutex<LineRedactor>>,
+) -> futures::stream::BoxStream<'static, std::io::Result<Bytes>> {
+    let run = |redactor: Arc<Mutex<LineRedactor>>, chunk: Option<Bytes>| async move {
+        tokio::task::spawn_blocking(move || {
+            let mut redactor = redactor
+                .lock()
+                .map_err(|_| std::io::Error::other("redaction failed"))?;
+            Ok(Bytes::from(match chunk {
+                Some(chunk) => redactor.push(&chunk),
+                None => redactor.finish(),
+            }))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    };
+    let tail = Arc::clone(&redactor);
+    stream
+        .and_then(move |chunk| run(Arc::clone(&redactor), Some(chunk)))
+        .chain(futures::stream::once(run(tail, None)))
+        .boxed()
 }
 
 /// Hashes of a body as it streams: the whole, and its first `prefix_len` bytes once it has

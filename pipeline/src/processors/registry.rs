@@ -101,10 +101,14 @@ impl Processors {
         report::report(&self.pool, request).await
     }
 
-    /// Every tool's totals, the `tools` processor first brought up to date.
-    pub async fn tool_totals(&self) -> Result<Vec<ToolTotals>, sqlx::Error> {
+    /// Every tool's totals (in sessions of `workspaces`, if named), the `tools` processor first
+    /// brought up to date.
+    pub async fn tool_totals(
+        &self,
+        workspaces: Option<&[String]>,
+    ) -> Result<Vec<ToolTotals>, sqlx::Error> {
         self.current("tools").await;
-        tools::totals(&self.pool).await
+        tools::totals(&self.pool, workspaces).await
     }
 
     /// Catches `name` up before a report; a report still answers, from what is there, when

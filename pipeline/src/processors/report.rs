@@ -75,16 +75,25 @@ pub struct Request {
     pub until: Option<chrono::NaiveDate>,
     /// Only the responses counted for these sessions (not kept in the cache).
     pub sessions: Option<Vec<String>>,
+    /// Only the responses counted for sessions of these workspaces (a scoped key's report):
+    /// a response is still counted once, for the session whose transcript starts first
+    /// whatever its workspace.
+    pub workspaces: Option<Vec<String>>,
 }
 
 impl Request {
     fn cache_key(&self) -> String {
+        let mut workspaces = self.workspaces.clone();
+        if let Some(workspaces) = &mut workspaces {
+            workspaces.sort();
+        }
         format!(
-            "{:?}|{}|{}|{}",
+            "{:?}|{}|{}|{}{}",
             self.grouping,
             self.timezone,
             self.since.map(|d| d.to_string()).unwrap_or_default(),
-            self.until.map(|d| d.to_string()).unwrap_or_default()
+            self.until.map(|d| d.to_string()).unwrap_or_default(),
+            workspaces.map_or_else(String::new, |w| format!("|{}", w.join(",")))
         )
     }
 }
@@ -185,6 +194,7 @@ async fn compute(tx: &mut sqlx::PgConnection, request: &Request) -> Result<Vec<L
          WHERE ($2::date IS NULL OR (c.\"timestamp\" AT TIME ZONE $1)::date >= $2) \
            AND ($3::date IS NULL OR (c.\"timestamp\" AT TIME ZONE $1)::date <= $3) \
            AND ($4::text[] IS NULL OR c.session_id = ANY($4)) \
+           AND ($5::text[] IS NULL OR s.workspace_id = ANY($5)) \
          GROUP BY 1, 2 ORDER BY 1, 2",
         key = request.grouping.key_sql(),
         missing = if request.grouping.is_period() {
@@ -198,6 +208,7 @@ async fn compute(tx: &mut sqlx::PgConnection, request: &Request) -> Result<Vec<L
         .bind(request.since)
         .bind(request.until)
         .bind(&request.sessions)
+        .bind(&request.workspaces)
         .fetch_all(&mut *tx)
         .await?)
 }

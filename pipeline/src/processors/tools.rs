@@ -63,13 +63,20 @@ impl Processor for ToolsProcessor {
 }
 
 /// Every tool's totals, most called first.
-pub async fn totals(pool: &PgPool) -> Result<Vec<ToolTotals>, sqlx::Error> {
+pub async fn totals(
+    pool: &PgPool,
+    workspaces: Option<&[String]>,
+) -> Result<Vec<ToolTotals>, sqlx::Error> {
     let rows: Vec<(String, i64, i64, f64, i64, i64)> = sqlx::query_as(
         "SELECT tool_name, sum(calls)::bigint AS calls, sum(errors)::bigint AS errors, \
                 (sum(errors)::float8 / GREATEST(sum(calls), 1)::float8) AS error_rate, \
                 count(*) AS sessions, sum(files)::bigint AS files \
-         FROM tool_usage GROUP BY tool_name ORDER BY calls DESC, tool_name",
+         FROM tool_usage \
+         WHERE $1::text[] IS NULL \
+            OR session_id IN (SELECT id FROM sessions WHERE workspace_id = ANY($1)) \
+         GROUP BY tool_name ORDER BY calls DESC, tool_name",
     )
+    .bind(workspaces)
     .fetch_all(pool)
     .await?;
     Ok(rows

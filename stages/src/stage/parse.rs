@@ -3,7 +3,7 @@
 
 use super::download::Downloaded;
 use super::{RunEnd, Stage};
-use crate::redact::{Counts, redact_transcript};
+use crate::redact::{self, redact_transcript};
 use crate::store::SessionRow;
 use crate::transcript::{ParseOptions, ParsedTranscript, parse_bytes};
 
@@ -12,14 +12,12 @@ const LOGGED_LINE_ERRORS: usize = 5;
 
 pub struct Parse {
     options: ParseOptions,
-    redact: bool,
+    redact: redact::Mode,
 }
 
 pub struct ParsedSession {
     pub session: SessionRow,
     pub parsed: ParsedTranscript,
-    /// Secrets taken out of the rows, by kind (empty when redaction is off).
-    pub redactions: Counts,
 }
 
 impl Parse {
@@ -27,13 +25,14 @@ impl Parse {
     pub fn new(options: ParseOptions) -> Self {
         Parse {
             options,
-            redact: true,
+            redact: redact::Mode::default(),
         }
     }
 
-    /// Whether secrets are taken out of what is parsed (`SESSIONFLOW_REDACT=off`: not).
-    pub fn set_redaction(&mut self, on: bool) {
-        self.redact = on;
+    /// What is redacted (`SESSIONFLOW_REDACT`): with `all` the transcript was stored redacted,
+    /// and its markers count as the session's redactions.
+    pub fn set_redaction(&mut self, mode: redact::Mode) {
+        self.redact = mode;
     }
 }
 
@@ -50,20 +49,18 @@ impl Stage for Parse {
         let (options, redact) = (self.options.clone(), self.redact);
         let parsed = tokio::task::spawn_blocking(move || {
             let mut parsed = parse_bytes(&bytes, &options);
-            let redactions = if redact {
-                redact_transcript(&mut parsed)
-            } else {
-                Counts::new()
-            };
-            (parsed, redactions)
+            if redact.rows() {
+                redact_transcript(&mut parsed, redact.blob());
+            }
+            parsed
         })
         .await;
-        let (parsed, redactions) = match parsed {
+        let parsed = match parsed {
             Ok(done) => done,
             Err(e) => return Err(RunEnd::Failed(format!("Parse failed: {e}"))),
         };
-        if !redactions.is_empty() {
-            tracing::info!(session = %session.id, ?redactions, "secrets redacted");
+        if !parsed.redactions.is_empty() {
+            tracing::info!(session = %session.id, redactions = ?parsed.redactions, "secrets redacted");
         }
         for error in parsed.line_errors.iter().take(LOGGED_LINE_ERRORS) {
             tracing::warn!(session = %session.id, line = error.line_number, "skipped a transcript line: {}", error.error);
@@ -75,10 +72,6 @@ impl Stage for Parse {
                 parsed.line_errors.len() - LOGGED_LINE_ERRORS
             );
         }
-        Ok(ParsedSession {
-            session,
-            parsed,
-            redactions,
-        })
+        Ok(ParsedSession { session, parsed })
     }
 }

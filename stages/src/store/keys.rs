@@ -70,6 +70,17 @@ fn info(row: KeyRow) -> Result<KeyInfo, StoreError> {
     })
 }
 
+/// 256 random bits in hex: a key's secret part, or a process's own bootstrap key.
+pub fn random_secret() -> Result<String, StoreError> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| {
+        StoreError::Database(sqlx::Error::Protocol(format!(
+            "no randomness for a key: {e}"
+        )))
+    })?;
+    Ok(hex(&secret))
+}
+
 impl Store {
     /// Makes a key; the returned [`CreatedKey::key`] is the only copy of it. An admin key
     /// covers every workspace.
@@ -80,13 +91,7 @@ impl Store {
         workspaces: &[Id],
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<CreatedKey, StoreError> {
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| {
-            StoreError::Database(sqlx::Error::Protocol(format!(
-                "no randomness for a key: {e}"
-            )))
-        })?;
-        let key = format!("{PREFIX}{}", hex(&secret));
+        let key = format!("{PREFIX}{}", random_secret()?);
         let id = ulid::Ulid::generate().to_string();
         let workspaces: Option<Vec<String>> = (role != Role::Admin && !workspaces.is_empty())
             .then(|| workspaces.iter().map(|w| w.as_str().to_owned()).collect());
@@ -121,6 +126,18 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.into_iter().map(info).collect()
+    }
+
+    /// How many keys are live (not revoked, not expired): a server started without a bootstrap
+    /// key needs at least one, or no one could call it.
+    pub async fn live_keys(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM api_keys \
+             WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n)
     }
 
     /// Revokes key `id`; false when there is no such key (or it was revoked already).

@@ -17,7 +17,7 @@ use sqlx::{Postgres, Row};
 
 pub use capture::{Ended, Started, Transcript};
 pub use claims::{Recovered, SILENT_AFTER};
-pub use keys::Principal;
+pub use keys::{Principal, random_secret};
 pub use lifecycle::{Lifecycle, ParseStatus, UnknownState};
 pub use persist::{PERSIST_GROUP_ROWS, PersistOutcome};
 

@@ -242,7 +242,7 @@ async fn update_session(
              duration_ms = COALESCE(duration_ms, $14), cwd = COALESCE(cwd, $15), \
              git_branch = COALESCE(git_branch, $16), cc_version = COALESCE(cc_version, $17), \
              model = COALESCE(model, $18), started_at = COALESCE(started_at, $19), \
-             ended_at = COALESCE(ended_at, $20), enqueued_by = NULL, \
+             ended_at = COALESCE(ended_at, $20), redactions = $21, enqueued_by = NULL, \
              updated_at = now() \
          WHERE id = $1",
     )
@@ -266,6 +266,7 @@ async fn update_session(
     .bind(model.map(clean_text))
     .bind(meta.first_timestamp)
     .bind(meta.last_timestamp)
+    .bind(sqlx::types::Json(&parsed.redactions))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -25,6 +25,10 @@ pub struct ParsedTranscript {
     /// Usage and cost per model, in order of first appearance.
     pub models: Vec<ModelUsage>,
     pub stats: Stats,
+    /// Secrets taken out of the messages, by kind ([`crate::redact`]; empty when redaction is
+    /// off): kept with the session.
+    #[serde(skip)]
+    pub redactions: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl ParsedTranscript {

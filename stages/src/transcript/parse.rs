@@ -362,6 +362,7 @@ impl TranscriptParser {
             usage: self.usage,
             models,
             stats,
+            redactions: Default::default(),
         }
     }
 }

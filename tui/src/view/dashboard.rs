@@ -1,4 +1,4 @@
-//! The dashboard: lifecycle counts as bars, the queue-depth sparkline, the stages and workers
+//! The dashboard: lifecycle counts as bars (with the secrets redacted), the queue-depth sparkline, the stages and workers
 //! tables, and the latest failure.
 
 use ratatui::Frame;
@@ -59,6 +59,10 @@ fn draw_waiting(frame: &mut Frame, app: &App, area: Rect) {
 /// so every state reads in full at any width the monitor draws at.
 pub(super) fn draw_lifecycles(frame: &mut Frame, app: &App, area: Rect) {
     let counts = app.monitor.as_ref().map(|m| &m.sessions.by_lifecycle);
+    let redacted = app.monitor.as_ref().map_or_else(
+        || "none".to_owned(),
+        |m| super::redactions(&m.sessions.redactions),
+    );
     let count = |name: &str| counts.and_then(|c| c.get(name)).copied().unwrap_or(0);
     let most = LIFECYCLES.iter().map(|n| count(n)).max().unwrap_or(0);
     let label = LIFECYCLES.iter().map(|n| n.len()).max().unwrap_or(0);
@@ -74,7 +78,11 @@ pub(super) fn draw_lifecycles(frame: &mut Frame, app: &App, area: Rect) {
         })
         .collect();
     frame.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" sessions by lifecycle ")),
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(" sessions by lifecycle ")
+                .title_bottom(format!(" secrets redacted: {redacted} ")),
+        ),
         area,
     );
 }

@@ -193,3 +193,16 @@ fn draw_help(frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(left), l);
     frame.render_widget(Paragraph::new(right), r);
 }
+
+/// Secrets redacted, by kind: `3 (2 aws_access_key, 1 jwt)`, or `none`.
+fn redactions(counts: &std::collections::BTreeMap<String, u64>) -> String {
+    let total: u64 = counts.values().sum();
+    if total == 0 {
+        return "none".to_owned();
+    }
+    let kinds: Vec<String> = counts
+        .iter()
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect();
+    format!("{total} ({})", kinds.join(", "))
+}

@@ -7,7 +7,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Row, Table, Wrap};
 
-use super::{one_line, stamp};
+use super::{one_line, redactions, stamp};
 use crate::app::{App, Open};
 
 /// Rows of the sessions table that fit in a terminal of `area` (the paging step).
@@ -156,6 +156,7 @@ pub(super) fn draw_open(frame: &mut Frame, open: &Open, area: Rect) {
                 s.transcript_size
                     .map_or("not uploaded".to_owned(), |n| format!("{n} bytes")),
             ));
+            lines.push(field("redacted", redactions(&s.redactions)));
             if let Some(error) = &s.parse_error {
                 lines.push(Line::from(vec![
                     Span::styled("parse error ", bold.fg(Color::Red)),
