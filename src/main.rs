@@ -10,6 +10,7 @@ mod keys;
 mod migrate;
 mod options;
 mod process;
+mod search;
 mod service;
 mod text;
 mod tools;
@@ -58,6 +59,7 @@ enum Command {
     Demo(demo::Args),
     Usage(usage::Args),
     Tools(tools::Args),
+    Search(search::Args),
     Process(process::Args),
     /// API keys: make one for a role and workspaces, list them, revoke one.
     Keys(keys::Args),
@@ -67,7 +69,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Command::Inspect(_) | Command::Usage(_) | Command::Tools(_)
+        Command::Inspect(_) | Command::Usage(_) | Command::Tools(_) | Command::Search(_)
     ) {
         // `sessionflow tools | head` ends quietly when the reader goes, like any Unix filter,
         // instead of panicking on the broken pipe. Only for commands that print and exit:
@@ -122,6 +124,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Usage(args) => usage::run(args),
         Command::Tools(args) => tools::run(args),
+        Command::Search(args) => search::run(args),
         Command::Process(args) => process::run(args),
         Command::Keys(args) => keys::run(args),
     };

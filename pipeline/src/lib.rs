@@ -5,7 +5,8 @@
 //!
 //! [`api`] is the HTTP API (with the monitor snapshot) and [`modes`] wires everything into
 //! `serve`, `worker` and `daemon`; [`processors`] and their scheduler derive data from parsed
-//! sessions; [`capture`] is the client side: backfill, hooks and their spool.
+//! sessions (and [`search`] reads the index one of them keeps); [`capture`] is the client side:
+//! backfill, hooks and their spool.
 
 pub mod api;
 pub mod capture;
@@ -18,6 +19,7 @@ pub mod modes;
 pub mod processors;
 pub mod queue;
 pub mod runner;
+pub mod search;
 pub mod sweeps;
 
 /// This machine's name (the kernel's, else `HOSTNAME`), for worker, consumer and device ids.

@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 use serde_json::json;
 use sessionflow_pipeline::api::{ApiState, Ingest, MAX_TRANSCRIPT, router};
 use sessionflow_pipeline::events::{EventProcessor, HandlerRegistry, Runs};
+use sessionflow_pipeline::processors::Processors;
 use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
 use sessionflow_pipeline::runner::Stages;
 use sessionflow_protocol::ids::Id;
@@ -94,11 +95,21 @@ impl Summarizer for Listening {
     }
 }
 
-/// Every secret found in any text, JSON or varchar column of any table.
+/// Every secret found in any text, JSON, varchar or tsvector column of any table (a search
+/// index holds a secret as words: each secret's longest run of letters and digits is looked
+/// for too).
 async fn secrets_in_database(pool: &PgPool) -> Vec<String> {
+    let mut needles: Vec<String> = SECRETS.iter().map(|s| (*s).to_owned()).collect();
+    needles.extend(SECRETS.iter().map(|s| {
+        s.split(|c: char| !c.is_ascii_alphanumeric())
+            .max_by_key(|run| run.len())
+            .unwrap_or_default()
+            .to_owned()
+    }));
     let columns: Vec<(String, String)> = sqlx::query_as(
         "SELECT table_name::text, column_name::text FROM information_schema.columns \
-         WHERE table_schema = 'public' AND data_type IN ('text', 'jsonb', 'json', 'character varying', 'ARRAY')",
+         WHERE table_schema = 'public' \
+           AND data_type IN ('text', 'jsonb', 'json', 'character varying', 'ARRAY', 'tsvector')",
     )
     .fetch_all(pool)
     .await
@@ -108,9 +119,9 @@ async fn secrets_in_database(pool: &PgPool) -> Vec<String> {
     for (table, column) in columns {
         let holds: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT s FROM unnest($1::text[]) s WHERE EXISTS \
-             (SELECT 1 FROM \"{table}\" WHERE strpos(\"{column}\"::text, s) > 0)"
+             (SELECT 1 FROM \"{table}\" WHERE strpos(lower(\"{column}\"::text), lower(s)) > 0)"
         )))
-        .bind(SECRETS)
+        .bind(&needles)
         .fetch_all(pool)
         .await
         .unwrap();
@@ -163,6 +174,16 @@ async fn run(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The search index is made from the rows, and searched too.
+    sqlx::query("UPDATE sessions SET transcript_sha256 = 'planted'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let indexed = Processors::standard(pool.clone(), Arc::clone(&blobs))
+        .run("search")
+        .await
+        .unwrap();
+    assert_eq!(indexed.processed, 1, "{indexed:?}");
     let heard = listening.heard.lock().unwrap().clone();
     (heard, blobs, key, dir)
 }

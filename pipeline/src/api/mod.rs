@@ -15,6 +15,7 @@ mod metrics;
 mod monitor;
 mod openapi;
 mod reports;
+mod search;
 mod sessions;
 mod upload;
 
@@ -143,6 +144,7 @@ fn routes(state: ApiState, limits: &Limits) -> OpenApiRouter<ApiState> {
         .routes(routes!(keys::revoke))
         .routes(routes!(reports::usage))
         .routes(routes!(reports::tools))
+        .routes(routes!(search::search))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,

@@ -1,6 +1,6 @@
 //! Session processors: independent jobs that derive data from parsed sessions on their own
 //! schedule ([`usage`]: token usage and cost per response; [`tools`]: calls, failures and files
-//! per tool). A run takes the processor's
+//! per tool; [`search`]: the search index). A run takes the processor's
 //! Postgres advisory lock without waiting (a second run at once is refused), looks only at
 //! sessions updated since the processor last saw them, skips those whose transcript hash it
 //! already processed, and records per session what it made of it (`processor_state`). A failure
@@ -12,6 +12,7 @@ mod offline;
 mod registry;
 pub mod report;
 pub mod scheduler;
+pub mod search;
 pub mod tools;
 pub mod usage;
 

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sessionflow_protocol::reports::{ToolTotals, UsageReport};
+use sessionflow_protocol::search::SearchPage;
 use sessionflow_stages::blob::BlobStore;
 use sqlx::PgPool;
 
 use super::lock::Lock;
 use super::{
-    MAX_ATTEMPTS, Processor, RunError, RunSummary, SessionInput, Source, report, tools, usage,
+    MAX_ATTEMPTS, Processor, RunError, RunSummary, SessionInput, Source, report, search, tools,
+    usage,
 };
 
 /// How long bringing a processor up to date waits for a run of it already under way.
@@ -38,6 +40,7 @@ impl Processors {
             vec![
                 Arc::new(usage::UsageProcessor),
                 Arc::new(tools::ToolsProcessor),
+                Arc::new(search::SearchProcessor),
             ],
         )
     }
@@ -109,6 +112,15 @@ impl Processors {
     ) -> Result<Vec<ToolTotals>, sqlx::Error> {
         self.current("tools").await;
         tools::totals(&self.pool, workspaces).await
+    }
+
+    /// A search, the `search` processor first brought up to date.
+    pub async fn search(
+        &self,
+        request: &crate::search::Request,
+    ) -> Result<SearchPage, crate::search::SearchError> {
+        self.current("search").await;
+        crate::search::search(&self.pool, request).await
     }
 
     /// Catches `name` up before a report; a report still answers, from what is there, when

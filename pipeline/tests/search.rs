@@ -1,0 +1,369 @@
+//! Search against real Postgres: transcripts go through the real pipeline, the `search`
+//! processor indexes them, and `GET /api/search` over a real socket finds words, phrases,
+//! identifiers, paths and error codes, excludes, joins with `or`, filters, pages without
+//! overlap, keeps to a key's workspaces, and refuses bad input with its reason.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use sessionflow_pipeline::api::{ApiState, Ingest, MAX_TRANSCRIPT, router};
+use sessionflow_pipeline::capture::client::encode;
+use sessionflow_pipeline::events::{EventProcessor, HandlerRegistry};
+use sessionflow_pipeline::processors::Processors;
+use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
+use sessionflow_pipeline::runner::Stages;
+use sessionflow_protocol::ids::Id;
+use sessionflow_protocol::keys::Role;
+use sessionflow_protocol::search::SearchPage;
+use sessionflow_stages::blob::{BlobStore, LocalBlobs, raw_transcript_key};
+use sessionflow_stages::store::{Lifecycle, NewSession, Store};
+use sessionflow_stages::summarize::ExtractiveSummarizer;
+use sqlx::PgPool;
+
+const KEY: &str = "search-test-key";
+
+fn line(value: Value) -> String {
+    value.to_string() + "\n"
+}
+
+/// Two sessions: s1 (workspace w1, device laptop) about a borrow error, s2 (w2) about Redis.
+fn transcripts() -> [(&'static str, &'static str, &'static str, Bytes); 2] {
+    let at = |n: u32| format!("2026-12-01T10:00:{n:02}.000Z");
+    let s1 = [
+        json!({"type": "user", "uuid": "u1", "sessionId": "s1", "timestamp": at(0), "cwd": "/work/app",
+               "message": {"role": "user", "content": "the flaky test in the parser fails with E0382"}}),
+        json!({"type": "assistant", "uuid": "a1", "sessionId": "s1", "timestamp": at(1), "requestId": "r1",
+               "message": {"id": "m1", "role": "assistant", "model": "claude-sonnet-4-5",
+                           "usage": {"input_tokens": 10, "output_tokens": 5},
+                           "content": [
+                               {"type": "thinking", "thinking": "maybe the consumer group is gone"},
+                               {"type": "text", "text": "I will look at parse_bytes in src/main.rs"},
+                               {"type": "tool_use", "id": "t1", "name": "Bash",
+                                "input": {"command": "cargo test -p stages parse_bytes"}}]}}),
+        json!({"type": "user", "uuid": "u2", "sessionId": "s1", "timestamp": at(2),
+               "message": {"role": "user", "content": [
+                   {"type": "tool_result", "tool_use_id": "t1",
+                    "content": "error[E0382]: borrow of moved value at /work/app/src/main.rs:42"}]}}),
+    ];
+    let s2 = [
+        json!({"type": "user", "uuid": "v1", "sessionId": "s2", "timestamp": "2026-12-02T09:00:00.000Z", "cwd": "/srv/ops",
+               "message": {"role": "user", "content": "a flaky redis connection in production"}}),
+    ];
+    [
+        ("s1", "w1", "laptop", Bytes::from(s1.map(line).concat())),
+        ("s2", "w2", "desktop", Bytes::from(s2.map(line).concat())),
+    ]
+}
+
+/// The transcripts parsed through the real pipeline, then indexed by the search processor.
+async fn indexed(pool: &PgPool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir.path()));
+    let store = Store::from_pool(pool.clone());
+    for (id, workspace, _, body) in transcripts() {
+        let key = raw_transcript_key(
+            &Id::parse("workspace_id", workspace).unwrap(),
+            &Id::parse("session_id", id).unwrap(),
+        );
+        blobs.put(&key, body).await.unwrap();
+        store
+            .create_session(&NewSession {
+                id,
+                workspace_id: workspace,
+                lifecycle: Some(Lifecycle::Ended),
+                transcript_key: Some(&key),
+                ..NewSession::default()
+            })
+            .await
+            .unwrap();
+    }
+    // The sessions' devices and hashes, as their events and uploads record them (the search
+    // entries carry the device; the processors look at the hashes).
+    for (id, workspace, device, _) in transcripts() {
+        sqlx::query("INSERT INTO devices (id, workspace_id) VALUES ($1, $2)")
+            .bind(device)
+            .bind(workspace)
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE sessions SET device_id = $2, transcript_sha256 = md5(id) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(device)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let stages = Stages::new(
+        &store,
+        &blobs,
+        Arc::new(ExtractiveSummarizer),
+        "test-worker",
+    );
+    let queue = PipelineQueue::start(stages, QueueConfig::default());
+    for (id, ..) in transcripts() {
+        assert!(queue.enqueue(id));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let done: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sessions WHERE lifecycle IN ('summarized', 'archived')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if done == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not processed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let summary = Processors::standard(pool.clone(), blobs)
+        .run("search")
+        .await
+        .unwrap();
+    assert_eq!((summary.processed, summary.errors), (2, 0), "{summary:?}");
+    dir
+}
+
+async fn serve(pool: &PgPool) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let state = ApiState {
+        store: Store::from_pool(pool.clone()),
+        blobs: Arc::new(LocalBlobs::new(dir.path())),
+        ingest: Ingest::Embedded(Arc::new(EventProcessor::new(
+            pool.clone(),
+            HandlerRegistry::new(),
+            "test-worker",
+        ))),
+        api_key: Arc::from(KEY),
+        max_transcript: MAX_TRANSCRIPT,
+        redact_uploads: false,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _dir = dir;
+        axum::serve(listener, router(state)).await.unwrap()
+    });
+    url
+}
+
+async fn get(url: &str, key: &str, query: &[(&str, &str)]) -> (u16, Value) {
+    let query: Vec<String> = query
+        .iter()
+        .map(|(name, value)| format!("{name}={}", encode(value)))
+        .collect();
+    let response = reqwest::Client::new()
+        .get(format!("{url}/api/search?{}", query.join("&")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn search(url: &str, query: &[(&str, &str)]) -> SearchPage {
+    let (status, body) = get(url, KEY, query).await;
+    assert_eq!(status, 200, "{query:?}: {body}");
+    serde_json::from_value(body).unwrap()
+}
+
+/// Each hit as `session:kind`.
+fn found(page: &SearchPage) -> BTreeSet<String> {
+    page.hits
+        .iter()
+        .map(|h| format!("{}:{}", h.session_id, h.kind))
+        .collect()
+}
+
+async fn q(url: &str, query: &str) -> BTreeSet<String> {
+    found(&search(url, &[("q", query)]).await)
+}
+
+async fn f(url: &str, filters: &[(&str, &str)]) -> BTreeSet<String> {
+    found(&search(url, filters).await)
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn words_phrases_identifiers_and_paths_are_found(pool: PgPool) {
+    let _blobs = indexed(&pool).await;
+    let url = serve(&pool).await;
+
+    assert_eq!(q(&url, "flaky").await, set(&["s1:text", "s2:text"]));
+    assert_eq!(q(&url, "FLAKY -redis").await, set(&["s1:text"]));
+    assert_eq!(
+        q(&url, "\"borrow of moved\"").await,
+        set(&["s1:tool_result"])
+    );
+    assert_eq!(
+        q(&url, "\"moved of borrow\"").await,
+        set(&[]),
+        "a phrase is in order"
+    );
+    assert_eq!(
+        q(&url, "parse_bytes").await,
+        set(&["s1:text", "s1:tool_input"])
+    );
+    assert_eq!(
+        q(&url, "src/main.rs").await,
+        set(&["s1:text", "s1:tool_result"])
+    );
+    assert_eq!(q(&url, "E0382").await, set(&["s1:text", "s1:tool_result"]));
+    assert_eq!(q(&url, "consumer").await, set(&["s1:thinking"]));
+    assert_eq!(
+        q(&url, "production or consumer").await,
+        set(&["s1:thinking", "s2:text"])
+    );
+    assert_eq!(q(&url, "nowhere").await, set(&[]));
+
+    // Where each hit is, and what it shows.
+    let page = search(&url, &[("q", "parse_bytes"), ("kind", "text")]).await;
+    let hit = &page.hits[0];
+    assert_eq!(
+        (
+            hit.session_id.as_str(),
+            hit.workspace_id.as_str(),
+            hit.device_id.as_deref(),
+            hit.cwd.as_deref(),
+            hit.message_ordinal,
+            hit.role.as_deref()
+        ),
+        (
+            "s1",
+            "w1",
+            Some("laptop"),
+            Some("/work/app"),
+            1,
+            Some("assistant")
+        )
+    );
+    assert_eq!(hit.snippet, "I will look at parse_bytes in src/main.rs");
+    let chars: Vec<char> = hit.snippet.chars().collect();
+    let marked: Vec<String> = hit
+        .highlights
+        .iter()
+        .map(|[s, e]| chars[*s..*e].iter().collect())
+        .collect();
+    assert_eq!(marked, ["parse", "bytes"]);
+    assert!(hit.rank > 0.0);
+
+    // Filters.
+    assert_eq!(
+        f(&url, &[("q", "E0382"), ("kind", "tool_result")]).await,
+        set(&["s1:tool_result"])
+    );
+    assert_eq!(
+        f(&url, &[("q", "parse_bytes"), ("tool", "Bash")]).await,
+        set(&["s1:tool_input"])
+    );
+    assert_eq!(
+        f(&url, &[("q", "E0382"), ("role", "user")]).await,
+        set(&["s1:text", "s1:tool_result"])
+    );
+    assert_eq!(
+        f(&url, &[("q", "parse_bytes"), ("role", "user")]).await,
+        set(&[])
+    );
+    assert_eq!(
+        f(&url, &[("q", "flaky"), ("workspace", "w2")]).await,
+        set(&["s2:text"])
+    );
+    assert_eq!(
+        f(&url, &[("q", "flaky"), ("device", "laptop")]).await,
+        set(&["s1:text"])
+    );
+    assert_eq!(
+        f(&url, &[("q", "flaky"), ("since", "2026-12-02T00:00:00Z")]).await,
+        set(&["s2:text"])
+    );
+    assert_eq!(
+        f(&url, &[("q", "flaky"), ("until", "2026-12-02T00:00:00Z")]).await,
+        set(&["s1:text"])
+    );
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn pages_follow_each_other_without_overlap(pool: PgPool) {
+    let _blobs = indexed(&pool).await;
+    let url = serve(&pool).await;
+    let all = search(&url, &[("q", "s1 or flaky or E0382 or parse_bytes")]).await;
+    assert!(all.hits.len() >= 4, "{all:?}");
+    assert!(all.hits.windows(2).all(|w| w[0].rank >= w[1].rank));
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("q", "s1 or flaky or E0382 or parse_bytes"), ("limit", "1")];
+        if let Some(cursor) = &cursor {
+            query.push(("cursor", cursor.as_str()));
+        }
+        let page = search(&url, &query).await;
+        paged.extend(page.hits.clone());
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(paged.len() <= all.hits.len(), "pages go on: {paged:?}");
+    }
+    assert_eq!(paged, all.hits);
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn a_key_searches_its_workspaces_and_bad_searches_say_why(pool: PgPool) {
+    let _blobs = indexed(&pool).await;
+    let url = serve(&pool).await;
+    let store = Store::from_pool(pool.clone());
+    let w1 = Id::parse("workspace_id", "w1").unwrap();
+    let read_w1 = store
+        .create_key(None, Role::Read, &[w1.clone()], None)
+        .await
+        .unwrap()
+        .key;
+    let ingest_w1 = store
+        .create_key(None, Role::Ingest, &[w1], None)
+        .await
+        .unwrap()
+        .key;
+    let (status, body) = get(&url, &read_w1, &[("q", "flaky")]).await;
+    assert_eq!(status, 200);
+    let page: SearchPage = serde_json::from_value(body).unwrap();
+    assert_eq!(found(&page), set(&["s1:text"]));
+    let (_, body) = get(&url, &read_w1, &[("q", "flaky"), ("workspace", "w2")]).await;
+    assert_eq!(body["hits"], json!([]), "another workspace, asked by name");
+    let (status, body) = get(&url, &ingest_w1, &[("q", "flaky")]).await;
+    assert_eq!(status, 403, "{body}");
+
+    for (query, reason) in [
+        (vec![("q", "")], "q must hold a word"),
+        (vec![("q", " ;; -\"\" ")], "q must hold a word"),
+        (vec![("q", "-flaky")], "q must hold a word"),
+        (vec![("q", "x"), ("kind", "image")], "kind must be one of"),
+        (
+            vec![("q", "x"), ("role", "system")],
+            "role must be user or assistant",
+        ),
+        (vec![("q", "x"), ("limit", "0")], "limit must be 1 to 100"),
+        (vec![("q", "x"), ("limit", "101")], "limit must be 1 to 100"),
+        (
+            vec![("q", "x"), ("cursor", "garbage")],
+            "is not one this server gave",
+        ),
+        (vec![("q", "x"), ("workspace", "../w1")], "workspace"),
+        (vec![("q", "x"), ("since", "yesterday")], "since"),
+        (vec![], "q"),
+    ] {
+        let (status, body) = get(&url, KEY, &query).await;
+        assert_eq!(status, 400, "{query:?}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(reason), "{query:?}: {error}");
+    }
+}
