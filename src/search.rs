@@ -138,7 +138,7 @@ fn print_table(page: &SearchPage, bold: bool) {
             "{:<16} {:<20} {:<14} {}",
             hit.timestamp
                 .map_or("–".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
-            clip(&project(hit), 20),
+            clip(hit.project(), 20),
             clip(&format!("{}#{}", hit.session_id, hit.message_ordinal), 14),
             marked(hit, bold)
         );
@@ -146,17 +146,6 @@ fn print_table(page: &SearchPage, bold: bool) {
     if let Some(cursor) = &page.next_cursor {
         eprintln!("more: --cursor '{cursor}'");
     }
-}
-
-/// The project a hit is from: the last folder of its session's working directory, or its
-/// workspace.
-fn project(hit: &SearchHit) -> String {
-    hit.cwd
-        .as_deref()
-        .and_then(|cwd| cwd.trim_end_matches('/').rsplit('/').next())
-        .filter(|name| !name.is_empty())
-        .unwrap_or(&hit.workspace_id)
-        .to_owned()
 }
 
 fn clip(text: &str, width: usize) -> String {
@@ -176,20 +165,14 @@ fn marked(hit: &SearchHit, bold: bool) -> String {
     } else {
         ("*", "*")
     };
-    let chars: Vec<char> = hit.snippet.chars().collect();
-    let mut out = String::new();
-    let mut at = 0;
-    for [start, end] in &hit.highlights {
-        let (start, end) = ((*start).min(chars.len()), (*end).min(chars.len()));
-        if start < at {
-            continue;
-        }
-        out.push_str(&escaped(&chars[at..start].iter().collect::<String>()));
-        out.push_str(open);
-        out.push_str(&escaped(&chars[start..end].iter().collect::<String>()));
-        out.push_str(close);
-        at = end;
-    }
-    out.push_str(&escaped(&chars[at..].iter().collect::<String>()));
-    out
+    hit.pieces()
+        .into_iter()
+        .map(|(text, matched)| {
+            if matched {
+                format!("{open}{}{close}", escaped(&text))
+            } else {
+                escaped(&text).into_owned()
+            }
+        })
+        .collect()
 }

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 
 use crossterm::event::KeyEvent;
 use sessionflow_protocol::reports::UsageReport;
+use sessionflow_protocol::search::SearchPage;
 
 use crate::keys::{self, Action, InputAction};
 use crate::snapshot::{Health, Monitor, SessionDetail, SessionRow};
@@ -24,16 +25,18 @@ pub enum View {
     Workers,
     Processors,
     Usage,
+    Search,
 }
 
 impl View {
-    pub const ALL: [View; 6] = [
+    pub const ALL: [View; 7] = [
         View::Dashboard,
         View::Sessions,
         View::Failures,
         View::Workers,
         View::Processors,
         View::Usage,
+        View::Search,
     ];
 
     pub fn title(self) -> &'static str {
@@ -44,6 +47,7 @@ impl View {
             View::Workers => "workers",
             View::Processors => "processors",
             View::Usage => "usage",
+            View::Search => "search",
         }
     }
 
@@ -123,6 +127,8 @@ pub struct Wanted {
     pub list: Option<ListRequest>,
     /// The usage report, when the usage view shows.
     pub usage: bool,
+    /// The search typed, when the search view shows one.
+    pub search: Option<String>,
     pub paused: bool,
 }
 
@@ -131,6 +137,8 @@ pub struct Wanted {
 pub enum Command {
     /// Fetch a session's detail.
     Detail(String),
+    /// Fetch a session's detail with its messages from this ordinal on (a search hit).
+    DetailAt(String, i64),
     /// Ask for the session to be parsed again.
     Reparse(String),
 }
@@ -143,6 +151,8 @@ pub enum Update {
     Detail(Box<SessionDetail>),
     /// Tokens and cost by day.
     Usage(Box<Usage>),
+    /// The hits for a search (the query they answer, then the page).
+    Search(String, Box<SearchPage>),
     /// The outcome of a command, to show the operator.
     Notice(String),
     /// The server could not be reached or refused us; the source keeps retrying.
@@ -162,6 +172,8 @@ pub struct Usage {
 pub enum Prompt {
     /// Typing the session filter; the previous one comes back on Esc.
     Filter { previous: String },
+    /// Typing the search; the previous one comes back on Esc.
+    Search { previous: String },
     /// Waiting for `y` to reparse this session.
     ConfirmReparse(String),
 }
@@ -192,6 +204,11 @@ pub struct App {
     pub open: Option<Open>,
     /// The latest usage report (by day) that arrived.
     pub usage: Option<Usage>,
+    /// The search as typed, and the latest hits that arrived (with the query they answer).
+    pub search: String,
+    pub hits: Option<(String, SearchPage)>,
+    /// The selected hit.
+    pub hit: usize,
     pub prompt: Option<Prompt>,
     /// The outcome of the last command.
     pub notice: Option<String>,
@@ -222,6 +239,8 @@ impl App {
         Wanted {
             list: (self.view == View::Sessions).then(|| self.list.clone()),
             usage: self.view == View::Usage,
+            search: (self.view == View::Search && !self.search.trim().is_empty())
+                .then(|| self.search.clone()),
             paused: self.paused,
         }
     }
@@ -262,6 +281,13 @@ impl App {
                 }
             }
             Update::Usage(report) => self.usage = Some(*report),
+            Update::Search(query, page) => {
+                // Only the search typed last counts: results follow the typing.
+                if query == self.search {
+                    self.hit = self.hit.min(page.hits.len().saturating_sub(1));
+                    self.hits = Some((query, *page));
+                }
+            }
             Update::Notice(text) => self.notice = Some(text),
             Update::Unreachable(why) => self.problem = Some(why),
         }
@@ -300,6 +326,28 @@ impl App {
                     previous: self.list.filter.clone(),
                 });
             }
+            // `/` elsewhere searches every session.
+            Action::Filter => {
+                self.show(View::Search);
+                self.prompt = Some(Prompt::Search {
+                    previous: self.search.clone(),
+                });
+            }
+            Action::Open if self.view == View::Search && self.open.is_none() => {
+                let hit = self
+                    .hits
+                    .as_ref()
+                    .and_then(|(_, page)| page.hits.get(self.hit));
+                if let Some(hit) = hit {
+                    let id = hit.session_id.clone();
+                    self.outbox
+                        .push(Command::DetailAt(id.clone(), hit.message_ordinal));
+                    self.open = Some(Open {
+                        id,
+                        ..Open::default()
+                    });
+                }
+            }
             Action::NextSort if self.view == View::Sessions => {
                 let sort = self.list.sort.next();
                 self.relist(|list| list.sort = sort);
@@ -318,7 +366,7 @@ impl App {
                 }
             }
             Action::Reparse => self.ask_reparse(),
-            Action::Filter | Action::NextSort | Action::ReverseOrder | Action::Open => {}
+            Action::NextSort | Action::ReverseOrder | Action::Open => {}
         }
     }
 
@@ -338,6 +386,20 @@ impl App {
             (Some(Prompt::Filter { previous }), InputAction::Cancel) => {
                 self.prompt = None;
                 self.relist(|list| list.filter = previous);
+            }
+            (Some(Prompt::Search { .. }), InputAction::Type(c)) => {
+                self.search.push(c);
+                self.hit = 0;
+            }
+            (Some(Prompt::Search { .. }), InputAction::Erase) => {
+                self.search.pop();
+                self.hit = 0;
+            }
+            (Some(Prompt::Search { .. }), InputAction::Accept) => self.prompt = None,
+            (Some(Prompt::Search { previous }), InputAction::Cancel) => {
+                self.prompt = None;
+                self.search = previous;
+                self.hit = 0;
             }
             (Some(Prompt::ConfirmReparse(id)), InputAction::Type('y' | 'Y')) => {
                 self.prompt = None;
@@ -404,6 +466,10 @@ impl App {
                 let last = self.total().saturating_sub(1);
                 self.selected = step(self.selected, delta, last);
                 self.follow_selection();
+            }
+            View::Search => {
+                let hits = self.hits.as_ref().map_or(0, |(_, page)| page.hits.len());
+                self.hit = step(self.hit, delta, hits.saturating_sub(1));
             }
             _ => self.scroll = step(self.scroll, delta, usize::MAX / 2),
         }

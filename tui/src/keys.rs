@@ -64,7 +64,7 @@ const fn bind(
     }
 }
 
-pub const KEYS: [Binding; 22] = [
+pub const KEYS: [Binding; 23] = [
     bind(
         &[
             ch('q'),
@@ -117,6 +117,12 @@ pub const KEYS: [Binding; 22] = [
         Action::Show(View::Usage),
         "usage: tokens and cost by day",
     ),
+    bind(
+        &[ch('7')],
+        "7",
+        Action::Show(View::Search),
+        "search every session",
+    ),
     bind(&[key(KeyCode::Up), ch('k')], "↑ k", Action::Up, "move up"),
     bind(
         &[key(KeyCode::Down), ch('j')],
@@ -152,7 +158,7 @@ pub const KEYS: [Binding; 22] = [
         &[key(KeyCode::Enter)],
         "Enter",
         Action::Open,
-        "open the selected session",
+        "open the selected session or hit",
     ),
     bind(
         &[ch('r')],
@@ -160,7 +166,12 @@ pub const KEYS: [Binding; 22] = [
         Action::Reparse,
         "reparse failed/parsed session",
     ),
-    bind(&[ch('/')], "/", Action::Filter, "filter sessions by text"),
+    bind(
+        &[ch('/')],
+        "/",
+        Action::Filter,
+        "filter sessions; elsewhere search",
+    ),
     bind(
         &[ch('s')],
         "s",

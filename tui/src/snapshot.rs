@@ -15,5 +15,8 @@ pub use sessionflow_protocol::sessions::{
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SessionDetail {
     pub info: Session,
+    /// Its first messages, or those from a search hit's message on.
     pub first_messages: Vec<Message>,
+    /// The message a search hit opened it at.
+    pub from_ordinal: Option<i64>,
 }

@@ -1,8 +1,9 @@
 //! The data source: every interval it fetches `/api/monitor` and `/healthz` (and the session
 //! list window when the sessions view shows; the usage report, at most every
 //! [`USAGE_EVERY`], when the usage view shows), fetches a new window as soon as the operator
-//! scrolls, filters or sorts, carries out commands (open a session, reparse), and sends what it
-//! got — or why it could not — to the app. It never gives up.
+//! scrolls, filters or sorts, searches as the operator types, carries out commands (open a
+//! session, reparse), and sends what it got — or why it could not — to the app. It never gives
+//! up.
 //!
 //! It speaks to the API through a [`Transport`]: HTTP to a server ([`Http`]), or the daemon's
 //! own router in-process (`daemon --tui`).
@@ -15,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::app::{Command, ListRequest, SessionWindow, Update, Usage, WINDOW, Wanted};
 use crate::snapshot::{Health, MessagePage, Monitor, Session, SessionDetail, SessionPage};
+use sessionflow_protocol::search::SearchPage;
 
 /// A request to the API: method, path with query, and whether it carries the API key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +107,8 @@ pub async fn poll(
     let api = Api(transport.as_ref());
     let usage_path = format!("/api/usage?by=daily&timezone={}", encode(&timezone));
     let mut usage_at: Option<tokio::time::Instant> = None;
+    // The search whose hits were sent last (asked again only when it changes, or failed).
+    let mut searched: Option<String> = None;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -126,6 +130,7 @@ pub async fn poll(
                     usage_at = Some(tokio::time::Instant::now());
                     sent &= send_usage(&api, &usage_path, &updates).await;
                 }
+                sent &= send_search(&api, now.search, &mut searched, &updates).await;
                 sent
             }
             changed = wanted.changed() => {
@@ -143,6 +148,7 @@ pub async fn poll(
                     usage_at = Some(tokio::time::Instant::now());
                     sent &= send_usage(&api, &usage_path, &updates).await;
                 }
+                sent &= send_search(&api, now.search, &mut searched, &updates).await;
                 sent
             }
             command = commands.recv() => match command {
@@ -171,6 +177,30 @@ async fn send_usage(api: &Api<'_>, path: &str, updates: &mpsc::Sender<Update>) -
             this_month: chrono::Local::now().format("%Y-%m").to_string(),
         })),
         Err(why) => Update::Notice(format!("usage: {why}")),
+    };
+    updates.send(update).await.is_ok()
+}
+
+/// Hits per search in the search view.
+pub const SEARCH_HITS: usize = 50;
+
+/// The hits for `search` unless they were sent already; `searched` keeps what was.
+async fn send_search(
+    api: &Api<'_>,
+    search: Option<String>,
+    searched: &mut Option<String>,
+    updates: &mpsc::Sender<Update>,
+) -> bool {
+    let Some(query) = search.filter(|q| searched.as_ref() != Some(q)) else {
+        return true;
+    };
+    let path = format!("/api/search?q={}&limit={SEARCH_HITS}", encode(&query));
+    let update = match api.get::<SearchPage>(&path, "search hits").await {
+        Ok(page) => {
+            *searched = Some(query.clone());
+            Update::Search(query, Box::new(page))
+        }
+        Err(why) => Update::Notice(format!("search: {why}")),
     };
     updates.send(update).await.is_ok()
 }
@@ -223,7 +253,11 @@ impl Api<'_> {
 
     async fn carry_out(&self, command: Command) -> Update {
         match command {
-            Command::Detail(id) => match self.detail(&id).await {
+            Command::Detail(id) => match self.detail(&id, None).await {
+                Ok(detail) => Update::Detail(Box::new(detail)),
+                Err(why) => Update::Notice(format!("cannot open {id}: {why}")),
+            },
+            Command::DetailAt(id, ordinal) => match self.detail(&id, Some(ordinal)).await {
                 Ok(detail) => Update::Detail(Box::new(detail)),
                 Err(why) => Update::Notice(format!("cannot open {id}: {why}")),
             },
@@ -244,20 +278,23 @@ impl Api<'_> {
         }
     }
 
-    async fn detail(&self, id: &str) -> Result<SessionDetail, String> {
+    /// A session and ten of its messages: the first, or from `from` on.
+    async fn detail(&self, id: &str, from: Option<i64>) -> Result<SessionDetail, String> {
         let id = encode(id);
         let info: Session = self
             .get(&format!("/api/sessions/{id}"), "a session")
             .await?;
+        let after = from.map_or(String::new(), |at| format!("&after={}", at - 1));
         let messages: MessagePage = self
             .get(
-                &format!("/api/sessions/{id}/messages?limit=10"),
+                &format!("/api/sessions/{id}/messages?limit=10{after}"),
                 "the messages",
             )
             .await?;
         Ok(SessionDetail {
             info,
             first_messages: messages.messages,
+            from_ordinal: from,
         })
     }
 }

@@ -6,6 +6,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use sessionflow_protocol::reports::UsageReport;
+use sessionflow_protocol::search::{SearchHit, SearchPage};
 use sessionflow_tui::app::{
     App, Command, ListRequest, Prompt, SessionWindow, Sort, Update, Usage, View, WINDOW,
 };
@@ -429,9 +430,10 @@ fn the_usage_view_shows_days_models_and_this_month() {
 fn tab_cycles_the_views_and_only_the_sessions_view_asks_for_rows() {
     let mut app = app_with(Some(Update::Snapshot(Box::new(monitor()), healthy())));
     let mut seen = vec![app.view];
-    for _ in 0..6 {
+    for _ in 0..7 {
         assert_eq!(app.wanted().list.is_some(), app.view == View::Sessions);
         assert_eq!(app.wanted().usage, app.view == View::Usage);
+        assert_eq!(app.wanted().search, None, "nothing typed");
         press(&mut app, KeyCode::Tab, KeyModifiers::NONE);
         seen.push(app.view);
     }
@@ -444,6 +446,7 @@ fn tab_cycles_the_views_and_only_the_sessions_view_asks_for_rows() {
             View::Workers,
             View::Processors,
             View::Usage,
+            View::Search,
             View::Dashboard
         ]
     );
@@ -587,6 +590,7 @@ fn detail(lifecycle: &str) -> SessionDetail {
                 ..Message::default()
             },
         ],
+        from_ordinal: None,
     }
 }
 
@@ -630,4 +634,90 @@ fn enter_opens_a_session_and_r_reparses_it_after_a_yes() {
     app.window.as_mut().unwrap().rows[10].lifecycle = "parsed".into();
     press(&mut app, KeyCode::Char('r'), KeyModifiers::NONE);
     assert_eq!(app.prompt, Some(Prompt::ConfirmReparse("s-010".into())));
+}
+
+fn hits(query: &str) -> SearchPage {
+    let hit = |session: &str, ordinal: i64, kind: &str, snippet: &str, marks: Vec<[usize; 2]>| {
+        SearchHit {
+            session_id: session.into(),
+            workspace_id: "w1".into(),
+            cwd: Some("/home/dev/sessionflow".into()),
+            timestamp: Some(at("2026-11-23T09:00:00Z")),
+            message_ordinal: ordinal,
+            kind: kind.into(),
+            role: Some("assistant".into()),
+            rank: 0.5,
+            snippet: snippet.into(),
+            highlights: marks,
+            ..SearchHit::default()
+        }
+    };
+    assert_eq!(query, "parse_bytes");
+    SearchPage {
+        hits: vec![
+            hit(
+                "s-007",
+                3,
+                "text",
+                "I will look at parse_bytes in src/main.rs",
+                vec![[15, 20], [21, 26]],
+            ),
+            hit(
+                "s-012",
+                14,
+                "tool_input",
+                "{\"command\":\"cargo test parse_bytes\"}",
+                vec![[23, 28], [29, 34]],
+            ),
+        ],
+        next_cursor: None,
+    }
+}
+
+#[test]
+fn slash_searches_every_session_as_you_type_and_enter_opens_the_hit() {
+    let mut app = app_with(Some(Update::Snapshot(Box::new(monitor()), healthy())));
+    press(&mut app, KeyCode::Char('/'), KeyModifiers::NONE);
+    assert_eq!(app.view, View::Search);
+    assert!(matches!(app.prompt, Some(Prompt::Search { .. })));
+    assert_eq!(app.wanted().search, None, "nothing typed, nothing asked");
+    for c in "parse_bytex".chars() {
+        press(&mut app, KeyCode::Char(c), key_of(KeyCode::Char(c)));
+    }
+    press(&mut app, KeyCode::Backspace, KeyModifiers::NONE);
+    press(&mut app, KeyCode::Char('s'), KeyModifiers::NONE);
+    assert_eq!(app.wanted().search.as_deref(), Some("parse_bytes"));
+    assert!(render(&app, 100, 30).contains("searching…"));
+    // An answer to an older search is not shown over the newer one.
+    app.apply(Update::Search(
+        "parse".into(),
+        Box::new(SearchPage::default()),
+    ));
+    assert!(app.hits.is_none());
+    app.apply(Update::Search(
+        "parse_bytes".into(),
+        Box::new(hits("parse_bytes")),
+    ));
+    press(&mut app, KeyCode::Enter, KeyModifiers::NONE);
+    assert!(app.prompt.is_none(), "Enter keeps the search typed");
+    insta::assert_snapshot!("search_hits", render(&app, 100, 30));
+    press(&mut app, KeyCode::Down, KeyModifiers::NONE);
+    press(&mut app, KeyCode::Enter, KeyModifiers::NONE);
+    assert_eq!(app.outbox, [Command::DetailAt("s-012".into(), 14)]);
+    let mut opened = detail("summarized");
+    opened.info.id = "s-012".into();
+    opened.from_ordinal = Some(14);
+    app.apply(Update::Detail(Box::new(opened)));
+    assert!(render(&app, 100, 30).contains("messages from #14 (the hit)"));
+    press(&mut app, KeyCode::Esc, KeyModifiers::NONE);
+    assert!(app.open.is_none());
+    // Esc while typing brings the previous search back; 7 shows the view too.
+    press(&mut app, KeyCode::Char('/'), KeyModifiers::NONE);
+    press(&mut app, KeyCode::Char('x'), KeyModifiers::NONE);
+    press(&mut app, KeyCode::Esc, KeyModifiers::NONE);
+    assert_eq!(app.search, "parse_bytes");
+    app.act(Action::Show(View::Dashboard));
+    assert_eq!(app.wanted().search, None, "only the search view asks");
+    press(&mut app, KeyCode::Char('7'), KeyModifiers::NONE);
+    assert_eq!(app.view, View::Search);
 }

@@ -1,12 +1,13 @@
 //! Drawing: a health line and the view tabs on top; the dashboard (lifecycle counts as bars, the
 //! queue-depth sparkline, the stages and workers tables, the latest failure) or one of the other
 //! views (the sessions view a window of a list that may hold tens of thousands, with the open
-//! session over it); the prompt or last notice at the bottom; the help overlay; and a plain
+//! session over it; the search view, whose hits open the same way); the prompt or last notice at the bottom; the help overlay; and a plain
 //! message when the terminal is too small. Each view draws in its own file.
 
 mod dashboard;
 mod failures;
 mod processors;
+mod search;
 mod sessions;
 mod usage;
 mod workers;
@@ -53,6 +54,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         View::Workers => workers::draw_worker_details(frame, app, body),
         View::Processors => processors::draw_processors(frame, app, body),
         View::Usage => usage::draw_usage(frame, app, body),
+        View::Search => search::draw_search(frame, app, body),
     }
     draw_footer(frame, app, footer);
     if app.show_help {
@@ -69,6 +71,15 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
             Span::styled("▏", Style::default().add_modifier(Modifier::SLOW_BLINK)),
             Span::styled(
                 "   Enter keep · Esc drop",
+                Style::default().fg(Color::DarkGray),
+            ),
+        ]),
+        (Some(Prompt::Search { .. }), _) => Line::from(vec![
+            Span::styled("search: ", Style::default().add_modifier(Modifier::BOLD)),
+            Span::raw(app.search.clone()),
+            Span::styled("▏", Style::default().add_modifier(Modifier::SLOW_BLINK)),
+            Span::styled(
+                "   Enter keep · Esc drop · words \"phrase\" -not or",
                 Style::default().fg(Color::DarkGray),
             ),
         ]),

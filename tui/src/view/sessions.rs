@@ -166,7 +166,13 @@ pub(super) fn draw_open(frame: &mut Frame, open: &Open, area: Rect) {
             lines.push(field("prompt", or_dash(&s.initial_prompt)));
             lines.push(field("summary", or_dash(&s.summary)));
             lines.push(Line::from(""));
-            lines.push(Line::from(Span::styled("first messages", bold)));
+            lines.push(Line::from(Span::styled(
+                match detail.from_ordinal {
+                    Some(at) => format!("messages from #{at} (the hit)"),
+                    None => "first messages".to_owned(),
+                },
+                bold,
+            )));
             if detail.first_messages.is_empty() {
                 lines.push(Line::from("  none stored"));
             }
