@@ -324,7 +324,7 @@ async fn a_key_searches_its_workspaces_and_bad_searches_say_why(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     let w1 = Id::parse("workspace_id", "w1").unwrap();
     let read_w1 = store
-        .create_key(None, Role::Read, &[w1.clone()], None)
+        .create_key(None, Role::Read, std::slice::from_ref(&w1), None)
         .await
         .unwrap()
         .key;

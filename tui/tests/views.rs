@@ -689,10 +689,7 @@ fn slash_searches_every_session_as_you_type_and_enter_opens_the_hit() {
     assert_eq!(app.wanted().search.as_deref(), Some("parse_bytes"));
     assert!(render(&app, 100, 30).contains("searching…"));
     // An answer to an older search is not shown over the newer one.
-    app.apply(Update::Search(
-        "parse".into(),
-        Box::new(SearchPage::default()),
-    ));
+    app.apply(Update::Search("parse".into(), Box::default()));
     assert!(app.hits.is_none());
     app.apply(Update::Search(
         "parse_bytes".into(),
