@@ -44,6 +44,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
             "offline_files",
             "processor_runs",
             "processor_state",
+            "search_entries",
             "sessions",
             "staged_uploads",
             "tool_usage",

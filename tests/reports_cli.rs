@@ -323,6 +323,7 @@ async fn the_api_reference_describes_every_route_the_server_serves() {
         ("get", "/api/monitor"),
         ("get", "/api/usage"),
         ("get", "/api/tools"),
+        ("get", "/api/search"),
         ("post", "/api/admin/keys"),
         ("get", "/api/admin/keys"),
         ("delete", "/api/admin/keys/{id}"),
@@ -342,6 +343,16 @@ async fn the_api_reference_describes_every_route_the_server_serves() {
     for (path, item) in paths {
         for (method, operation) in item.as_object().unwrap() {
             operations += 1;
+            // A parameter is in the path only if the path names it; the rest are the query's.
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().unwrap();
+                let place = if path.contains(&format!("{{{name}}}")) {
+                    "path"
+                } else {
+                    "query"
+                };
+                assert_eq!(parameter["in"], place, "{method} {path}: {name}");
+            }
             assert!(
                 operation["responses"]
                     .as_object()

@@ -372,7 +372,7 @@ async fn the_admin_route_runs_a_processor_once_at_a_time(pool: PgPool) {
     assert_eq!(status, 404, "{body}");
     assert_eq!(
         body["error"],
-        "no processor is called \"nope\"; known: usage, tools"
+        "no processor is called \"nope\"; known: usage, tools, search"
     );
 
     // While another process holds the lock: 409, and free again once it lets go.

@@ -12,8 +12,9 @@ use super::error::{ApiError, ErrorBody};
 use crate::processors::{Processors, RunError};
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunQuery {
-    /// The processor: `usage` or `tools`.
+    /// The processor: `usage`, `tools` or `search`.
     processor: Option<String>,
 }
 

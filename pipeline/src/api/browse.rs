@@ -31,6 +31,7 @@ fn unavailable(e: sqlx::Error) -> ApiError {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only sessions in this lifecycle state.
     lifecycle: Option<String>,
@@ -272,6 +273,7 @@ pub async fn list(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
     /// Messages after this ordinal (`next_after` of the previous page).
     after: Option<i32>,

@@ -15,6 +15,7 @@ use crate::processors::Processors;
 use crate::processors::report::{Grouping, ReportError, Request};
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// daily, monthly, session, device or workspace.
     by: Option<Grouping>,

@@ -15,6 +15,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::search::{self, DEFAULT_LIMIT, Request, SearchError};
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// What to look for: words, `"an exact phrase"`, `-excluded`, `or`; identifiers and paths
     /// (`parse_bytes`, `src/main.rs`) as written.

@@ -33,6 +33,7 @@ use super::{ApiState, announce};
 pub const MAX_TRANSCRIPT: u64 = 200 * 1024 * 1024;
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// Needed when the session is not known yet.
     workspace_id: Option<String>,
