@@ -78,6 +78,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         processor_intervals: Default::default(),
         limits: Default::default(),
         redact: sessionflow_stages::redact::Mode::Rows,
+        keep_raw: false,
     };
     let say = |text: String| {
         if !args.json {

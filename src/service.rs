@@ -69,6 +69,10 @@ pub struct Args {
     /// the stored transcript too (as it arrives), `off` keeps them.
     #[arg(long, env = "SESSIONFLOW_REDACT", value_enum, default_value = "rows")]
     redact: Redact,
+    /// Keep each message's JSON line in transcript_messages.raw (the stored transcript holds
+    /// every byte either way; keeping them costs persist about a third of its speed).
+    #[arg(long, env = "SESSIONFLOW_KEEP_RAW")]
+    keep_raw: bool,
     /// API requests handled at once; more get 503 with Retry-After.
     #[arg(long, env = "SESSIONFLOW_MAX_CONCURRENT", default_value_t = 256)]
     max_concurrent: usize,
@@ -168,6 +172,7 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
                 Redact::All => redact::Mode::All,
                 Redact::Off => redact::Mode::Off,
             },
+            keep_raw: args.keep_raw,
             limits: Limits {
                 max_concurrent: args.max_concurrent.max(1),
                 request_timeout: args.request_timeout,

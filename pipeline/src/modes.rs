@@ -67,6 +67,8 @@ pub struct Settings {
     /// Secrets taken out of rows, summaries and answers (`SESSIONFLOW_REDACT=rows`, the
     /// default), of the stored transcripts too (`all`), or not (`off`).
     pub redact: sessionflow_stages::redact::Mode,
+    /// Each message's JSON line kept in `transcript_messages.raw` (`SESSIONFLOW_KEEP_RAW`).
+    pub keep_raw: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -293,6 +295,7 @@ impl Worker {
         let name = name.to_owned();
         let mut stages = Stages::new(store, blobs, Arc::clone(&summarizer), &name);
         stages.parse.set_redaction(settings.redact);
+        stages.parse.set_keep_raw(settings.keep_raw);
         let config = QueueConfig {
             max_runs: settings.max_runs,
             ..QueueConfig::default()

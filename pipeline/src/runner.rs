@@ -36,18 +36,15 @@ pub struct Stages {
 }
 
 impl Stages {
-    /// The stages of `worker`'s runs over one store, one blob store and one summarizer;
-    /// transcripts are parsed keeping each message's raw JSON for the database.
+    /// The stages of `worker`'s runs over one store, one blob store and one summarizer
+    /// (messages' raw JSON is not kept unless [`Parse::set_keep_raw`] says so).
     pub fn new(
         store: &Store,
         blobs: &Arc<dyn BlobStore>,
         summarizer: Arc<dyn Summarizer>,
         worker: &str,
     ) -> Self {
-        let options = ParseOptions {
-            keep_raw: true,
-            ..ParseOptions::default()
-        };
+        let options = ParseOptions::default();
         Stages {
             store: store.clone(),
             fetch: Fetch::new(store.clone(), worker),

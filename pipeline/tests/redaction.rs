@@ -156,6 +156,8 @@ async fn run(
     let listening = Arc::new(Listening::default());
     let mut stages = Stages::new(&store, &blobs, listening.clone(), "test-worker");
     stages.parse.set_redaction(redact);
+    // Raw lines kept, to be searched too.
+    stages.parse.set_keep_raw(true);
     let queue = PipelineQueue::start(stages, QueueConfig::default());
     assert!(queue.enqueue("s1"));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -210,6 +212,13 @@ async fn no_planted_secret_reaches_postgres_or_the_summarizer(pool: PgPool) {
     assert_eq!(blobs.get(&key).await.unwrap(), transcript());
     // What was taken out, by kind, is kept with the session.
     assert_eq!(redactions(&pool, "s1").await, every_kind_once());
+    // The raw lines were kept (SESSIONFLOW_KEEP_RAW), so the search above went through them.
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM transcript_messages WHERE raw IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, 3);
 }
 
 /// The session's redaction counts, as stored.

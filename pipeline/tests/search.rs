@@ -122,6 +122,13 @@ async fn indexed(pool: &PgPool) -> tempfile::TempDir {
         assert!(tokio::time::Instant::now() < deadline, "not processed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // By default no message's raw JSON is kept in the database: the blob holds the bytes.
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM transcript_messages WHERE raw IS NOT NULL")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, 0);
     let summary = Processors::standard(pool.clone(), blobs)
         .run("search")
         .await

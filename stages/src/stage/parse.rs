@@ -34,6 +34,13 @@ impl Parse {
     pub fn set_redaction(&mut self, mode: redact::Mode) {
         self.redact = mode;
     }
+
+    /// Whether each message's JSON line is kept for `transcript_messages.raw`
+    /// (`SESSIONFLOW_KEEP_RAW`; off by default: the stored transcript holds every byte, and
+    /// parsing each line into jsonb again cost persist a third of its time).
+    pub fn set_keep_raw(&mut self, on: bool) {
+        self.options.keep_raw = on;
+    }
 }
 
 impl Stage for Parse {
