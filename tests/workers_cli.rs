@@ -128,20 +128,22 @@ async fn two_workers_share_2000_events_and_parse_each_session_once() {
     }
     assert_eq!(published, 2_000);
 
-    // Wait for the database the workers created, then for every session to be summarized.
+    // Wait for the database the workers created — until both have beaten, which they do once
+    // their migrations are done (reading tables a migration is altering can deadlock with it) —
+    // then for every session to be summarized.
     let deadline = Instant::now() + Duration::from_secs(120);
     let pool = loop {
         if let Ok(pool) = sqlx::PgPool::connect(&url_for(&database)).await
-            && sqlx::query("SELECT 1 FROM sessions LIMIT 1")
-                .execute(&pool)
+            && sqlx::query_scalar::<_, i64>("SELECT count(*) FROM workers")
+                .fetch_one(&pool)
                 .await
-                .is_ok()
+                .is_ok_and(|beaten| beaten >= 2)
         {
             break pool;
         }
         assert!(
             Instant::now() < deadline,
-            "workers never created the schema"
+            "the workers never migrated the database and beat"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
