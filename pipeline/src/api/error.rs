@@ -21,6 +21,8 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A dependency cannot be reached: `what: detail`, logged whole, answered as `what` alone
+    /// (a driver's error text can name hosts, users or queries).
     #[error("{0}")]
     Unavailable(String),
     /// A fault of the server itself: logged whole, answered without its text.
@@ -60,6 +62,11 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: match self {
                 ApiError::Internal(_) => "internal error (the server's log says more)".to_owned(),
+                ApiError::Unavailable(ref text) => format!(
+                    "{}; retry later (the server's log says more)",
+                    text.split_once(": ")
+                        .map_or(text.as_str(), |(what, _)| what)
+                ),
                 _ => self.to_string(),
             },
         };
@@ -120,4 +127,29 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
         }
     })?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+    use axum::response::IntoResponse;
+
+    #[tokio::test]
+    async fn an_unreachable_dependency_is_named_without_its_error_text() {
+        let response = ApiError::Unavailable(
+            "database unavailable: error connecting to server at \"db.internal\" (10.0.0.5), \
+             port 5432 failed: FATAL: password authentication failed for user \"app\""
+                .into(),
+        )
+        .into_response();
+        assert_eq!(response.status(), 503);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body["error"],
+            "database unavailable; retry later (the server's log says more)"
+        );
+    }
 }
