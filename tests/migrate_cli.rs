@@ -57,6 +57,19 @@ async fn migrate_creates_the_database_and_is_idempotent() {
             "workspaces"
         ]
     );
+    // Large text is compressed with lz4 (this server has it).
+    let compression: Vec<(String, String)> = sqlx::query_as(
+        "SELECT attname::text, attcompression::text FROM pg_attribute \
+         WHERE attrelid = 'content_blocks'::regclass \
+           AND attname IN ('text', 'thinking', 'result_text', 'tool_input') ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        compression.len() == 4 && compression.iter().all(|(_, c)| c == "l"),
+        "{compression:?}"
+    );
     pool.close().await;
     let admin = sqlx::PgPool::connect(&admin_url()).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {database}")))
