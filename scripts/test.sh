@@ -14,6 +14,13 @@ export SESSIONFLOW_RELEASE_BIN=$CARGO_TARGET_DIR/release/sessionflow
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --all-features --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+# A hung test must fail the suite, not hold CI until its own limit: the whole run gets
+# SESSIONFLOW_TEST_TIMEOUT (40 minutes; it takes about 7 on 2 cores).
+limit=${SESSIONFLOW_TEST_TIMEOUT:-40m}
+timeout --kill-after=30s "$limit" \
+    cargo test --workspace --all-features --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    echo "tests: did not finish within $limit (a test hung: see the last 'has been running' lines)"
+fi
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
 exit "$status"

@@ -19,7 +19,6 @@ use sessionflow_pipeline::capture::discover;
 use sessionflow_pipeline::capture::spool::Spool;
 
 use crate::text::escaped;
-use crate::tui::parse_interval;
 
 /// Send the sessions on this machine to a server, then follow their processing.
 #[derive(clap::Args)]
@@ -38,23 +37,13 @@ pub struct Args {
     #[arg(long)]
     no_wait: bool,
     /// How long to follow the processing, like 10m, 90s.
-    #[arg(long, default_value = "10m", value_parser = parse_wait)]
+    #[arg(long, default_value = "10m", value_parser = crate::options::parse_duration)]
     wait_timeout: Duration,
     /// Print one JSON object at the end instead of progress.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
     upload: crate::options::Upload,
-}
-
-pub fn parse_wait(text: &str) -> Result<Duration, String> {
-    match text.strip_suffix('m') {
-        Some(minutes) if !minutes.ends_with('m') => minutes
-            .parse::<u64>()
-            .map(|m| Duration::from_secs(m * 60))
-            .map_err(|_| format!("{text:?} is not a duration like 10m, 90s or 500ms")),
-        _ => parse_interval(text),
-    }
 }
 
 /// How often the processing is checked.

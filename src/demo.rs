@@ -71,6 +71,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         api_key: Some(api_key.clone()),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         anthropic_api_key: None,
+        anthropic_base_url: None,
         summary_model: None,
         max_runs: 3,
         stream: sessionflow_pipeline::consumer::STREAM.to_owned(),

@@ -50,7 +50,7 @@ enum Action {
         #[arg(long)]
         name: Option<String>,
         /// How long it works, like 90d or 12h [default: until revoked].
-        #[arg(long, value_parser = parse_lifetime)]
+        #[arg(long, value_parser = crate::options::parse_duration)]
         expires: Option<Duration>,
         #[arg(long)]
         json: bool,
@@ -62,24 +62,6 @@ enum Action {
     },
     /// Revoke a key: it opens nothing from now on.
     Revoke { id: String },
-}
-
-/// `90d`, `12h`, `30m`.
-fn parse_lifetime(text: &str) -> Result<Duration, String> {
-    let at = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?}: give a unit, like 90d or 12h"))?;
-    let (n, unit) = text.split_at(at);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{text:?} is not a lifetime like 90d or 12h"))?;
-    let seconds = match unit {
-        "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        _ => return Err(format!("{text:?}: the unit must be d, h or m")),
-    };
-    Ok(Duration::from_secs(n * seconds))
 }
 
 enum Keys {

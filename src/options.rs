@@ -11,6 +11,12 @@ use sessionflow_pipeline::processors::Processors;
 use sessionflow_stages::blob;
 use sessionflow_stages::store::{Store, locate};
 
+/// A duration as people write it: `500ms`, `90s`, `10m`, `12h`, `90d`, `1h 30m` (humantime).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration like 500ms, 90s, 10m, 12h or 90d ({e})"))
+}
+
 /// `--database-url`, or `DATABASE_URL`.
 #[derive(clap::Args)]
 pub struct Database {

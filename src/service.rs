@@ -51,6 +51,10 @@ pub struct Args {
     /// Anthropic API key; unset, summaries are extractive (no network).
     #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
     anthropic_api_key: Option<String>,
+    /// Where the Messages API is (a gateway or proxy in front of Anthropic's)
+    /// [default: https://api.anthropic.com].
+    #[arg(long, env = "ANTHROPIC_BASE_URL")]
+    anthropic_base_url: Option<String>,
     /// Model for Anthropic summaries.
     #[arg(long, env = "SUMMARY_MODEL")]
     summary_model: Option<String>,
@@ -62,7 +66,7 @@ pub struct Args {
     stream: String,
     /// Stream entries another consumer left idle this long are taken over, like 60s or 2m
     /// (entries of a consumer whose worker went silent are taken at once).
-    #[arg(long, env = "SESSIONFLOW_CLAIM_IDLE", default_value = "60s", value_parser = crate::backfill::parse_wait)]
+    #[arg(long, env = "SESSIONFLOW_CLAIM_IDLE", default_value = "60s", value_parser = crate::options::parse_duration)]
     claim_idle: Duration,
     /// Secrets in transcripts: `rows` takes them out of everything stored and sent (rows,
     /// search, summaries, answers; the uploaded transcript is kept as it came), `all` out of
@@ -77,10 +81,10 @@ pub struct Args {
     #[arg(long, env = "SESSIONFLOW_MAX_CONCURRENT", default_value_t = 256)]
     max_concurrent: usize,
     /// Time for one API request, like 30s (more: 408).
-    #[arg(long, env = "SESSIONFLOW_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::backfill::parse_wait)]
+    #[arg(long, env = "SESSIONFLOW_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::options::parse_duration)]
     request_timeout: Duration,
     /// Time for one transcript upload, like 10m (more: 408).
-    #[arg(long, env = "SESSIONFLOW_UPLOAD_TIMEOUT", default_value = "10m", value_parser = crate::backfill::parse_wait)]
+    #[arg(long, env = "SESSIONFLOW_UPLOAD_TIMEOUT", default_value = "10m", value_parser = crate::options::parse_duration)]
     upload_timeout: Duration,
     /// The bearer key /metrics needs; unset, /metrics is open (bind it to a private address).
     #[arg(long, env = "SESSIONFLOW_METRICS_KEY", hide_env_values = true)]
@@ -120,7 +124,7 @@ fn parse_intervals(text: &str) -> Result<Intervals, String> {
             .ok_or_else(|| format!("{part:?} is not NAME=INTERVAL, like usage=5m"))?;
         intervals.insert(
             name.trim().to_owned(),
-            crate::backfill::parse_wait(every.trim())?,
+            crate::options::parse_duration(every.trim())?,
         );
     }
     Ok(Intervals(intervals))
@@ -162,6 +166,7 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
             api_key: args.api_key,
             listen: args.listen,
             anthropic_api_key: args.anthropic_api_key,
+            anthropic_base_url: args.anthropic_base_url.filter(|u| !u.is_empty()),
             summary_model: args.summary_model,
             max_runs: args.max_runs,
             stream: args.stream,

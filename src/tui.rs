@@ -21,18 +21,9 @@ pub struct Args {
     interval: Duration,
 }
 
-pub fn parse_interval(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, "s"), |at| text.split_at(at));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not an interval like 1s or 500ms"))?;
-    let interval = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        _ => return Err(format!("{text:?} is not an interval like 1s or 500ms")),
-    };
+/// The monitor's refresh: a duration of at least 100 ms.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = crate::options::parse_duration(text)?;
     if interval < Duration::from_millis(100) {
         return Err("the interval must be at least 100ms".into());
     }
@@ -77,9 +68,9 @@ mod tests {
     fn intervals_parse_and_nonsense_is_refused() {
         assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
         assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_interval("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_interval("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_interval("fast").is_err());
-        assert!(parse_interval("5m").is_err());
+        assert!(parse_interval("2").is_err(), "a unit is needed");
         assert!(parse_interval("10ms").is_err());
     }
 }

@@ -237,7 +237,8 @@ fn backfill(dir: &Path, url: &str, sessions: u64, seed: u64) -> Value {
                 .unwrap();
         }
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_sessionflow"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sessionflow"));
+    command
         .args([
             "backfill",
             "--no-wait",
@@ -248,11 +249,51 @@ fn backfill(dir: &Path, url: &str, sessions: u64, seed: u64) -> Value {
             KEY,
         ])
         .arg(&projects)
-        .env_remove("CLAUDE_CONFIG_DIR")
-        .output()
-        .unwrap();
+        .env_remove("CLAUDE_CONFIG_DIR");
+    let out = output_within(command, Duration::from_secs(240));
     assert!(out.status.success(), "{out:?}");
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `command` to its end, or kills it and fails the test once `limit` has passed: a
+/// backfill that hangs must fail the test, not hold the suite until CI gives up.
+fn output_within(mut command: Command, limit: Duration) -> std::process::Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{command:?} did not end within {limit:?}; it wrote: {}",
+                String::from_utf8_lossy(&stderr.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
 }
 
 /// A small, seeded generator (xorshift): the kill times repeat for a seed.
@@ -593,6 +634,26 @@ async fn serve_alone_says_so_and_a_later_worker_handles_what_redis_lost() {
     drop_database(&database).await;
 }
 
+/// A Messages API stand-in that answers every request with a one-line summary after `delay`;
+/// returns its base URL.
+async fn slow_messages_api(delay: Duration) -> String {
+    let app = axum::Router::new().route(
+        "/v1/messages",
+        axum::routing::post(move || async move {
+            tokio::time::sleep(delay).await;
+            axum::Json(serde_json::json!({
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "text", "text": "A session, summarized slowly."}],
+            }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_worker_hands_back_its_queue_at_once() {
     let _alone = ONE_AT_A_TIME.lock().await;
@@ -602,14 +663,21 @@ async fn a_stopped_worker_hands_back_its_queue_at_once() {
     deployment.start_api();
     wait_for_api(&deployment.url()).await;
     let db = pool(&database).await;
-    // One run at a time: sessions wait in its queue.
-    let first = deployment.start_worker_with(&[("SESSIONFLOW_MAX_RUNS", "1")]);
+    // One run at a time, each waiting a second on its summary: sessions wait in its queue
+    // however fast the machine parses.
+    let summaries = slow_messages_api(Duration::from_secs(1)).await;
+    let first = deployment.start_worker_with(&[
+        ("SESSIONFLOW_MAX_RUNS", "1"),
+        ("ANTHROPIC_API_KEY", "stand-in"),
+        ("ANTHROPIC_BASE_URL", &summaries),
+    ]);
     let corpus = tempfile::tempdir().unwrap();
     let url = deployment.url();
     let sending = tokio::task::spawn_blocking({
         let dir = corpus.path().to_owned();
         move || backfill(&dir, &url, 40, 3)
     });
+    let deadline = Instant::now() + Duration::from_secs(120);
     let name: String = loop {
         let held: Option<(String, i64)> = sqlx::query_as(
             "SELECT enqueued_by, count(*) FROM sessions \
@@ -622,6 +690,15 @@ async fn a_stopped_worker_hands_back_its_queue_at_once() {
             && n >= 5
         {
             break name;
+        }
+        if Instant::now() >= deadline {
+            let states: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT lifecycle, parse_status, count(*) FROM sessions GROUP BY 1, 2 ORDER BY 1, 2",
+            )
+            .fetch_all(&db)
+            .await
+            .unwrap();
+            panic!("the worker never had 5 sessions waiting in its queue within 120 s: {states:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };

@@ -54,6 +54,8 @@ pub struct Settings {
     pub api_key: Option<String>,
     pub listen: SocketAddr,
     pub anthropic_api_key: Option<String>,
+    /// The Messages API's address, when not Anthropic's own.
+    pub anthropic_base_url: Option<String>,
     pub summary_model: Option<String>,
     pub max_runs: usize,
     /// The Redis stream of events (`sessionflow:events`).
@@ -280,9 +282,13 @@ impl Worker {
         stop: CancellationToken,
     ) -> Result<Self, ModeError> {
         let summarizer: Arc<dyn Summarizer> = match &settings.anthropic_api_key {
-            Some(key) if !key.is_empty() => Arc::new(AnthropicSummarizer::new(
-                AnthropicConfig::new(key.clone(), settings.summary_model.clone()),
-            )?),
+            Some(key) if !key.is_empty() => {
+                let mut config = AnthropicConfig::new(key.clone(), settings.summary_model.clone());
+                if let Some(url) = &settings.anthropic_base_url {
+                    config.base_url.clone_from(url);
+                }
+                Arc::new(AnthropicSummarizer::new(config)?)
+            }
             _ => Arc::new(ExtractiveSummarizer),
         };
         tracing::info!(summarizer = summarizer.name(), "summaries");

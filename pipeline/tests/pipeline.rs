@@ -597,7 +597,12 @@ async fn stop_finishes_runs_in_flight_and_discards_the_waiting(pool: PgPool) {
         assert!(h.queue.enqueue(format!("s{i}")));
     }
     // Wait until the first run is summarizing, then stop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while slow.running.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no run reached the summarizer"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     h.queue.stop().await;
