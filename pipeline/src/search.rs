@@ -1,7 +1,8 @@
 //! Search over every session's messages: the query as people type it (words, `"exact phrase"`,
 //! `-exclude`, `or`) run against the `search_entries` index the [`search`
 //! processor](crate::processors::search) keeps, ranked, filtered, paged, each hit with a
-//! highlighted snippet.
+//! highlighted snippet. The newest [`CANDIDATES`] matches are ranked, so a common word costs
+//! no more than a rare one.
 //!
 //! Code is found as it is written: documents and queries are both split into words at every
 //! character that is not a letter or a digit, and a query word holding such characters becomes a
@@ -16,6 +17,11 @@ use sqlx::PgPool;
 /// Text indexed per block at most (a tsvector holds at most 1 MB): the start of a longer tool
 /// output is found, its end is not.
 pub const INDEXED_CHARS: usize = 100_000;
+
+/// Matches ranked at most: the newest this many (by the time of their message). A word found in
+/// most blocks is then read newest first along an index instead of every match ranked, so that a
+/// search takes milliseconds over millions of messages; a rarer one has every match ranked.
+pub const CANDIDATES: i64 = 2_000;
 
 /// Hits per page by default, and at most.
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -220,18 +226,24 @@ pub async fn search(pool: &PgPool, request: &Request) -> Result<SearchPage, Sear
         )));
     }
     let cursor = request.cursor.as_deref().map(Cursor::decode).transpose()?;
+    // Planned for each search with its values (an unnamed statement, not a cached generic
+    // plan): how common the words are decides between the word index (rare words: every match,
+    // then the newest) and the time index (common words: newest first until enough match).
     let rows: Vec<HitRow> = sqlx::query_as(
-        "WITH q AS (SELECT websearch_to_tsquery('simple', $1) AS q), \
-         hits AS ( \
-             SELECT e.*, ts_rank_cd(e.terms, q.q) AS rank FROM search_entries e, q \
-             WHERE e.terms @@ q.q \
+        "WITH candidates AS ( \
+             SELECT e.* FROM search_entries e \
+             WHERE e.terms @@ websearch_to_tsquery('simple', $1) \
                AND ($2::text[] IS NULL OR e.workspace_id = ANY($2)) \
                AND ($3::text IS NULL OR e.device_id = $3) \
                AND ($4::timestamptz IS NULL OR e.\"timestamp\" >= $4) \
                AND ($5::timestamptz IS NULL OR e.\"timestamp\" < $5) \
                AND ($6::text IS NULL OR e.role = $6) \
                AND ($7::text IS NULL OR e.kind = $7) \
-               AND ($8::text IS NULL OR e.tool_name = $8)), \
+               AND ($8::text IS NULL OR e.tool_name = $8) \
+             ORDER BY e.\"timestamp\" DESC NULLS LAST LIMIT $14), \
+         hits AS ( \
+             SELECT c.*, ts_rank_cd(c.terms, websearch_to_tsquery('simple', $1)) AS rank \
+             FROM candidates c), \
          page AS ( \
              SELECT * FROM hits \
              WHERE $9::real IS NULL OR rank < $9 \
@@ -261,6 +273,8 @@ pub async fn search(pool: &PgPool, request: &Request) -> Result<SearchPage, Sear
     .bind(cursor.as_ref().map(|c| c.ordinal))
     .bind(cursor.as_ref().map(|c| c.block))
     .bind(request.limit)
+    .bind(CANDIDATES)
+    .persistent(false)
     .fetch_all(pool)
     .await?;
     let next_cursor = (rows.len() as i64 == request.limit)

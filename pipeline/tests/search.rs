@@ -374,3 +374,60 @@ async fn a_key_searches_its_workspaces_and_bad_searches_say_why(pool: PgPool) {
         assert!(error.contains(reason), "{query:?}: {error}");
     }
 }
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn the_newest_matches_are_ranked_and_until_reaches_older_ones(pool: PgPool) {
+    let _blobs = indexed(&pool).await;
+    let url = serve(&pool).await;
+    // 2 100 more blocks of s2 say "plentiful", a minute apart; the oldest 100 say it three
+    // times, so they would rank first if every match were ranked.
+    sqlx::query(
+        "INSERT INTO search_entries (session_id, message_ordinal, block_order, workspace_id, \
+                                     \"timestamp\", role, kind, terms) \
+         SELECT 's2', 1000 + n, 0, 'w2', \
+                timestamptz '2026-11-01 00:00:00+00' + n * interval '1 minute', 'user', 'text', \
+                to_tsvector('simple', CASE WHEN n < 100 THEN 'plentiful plentiful plentiful' \
+                                           ELSE 'plentiful' END) \
+         FROM generate_series(0, 2099) n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let read_all = |filters: Vec<(&'static str, String)>| {
+        let url = url.clone();
+        async move {
+            let mut hits = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut query: Vec<(&str, &str)> = vec![("q", "plentiful"), ("limit", "100")];
+                query.extend(filters.iter().map(|(k, v)| (*k, v.as_str())));
+                if let Some(cursor) = &cursor {
+                    query.push(("cursor", cursor));
+                }
+                let page = search(&url, &query).await;
+                hits.extend(page.hits.into_iter().map(|h| h.message_ordinal));
+                assert!(hits.len() <= 2_100, "pages go on");
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break hits,
+                }
+            }
+        }
+    };
+    let hits = read_all(Vec::new()).await;
+    assert_eq!(hits.len(), 2_000, "the newest 2 000 matches are ranked");
+    assert_eq!(
+        hits.iter().collect::<BTreeSet<_>>().len(),
+        2_000,
+        "no hit twice"
+    );
+    assert_eq!(*hits.iter().min().unwrap(), 1_100, "the oldest 100 are not");
+    // Before the newest: the older matches, the thrice-said first.
+    let older = read_all(vec![("until", "2026-11-01T05:00:00Z".to_owned())]).await;
+    assert_eq!(older.len(), 300);
+    assert!(
+        older[..100].iter().all(|&o| o < 1_100),
+        "{:?}",
+        &older[..100]
+    );
+}

@@ -82,6 +82,47 @@ const WORDS: [&str; 48] = [
     "🚀",
     "✓",
 ];
+/// Words of the long tail: besides the common [`WORDS`], a sentence draws a quarter of its words
+/// from a vocabulary of [`TAIL_WORDS`] made-up words whose frequencies fall off as in real text
+/// (Zipf: the word of rank r is drawn in proportion to 1/r), so that a search finds some words in
+/// most sessions and most words in a few, as in a real history.
+const TAIL_SHARE: f64 = 0.25;
+const TAIL_WORDS: usize = 50_000;
+const SYLLABLES: [&str; 40] = [
+    "ka", "lo", "mi", "ne", "su", "ta", "ri", "po", "ve", "da", "gu", "ho", "ze", "bi", "fa", "ju",
+    "ke", "lu", "mo", "ni", "pa", "qu", "ro", "si", "te", "vo", "wa", "xi", "ya", "zo", "bre",
+    "cla", "dri", "flo", "gra", "ple", "sto", "tri", "spa", "ver",
+];
+
+/// The made-up word of `rank` (0 the most frequent): its digits in base 40, one syllable each.
+pub fn tail_word(rank: usize) -> String {
+    let mut word = String::new();
+    let mut n = rank + SYLLABLES.len();
+    while n > 0 {
+        word.push_str(SYLLABLES[n % SYLLABLES.len()]);
+        n /= SYLLABLES.len();
+    }
+    word
+}
+
+/// The cumulative Zipf weights of the tail's ranks, normalized to end at 1.
+fn tail_cdf() -> &'static [f64] {
+    static CDF: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    CDF.get_or_init(|| {
+        let mut sum = 0.0;
+        let mut cdf: Vec<f64> = (1..=TAIL_WORDS)
+            .map(|r| {
+                sum += 1.0 / r as f64;
+                sum
+            })
+            .collect();
+        for w in &mut cdf {
+            *w /= sum;
+        }
+        cdf
+    })
+}
+
 const CODE: [&str; 8] = [
     "fn main() {\n    println!(\"hello {}\", name);\n}",
     "if (x === undefined) { throw new Error(`bad: ${x}`); }",
@@ -246,7 +287,13 @@ impl Writer {
                     ' '
                 });
             }
-            s.push_str(WORDS[self.rng.random_range(0..WORDS.len())]);
+            if self.rng.random_bool(TAIL_SHARE) {
+                let draw: f64 = self.rng.random();
+                let rank = tail_cdf().partition_point(|&w| w < draw);
+                s.push_str(&tail_word(rank.min(TAIL_WORDS - 1)));
+            } else {
+                s.push_str(WORDS[self.rng.random_range(0..WORDS.len())]);
+            }
         }
         s.push('.');
         s
@@ -566,6 +613,24 @@ mod tests {
             "{merged} {bookkeeping} {unknown}"
         );
         assert!(truncated < 60);
+    }
+
+    #[test]
+    fn the_long_tail_has_distinct_words_and_the_first_is_the_most_drawn() {
+        let words: std::collections::HashSet<String> = (0..TAIL_WORDS).map(tail_word).collect();
+        assert_eq!(words.len(), TAIL_WORDS);
+        assert!(
+            words
+                .iter()
+                .all(|w| w.chars().all(|c| c.is_ascii_lowercase()))
+        );
+        let text = String::from_utf8(session(3, 1).transcript).unwrap();
+        let count = |word: &str| text.matches(&format!(" {word} ")).count();
+        assert!(
+            count(&tail_word(0)) > count(&tail_word(100)),
+            "Zipf: rank 0 beats rank 100"
+        );
+        assert!(count(&tail_word(0)) > 0);
     }
 
     #[test]

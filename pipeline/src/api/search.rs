@@ -41,6 +41,8 @@ pub struct SearchQuery {
 }
 
 /// The blocks that match, best first, each with its session, place and a highlighted snippet.
+/// The newest 2 000 matches are ranked (narrow with `since`, `until` or other filters to reach
+/// older ones).
 #[utoipa::path(
     get,
     path = "/api/search",
