@@ -345,6 +345,56 @@ async fn a_failed_summary_leaves_the_session_parsed_with_its_data(pool: PgPool) 
     assert_eq!(h.rows("s1").await, (8, 8));
 }
 
+/// A summarizer during whose work a reparse of the session is asked for (the store's own reset,
+/// as `POST /api/sessions/{id}/reparse` does it).
+struct ReparsedMeanwhile {
+    store: Store,
+}
+
+impl Summarizer for ReparsedMeanwhile {
+    fn summarize<'a>(
+        &'a self,
+        _parsed: &'a ParsedTranscript,
+    ) -> BoxFuture<'a, Result<String, SummaryError>> {
+        async move {
+            assert!(self.store.reset_for_reparse("s1").await.unwrap());
+            Ok("a summary of rows that are gone".to_owned())
+        }
+        .boxed()
+    }
+
+    fn name(&self) -> &'static str {
+        "reparsed"
+    }
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn a_session_reset_while_summarizing_is_not_reported_summarized(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let summarizer = Arc::new(ReparsedMeanwhile { store });
+    let mut h = harness_with(pool, None, summarizer, QueueConfig::default()).await;
+    h.session("s1", Some(fixture(HELLO))).await;
+    let report = h.run("s1").await.unwrap();
+    assert!(!report.summarized, "no summary for rows that are gone");
+    let row = h.store.session("s1").await.unwrap().unwrap();
+    assert_eq!(
+        (row.lifecycle, row.parse_status, row.summary, row.claim),
+        (Lifecycle::Ended, ParseStatus::Pending, None, None)
+    );
+    assert_eq!(h.rows("s1").await, (0, 0));
+    // The reparse it waits for makes the rows and the summary again.
+    let mut again = harness_with(
+        h.store.pool().clone(),
+        Some(Arc::clone(&h.blobs)),
+        Arc::new(ExtractiveSummarizer),
+        QueueConfig::default(),
+    )
+    .await;
+    let report = again.run("s1").await.unwrap();
+    assert!(report.summarized);
+    assert_eq!(again.rows("s1").await, (8, 8));
+}
+
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn running_a_parsed_session_again_is_a_no_op(pool: PgPool) {
     let mut h = harness(pool).await;

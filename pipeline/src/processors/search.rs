@@ -40,19 +40,20 @@ impl Processor for SearchProcessor {
             let mut tx = session.pool().begin().await.map_err(database)?;
             // The kind, the tool (a result's tool is its call's) and the searchable text.
             let blocks: Vec<BlockRow> = sqlx::query_as(
-                "SELECT b.message_ordinal, b.block_order, \
+                "WITH calls AS ( \
+                     SELECT DISTINCT ON (tool_use_id) tool_use_id, tool_name FROM content_blocks \
+                     WHERE session_id = $1 AND block_type = 'tool_use' \
+                       AND tool_use_id IS NOT NULL) \
+                 SELECT b.message_ordinal, b.block_order, \
                         CASE b.block_type WHEN 'tool_use' THEN 'tool_input' ELSE b.block_type END, \
-                        m.role, m.\"timestamp\", \
-                        COALESCE(b.tool_name, (SELECT u.tool_name FROM content_blocks u \
-                                               WHERE u.session_id = b.session_id \
-                                                 AND u.tool_use_id = b.tool_use_id \
-                                                 AND u.block_type = 'tool_use' LIMIT 1)), \
+                        m.role, m.\"timestamp\", COALESCE(b.tool_name, c.tool_name), \
                         CASE b.block_type WHEN 'text' THEN b.text WHEN 'thinking' THEN b.thinking \
                              WHEN 'tool_result' THEN b.result_text \
                              ELSE b.tool_input::text END \
                  FROM content_blocks b \
                  JOIN transcript_messages m \
                    ON m.session_id = b.session_id AND m.ordinal = b.message_ordinal \
+                 LEFT JOIN calls c ON b.block_type = 'tool_result' AND c.tool_use_id = b.tool_use_id \
                  WHERE b.session_id = $1 \
                    AND b.block_type IN ('text', 'thinking', 'tool_use', 'tool_result')",
             )

@@ -70,12 +70,46 @@ fn temporary(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Writes `body` beside `path`, then renames it into place (see [`LocalBlobs::put_stream`]).
+fn write_whole(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let tmp = temporary(path);
+    let mut aside = Aside(Some(tmp.clone()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(body)?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    aside.0 = None;
+    Ok(())
+}
+
 impl BlobStore for LocalBlobs {
+    /// A whole body is written in one trip to the blocking pool (folder, file aside, rename),
+    /// not one per step as a stream's chunks need.
     fn put<'a>(&'a self, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), BlobError>> {
-        let body = futures::stream::iter([Ok(body)]).boxed();
-        self.put_stream(key, body)
-            .map(|written| written.map(|_| ()))
-            .boxed()
+        async move {
+            let path = self.path(key)?;
+            let fail = |source| BlobError::Io {
+                key: key.to_owned(),
+                source,
+            };
+            tokio::task::spawn_blocking(move || write_whole(&path, &body))
+                .await
+                .map_err(|e| fail(std::io::Error::other(e)))?
+                .map_err(fail)
+        }
+        .boxed()
     }
 
     fn put_stream<'a>(

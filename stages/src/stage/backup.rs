@@ -41,7 +41,15 @@ impl Stage for Backup {
         let session = &input.parsed.session;
         let ids = Id::parse("workspace_id", &session.workspace_id)
             .and_then(|w| Ok((w, Id::parse("session_id", &session.id)?)));
-        let backed_up = match (ids, serde_json::to_vec(&input.parsed.parsed)) {
+        let messages = input.parsed.parsed.messages.len();
+        // Serializing a large session takes milliseconds of CPU: on the blocking pool, not on
+        // the threads that drive every run's I/O.
+        let parsed = input.parsed.parsed;
+        let json = tokio::task::spawn_blocking(move || serde_json::to_vec(&parsed))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|json| json.map_err(|e| e.to_string()));
+        let backed_up = match (ids, json) {
             // A session recorded before the id rule, with an id a key cannot hold.
             (Err(e), _) => {
                 tracing::warn!(session = %session.id, "backup skipped: {e}");
@@ -65,7 +73,7 @@ impl Stage for Backup {
         };
         Ok(RunReport {
             session_id: session.id.clone(),
-            messages: input.parsed.parsed.messages.len(),
+            messages,
             summarized: input.summary.is_some(),
             backed_up,
         })

@@ -37,7 +37,13 @@ impl Stage for Summarize {
         let id = &parsed.session.id;
         let summary = match self.summarizer.summarize(&parsed.parsed).await {
             Ok(summary) => match self.store.set_summary(id, &summary).await {
-                Ok(_) => Some(summary),
+                Ok(true) => Some(summary),
+                // Reset under the run (a reparse asked for while it summarized): the summary
+                // belongs to rows that are gone, and the session is not summarized.
+                Ok(false) => {
+                    tracing::warn!(session = %id, "the session is no longer parsed; its summary is dropped");
+                    None
+                }
                 Err(e) => {
                     tracing::warn!(session = %id, "could not record the summary: {e}");
                     None
