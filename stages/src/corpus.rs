@@ -95,7 +95,7 @@ const SYLLABLES: [&str; 40] = [
 ];
 
 /// The made-up word of `rank` (0 the most frequent): its digits in base 40, one syllable each.
-pub fn tail_word(rank: usize) -> String {
+fn tail_word(rank: usize) -> String {
     let mut word = String::new();
     let mut n = rank + SYLLABLES.len();
     while n > 0 {
