@@ -21,7 +21,11 @@ pub const INDEXED_CHARS: usize = 100_000;
 /// Matches ranked at most: the newest this many (by the time of their message). A word found in
 /// most blocks is then read newest first along an index instead of every match ranked, so that a
 /// search takes milliseconds over millions of messages; a rarer one has every match ranked.
-pub const CANDIDATES: i64 = 2_000;
+pub const CANDIDATES: i64 = 200;
+
+/// Entries read newest first, at most, looking for [`CANDIDATES`] matches before the word index
+/// is asked (see [`candidates`]).
+pub const WINDOW: i64 = 5_000;
 
 /// Hits per page by default, and at most.
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -226,29 +230,19 @@ pub async fn search(pool: &PgPool, request: &Request) -> Result<SearchPage, Sear
         )));
     }
     let cursor = request.cursor.as_deref().map(Cursor::decode).transpose()?;
-    // Planned for each search with its values (an unnamed statement, not a cached generic
-    // plan): how common the words are decides between the word index (rare words: every match,
-    // then the newest) and the time index (common words: newest first until enough match).
+    let candidates = candidates(pool, request, &query).await?;
+    // The candidates ranked, the page cut from them, each hit with its session and its text.
     let rows: Vec<HitRow> = sqlx::query_as(
-        "WITH candidates AS ( \
-             SELECT e.* FROM search_entries e \
-             WHERE e.terms @@ websearch_to_tsquery('simple', $1) \
-               AND ($2::text[] IS NULL OR e.workspace_id = ANY($2)) \
-               AND ($3::text IS NULL OR e.device_id = $3) \
-               AND ($4::timestamptz IS NULL OR e.\"timestamp\" >= $4) \
-               AND ($5::timestamptz IS NULL OR e.\"timestamp\" < $5) \
-               AND ($6::text IS NULL OR e.role = $6) \
-               AND ($7::text IS NULL OR e.kind = $7) \
-               AND ($8::text IS NULL OR e.tool_name = $8) \
-             ORDER BY e.\"timestamp\" DESC NULLS LAST LIMIT $14), \
-         hits AS ( \
-             SELECT c.*, ts_rank_cd(c.terms, websearch_to_tsquery('simple', $1)) AS rank \
-             FROM candidates c), \
+        "WITH hits AS ( \
+             SELECT e.*, ts_rank_cd(e.terms, websearch_to_tsquery('simple', $1)) AS rank \
+             FROM unnest($2::text[], $3::int[], $4::int[]) AS c(session_id, ordinal, block) \
+             JOIN search_entries e ON e.session_id = c.session_id \
+                  AND e.message_ordinal = c.ordinal AND e.block_order = c.block), \
          page AS ( \
              SELECT * FROM hits \
-             WHERE $9::real IS NULL OR rank < $9 \
-                OR (rank = $9 AND (session_id, message_ordinal, block_order) > ($10, $11, $12)) \
-             ORDER BY rank DESC, session_id, message_ordinal, block_order LIMIT $13) \
+             WHERE $5::real IS NULL OR rank < $5 \
+                OR (rank = $5 AND (session_id, message_ordinal, block_order) > ($6, $7, $8)) \
+             ORDER BY rank DESC, session_id, message_ordinal, block_order LIMIT $9) \
          SELECT p.session_id, p.workspace_id, p.device_id, s.cwd, p.\"timestamp\", \
                 p.message_ordinal, p.block_order, p.role, p.kind, p.tool_name, p.rank, \
                 CASE p.kind WHEN 'text' THEN b.text WHEN 'thinking' THEN b.thinking \
@@ -261,20 +255,14 @@ pub async fn search(pool: &PgPool, request: &Request) -> Result<SearchPage, Sear
          ORDER BY p.rank DESC, p.session_id, p.message_ordinal, p.block_order",
     )
     .bind(&query.tsquery)
-    .bind(&request.workspaces)
-    .bind(&request.device)
-    .bind(request.since)
-    .bind(request.until)
-    .bind(&request.role)
-    .bind(&request.kind)
-    .bind(&request.tool)
+    .bind(&candidates.sessions)
+    .bind(&candidates.ordinals)
+    .bind(&candidates.blocks)
     .bind(cursor.as_ref().map(|c| c.rank))
     .bind(cursor.as_ref().map(|c| c.session_id.as_str()))
     .bind(cursor.as_ref().map(|c| c.ordinal))
     .bind(cursor.as_ref().map(|c| c.block))
     .bind(request.limit)
-    .bind(CANDIDATES)
-    .persistent(false)
     .fetch_all(pool)
     .await?;
     let next_cursor = (rows.len() as i64 == request.limit)
@@ -312,6 +300,226 @@ pub async fn search(pool: &PgPool, request: &Request) -> Result<SearchPage, Sear
         })
         .collect();
     Ok(SearchPage { hits, next_cursor })
+}
+
+/// The entries a search ranks, as parallel columns of their keys.
+#[derive(Default)]
+struct Candidates {
+    sessions: Vec<String>,
+    ordinals: Vec<i32>,
+    blocks: Vec<i32>,
+}
+
+/// A search's words (`$1`), as a condition on an entry `e`.
+const WORDS: &str = "e.terms @@ websearch_to_tsquery('simple', $1)";
+
+/// A search's filters (`$2` to `$8`), as a condition on an entry `e`.
+const FILTERS: &str = "($2::text[] IS NULL OR e.workspace_id = ANY($2)) \
+     AND ($3::text IS NULL OR e.device_id = $3) \
+     AND ($4::timestamptz IS NULL OR e.\"timestamp\" >= $4) \
+     AND ($5::timestamptz IS NULL OR e.\"timestamp\" < $5) \
+     AND ($6::text IS NULL OR e.role = $6) \
+     AND ($7::text IS NULL OR e.kind = $7) \
+     AND ($8::text IS NULL OR e.tool_name = $8)";
+
+/// An entry's key, and its time.
+type Entry = (String, i32, i32, Option<DateTime<Utc>>);
+
+/// `sql` with the words (`$1`), the filters (`$2` to `$8`) and [`CANDIDATES`] (`$9`) bound,
+/// planned with its values each time (an unnamed statement, not a cached generic plan) so that
+/// the filters' selectivity is seen.
+fn matching<'q, Row>(
+    sql: String,
+    request: &'q Request,
+    query: &'q Query,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, Row, sqlx::postgres::PgArguments>
+where
+    Row: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    // Made of this module's constants only.
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&query.tsquery)
+        .bind(&request.workspaces)
+        .bind(&request.device)
+        .bind(request.since)
+        .bind(request.until)
+        .bind(&request.role)
+        .bind(&request.kind)
+        .bind(&request.tool)
+        .bind(CANDIDATES)
+        .persistent(false)
+}
+
+/// The newest [`CANDIDATES`] entries that match `query` and the filters, found in up to three
+/// steps, each cheap where the others are not:
+/// 1. the newest [`WINDOW`] entries (that pass the filters) are read newest first, along the
+///    time index, until enough match: quick for a common word, however many millions of
+///    entries hold it;
+/// 2. when some but not enough match there, the word index is asked for the matches in the time
+///    before the window that should hold the rest (estimated from how many the window held),
+///    narrowed to it inside the index by the entries' time words ([`time_words`]), so that only
+///    those matches are read;
+/// 3. when still not enough (or none matched in the window: a rare word), the word index gives
+///    every older match, and the newest are kept: quick for a rare word.
+///
+/// Postgres' planner chooses between the time and the word index itself from its estimate of
+/// how common the words are, but an estimate can be wrong by a factor of ten either way, and so
+/// is the time a search takes; these steps bound what a wrong guess costs.
+async fn candidates(
+    pool: &PgPool,
+    request: &Request,
+    query: &Query,
+) -> Result<Candidates, SearchError> {
+    // The window's matches, and its first and last entries (`rank` 1 and WINDOW) as markers.
+    let window = format!(
+        "SELECT session_id, message_ordinal, block_order, \"timestamp\", hit, place FROM ( \
+             SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\", \
+                    {WORDS} AS hit, \
+                    row_number() OVER (ORDER BY e.\"timestamp\" DESC NULLS LAST) AS place \
+             FROM search_entries e WHERE {FILTERS} \
+             ORDER BY e.\"timestamp\" DESC NULLS LAST LIMIT $10) w \
+         WHERE hit OR place = 1 OR place = $10 LIMIT $9 + 1"
+    );
+    /// An entry of the window: its key, time, whether it matches, and its place.
+    type WindowRow = (String, i32, i32, Option<DateTime<Utc>>, bool, i64);
+    let rows: Vec<WindowRow> = matching(window, request, query)
+        .bind(WINDOW)
+        .fetch_all(pool)
+        .await?;
+    let newest = rows.iter().find(|r| r.5 == 1).and_then(|r| r.3);
+    // Present when the window was read to its end and more entries may lie before it.
+    let edge = rows.iter().find(|r| r.5 == WINDOW).map(|r| r.3);
+    let mut found: Vec<Entry> = rows
+        .into_iter()
+        .filter(|r| r.4)
+        .map(|(session, ordinal, block, at, _, _)| (session, ordinal, block, at))
+        .collect();
+    let Some(edge) = edge else {
+        return Ok(Candidates::from(found));
+    };
+    if found.len() as i64 >= CANDIDATES {
+        return Ok(Candidates::from(found));
+    }
+    let mut tx = pool.begin().await?;
+    // Bitmap scans of the word index only, for this transaction.
+    for setting in ["enable_indexscan", "enable_seqscan"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL {setting} = off")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let mut older_than = None;
+    if let (Some(edge), Some(newest), hits @ 1..) = (edge, newest, found.len() as i64) {
+        // The window's time holds `hits` matches; the rest should be in the time before it
+        // that many windows long (twice, to be safe).
+        let window_time = (newest - edge).max(chrono::Duration::minutes(1));
+        let windows = (2.0 * (CANDIDATES - hits) as f64 / hits as f64).clamp(1.0, 1_000.0);
+        let span = chrono::Duration::milliseconds(
+            (window_time.num_milliseconds() as f64 * windows) as i64,
+        );
+        let from = edge
+            .checked_sub_signed(span)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let within = format!(
+            "SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\" \
+             FROM search_entries e \
+             WHERE e.terms @@ (websearch_to_tsquery('simple', $1) && $10::tsquery) \
+               AND e.\"timestamp\" >= $11 AND e.\"timestamp\" <= $12 AND {FILTERS} \
+             ORDER BY e.\"timestamp\" DESC LIMIT $9"
+        );
+        let more = matching(within, request, query)
+            .bind(time_words(from.date_naive(), edge.date_naive()).join(" | "))
+            .bind(from)
+            .bind(edge)
+            .fetch_all(&mut *tx)
+            .await?;
+        add(&mut found, more);
+        older_than = Some(from);
+    }
+    if (found.len() as i64) < CANDIDATES {
+        let every = format!(
+            "SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\" \
+             FROM search_entries e \
+             WHERE {WORDS} AND {FILTERS} \
+               AND ($10::timestamptz IS NULL OR e.\"timestamp\" < $10 \
+                    OR e.\"timestamp\" IS NULL) \
+             ORDER BY e.\"timestamp\" DESC NULLS LAST LIMIT $9"
+        );
+        let more = matching(every, request, query)
+            .bind(older_than)
+            .fetch_all(&mut *tx)
+            .await?;
+        add(&mut found, more);
+    }
+    tx.rollback().await?;
+    Ok(Candidates::from(found))
+}
+
+/// Adds to `found` the entries of `more` it does not hold yet (a step may find again the
+/// window's matches that share its last entry's time).
+fn add(found: &mut Vec<Entry>, more: Vec<Entry>) {
+    let known: std::collections::HashSet<(String, i32, i32)> = found
+        .iter()
+        .map(|(s, o, b, _)| (s.clone(), *o, *b))
+        .collect();
+    found.extend(
+        more.into_iter()
+            .filter(|(s, o, b, _)| !known.contains(&(s.clone(), *o, *b))),
+    );
+}
+
+impl From<Vec<Entry>> for Candidates {
+    /// The newest [`CANDIDATES`] of `found`.
+    fn from(mut found: Vec<Entry>) -> Candidates {
+        found.sort_by(|a, b| match (a.3, b.3) {
+            (Some(x), Some(y)) => y.cmp(&x),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+        found.truncate(CANDIDATES as usize);
+        let mut candidates = Candidates::default();
+        for (session, ordinal, block, _) in found {
+            candidates.sessions.push(session);
+            candidates.ordinals.push(ordinal);
+            candidates.blocks.push(block);
+        }
+        candidates
+    }
+}
+
+/// The time words that cover the days `from` to `to` (both included, UTC), as a tsquery's
+/// terms: whole years as `~y2026`, whole months as `~m202611`, other days as `~d20261130`.
+/// Each entry holds the three of its time (`search_time_words` in the schema), so the word index
+/// can keep to a span without reading the entries outside it. No document word looks like one:
+/// documents are split at every character that is not a letter or digit.
+pub fn time_words(from: chrono::NaiveDate, to: chrono::NaiveDate) -> Vec<String> {
+    use chrono::{Datelike, Months, NaiveDate};
+    let mut words = Vec::new();
+    let mut day = from;
+    while day <= to {
+        let next_year = NaiveDate::from_ymd_opt(day.year() + 1, 1, 1);
+        let next_month = day.checked_add_months(Months::new(1));
+        if day.ordinal() == 1
+            && let Some(next) = next_year
+            && next.pred_opt().is_some_and(|last| last <= to)
+        {
+            words.push(format!("'~y{}'", day.format("%Y")));
+            day = next;
+        } else if day.day() == 1
+            && let Some(next) = next_month
+            && next.pred_opt().is_some_and(|last| last <= to)
+        {
+            words.push(format!("'~m{}'", day.format("%Y%m")));
+            day = next;
+        } else {
+            words.push(format!("'~d{}'", day.format("%Y%m%d")));
+            match day.succ_opt() {
+                Some(next) => day = next,
+                None => break,
+            }
+        }
+    }
+    words
 }
 
 /// About [`SNIPPET_CHARS`] characters of `text` around the first of `words` it holds (its
@@ -406,6 +614,31 @@ mod tests {
             .unwrap()
             .words;
         assert_eq!(words, ["bytes", "exact", "parse", "phrase"]);
+    }
+
+    #[test]
+    fn a_span_is_covered_by_its_fewest_time_words() {
+        let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert_eq!(
+            time_words(day(2025, 12, 30), day(2027, 2, 2)),
+            [
+                "'~d20251230'",
+                "'~d20251231'",
+                "'~y2026'",
+                "'~m202701'",
+                "'~d20270201'",
+                "'~d20270202'"
+            ]
+        );
+        assert_eq!(
+            time_words(day(2026, 11, 1), day(2026, 11, 30)),
+            ["'~m202611'"]
+        );
+        assert_eq!(
+            time_words(day(2026, 11, 5), day(2026, 11, 5)),
+            ["'~d20261105'"]
+        );
+        assert!(time_words(day(2026, 11, 6), day(2026, 11, 5)).is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use sessionflow_pipeline::events::{EventProcessor, HandlerRegistry};
 use sessionflow_pipeline::processors::Processors;
 use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
 use sessionflow_pipeline::runner::Stages;
+use sessionflow_pipeline::search::{CANDIDATES, WINDOW};
 use sessionflow_protocol::ids::Id;
 use sessionflow_protocol::keys::Role;
 use sessionflow_protocol::search::SearchPage;
@@ -378,35 +379,65 @@ async fn a_key_searches_its_workspaces_and_bad_searches_say_why(pool: PgPool) {
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn the_newest_matches_are_ranked_and_until_reaches_older_ones(pool: PgPool) {
     let _blobs = indexed(&pool).await;
+    // The processor wrote each entry with the words of its day (a span's search reads them).
+    let (timed, with_day): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE terms @@ \
+             ('''~d' || to_char(\"timestamp\" AT TIME ZONE 'UTC', 'YYYYMMDD') || '''')::tsquery) \
+         FROM search_entries WHERE \"timestamp\" IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(timed > 0 && with_day == timed, "{with_day} of {timed}");
     let url = serve(&pool).await;
-    // 2 100 more blocks of s2 say "plentiful", a minute apart; the oldest 100 say it three
-    // times, so they would rank first if every match were ranked.
+    let (candidates, window) = (CANDIDATES, WINDOW);
+    // Blocks of s2, an hour apart (over two years), oldest first: `candidates + 50` say
+    // "scarce" (the oldest 50 three times, so they would rank first if every match were
+    // ranked), then a window's worth say "filler", then `candidates + 100` say "plentiful"
+    // (three times for the oldest 100) — so the newest matches of "plentiful" are found in the
+    // window read newest first, and those of "scarce" only through the word index. Every 150th
+    // also says "sparse": fewer in the window than are ranked, the rest before it.
+    let (plentiful, scarce) = (candidates + 100, candidates + 50);
+    let all = scarce + window + plentiful;
     sqlx::query(
         "INSERT INTO search_entries (session_id, message_ordinal, block_order, workspace_id, \
                                      \"timestamp\", role, kind, terms) \
-         SELECT 's2', 1000 + n, 0, 'w2', \
-                timestamptz '2026-11-01 00:00:00+00' + n * interval '1 minute', 'user', 'text', \
-                to_tsvector('simple', CASE WHEN n < 100 THEN 'plentiful plentiful plentiful' \
-                                           ELSE 'plentiful' END) \
-         FROM generate_series(0, 2099) n",
+         SELECT 's2', 1000 + n, 0, 'w2', at, 'user', 'text', \
+                to_tsvector('simple', CASE \
+                    WHEN n < 50 THEN 'scarce scarce scarce' \
+                    WHEN n < $1 THEN 'scarce' \
+                    WHEN n < $1 + $2 THEN 'filler' \
+                    WHEN n < $1 + $2 + 100 THEN 'plentiful plentiful plentiful' \
+                    ELSE 'plentiful' END \
+                    || CASE WHEN n % 150 = 0 THEN ' sparse' ELSE '' END) \
+                || search_time_words(at) \
+         FROM generate_series(0, $3 - 1) n, \
+              LATERAL (SELECT timestamptz '2025-01-01 00:00:00+00' + n * interval '1 hour') t(at)",
     )
+    .bind(scarce)
+    .bind(window)
+    .bind(all)
     .execute(&pool)
     .await
     .unwrap();
-    let read_all = |filters: Vec<(&'static str, String)>| {
+    sqlx::query("ANALYZE search_entries")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let read_all = |word: &'static str, filters: Vec<(&'static str, String)>| {
         let url = url.clone();
         async move {
             let mut hits = Vec::new();
             let mut cursor: Option<String> = None;
             loop {
-                let mut query: Vec<(&str, &str)> = vec![("q", "plentiful"), ("limit", "100")];
+                let mut query: Vec<(&str, &str)> = vec![("q", word), ("limit", "100")];
                 query.extend(filters.iter().map(|(k, v)| (*k, v.as_str())));
                 if let Some(cursor) = &cursor {
                     query.push(("cursor", cursor));
                 }
                 let page = search(&url, &query).await;
                 hits.extend(page.hits.into_iter().map(|h| h.message_ordinal));
-                assert!(hits.len() <= 2_100, "pages go on");
+                assert!(hits.len() as i64 <= 2 * candidates, "pages go on");
                 match page.next_cursor {
                     Some(next) => cursor = Some(next),
                     None => break hits,
@@ -414,20 +445,33 @@ async fn the_newest_matches_are_ranked_and_until_reaches_older_ones(pool: PgPool
             }
         }
     };
-    let hits = read_all(Vec::new()).await;
-    assert_eq!(hits.len(), 2_000, "the newest 2 000 matches are ranked");
-    assert_eq!(
-        hits.iter().collect::<BTreeSet<_>>().len(),
-        2_000,
-        "no hit twice"
-    );
-    assert_eq!(*hits.iter().min().unwrap(), 1_100, "the oldest 100 are not");
-    // Before the newest: the older matches, the thrice-said first.
-    let older = read_all(vec![("until", "2026-11-01T05:00:00Z".to_owned())]).await;
-    assert_eq!(older.len(), 300);
-    assert!(
-        older[..100].iter().all(|&o| o < 1_100),
-        "{:?}",
-        &older[..100]
-    );
+    let sparse = read_all("sparse", Vec::new()).await;
+    let every_150th: BTreeSet<i64> = (0..all).step_by(150).map(|n| 1_000 + n).collect();
+    assert_eq!(sparse.iter().copied().collect::<BTreeSet<_>>(), every_150th);
+    assert_eq!(sparse.len(), every_150th.len(), "no hit twice");
+    for (word, matches, first) in [
+        ("plentiful", plentiful, 1_000 + scarce + window),
+        ("scarce", scarce, 1_000),
+    ] {
+        let hits = read_all(word, Vec::new()).await;
+        assert_eq!(
+            hits.len() as i64,
+            candidates,
+            "{word}: the newest matches are ranked"
+        );
+        let distinct = hits.iter().collect::<BTreeSet<_>>();
+        assert_eq!(distinct.len() as i64, candidates, "{word}: no hit twice");
+        let oldest = first + matches - candidates;
+        assert_eq!(
+            *hits.iter().min().unwrap(),
+            oldest,
+            "{word}: not the older ones"
+        );
+        // Before the newest: the older matches, those said three times.
+        let until = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap()
+            + chrono::Duration::hours(oldest - 1_000);
+        let older = read_all(word, vec![("until", until.to_rfc3339())]).await;
+        assert_eq!(older.len() as i64, matches - candidates, "{word}");
+        assert!(older.iter().all(|&o| o < oldest), "{word}: {older:?}");
+    }
 }

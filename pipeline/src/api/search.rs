@@ -41,7 +41,7 @@ pub struct SearchQuery {
 }
 
 /// The blocks that match, best first, each with its session, place and a highlighted snippet.
-/// The newest 2 000 matches are ranked (narrow with `since`, `until` or other filters to reach
+/// The newest 200 matches are ranked (narrow with `since`, `until` or other filters to reach
 /// older ones).
 #[utoipa::path(
     get,
