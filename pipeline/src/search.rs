@@ -370,7 +370,7 @@ async fn candidates(
     request: &Request,
     query: &Query,
 ) -> Result<Candidates, SearchError> {
-    // The window's matches, and its first and last entries (`rank` 1 and WINDOW) as markers.
+    // The window's matches, and its first and last entries (`place` 1 and WINDOW) as markers.
     let window = format!(
         "SELECT session_id, message_ordinal, block_order, \"timestamp\", hit, place FROM ( \
              SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\", \
@@ -402,11 +402,12 @@ async fn candidates(
     }
     let mut tx = pool.begin().await?;
     // Bitmap scans of the word index only, for this transaction.
-    for setting in ["enable_indexscan", "enable_seqscan"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL {setting} = off")))
-            .execute(&mut *tx)
-            .await?;
-    }
+    sqlx::query(
+        "SELECT set_config('enable_indexscan', 'off', true), \
+                set_config('enable_seqscan', 'off', true)",
+    )
+    .execute(&mut *tx)
+    .await?;
     let mut older_than = None;
     if let (Some(edge), Some(newest), hits @ 1..) = (edge, newest, found.len() as i64) {
         // The window's time holds `hits` matches; the rest should be in the time before it
@@ -470,12 +471,8 @@ fn add(found: &mut Vec<Entry>, more: Vec<Entry>) {
 impl From<Vec<Entry>> for Candidates {
     /// The newest [`CANDIDATES`] of `found`.
     fn from(mut found: Vec<Entry>) -> Candidates {
-        found.sort_by(|a, b| match (a.3, b.3) {
-            (Some(x), Some(y)) => y.cmp(&x),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        });
+        // Newest first, those without a time last.
+        found.sort_by_key(|entry| std::cmp::Reverse(entry.3));
         found.truncate(CANDIDATES as usize);
         let mut candidates = Candidates::default();
         for (session, ordinal, block, _) in found {
