@@ -1,7 +1,8 @@
 //! The `search` processor: keeps `search_entries`, one row per block that holds text (what was
 //! said, thought, sent to a tool and returned by it), with its words as a `tsvector` under a GIN
-//! index (and the words of its time, see [`crate::search::time_words`]) — built off the persist path, from the stored (already redacted) rows, so that parsing
-//! never waits on index maintenance. A session is searchable one run after it is parsed (the
+//! index (and the words of its time, see [`crate::search::time_words`]) — built off the persist
+//! path, from the stored (already redacted) rows, so that parsing never waits on index
+//! maintenance. A session is searchable one run after it is parsed (the
 //! default interval is 5 s).
 
 use std::time::Duration;
