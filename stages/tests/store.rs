@@ -189,7 +189,7 @@ async fn persist_writes_every_message_and_block_and_the_stats_in_one_go(pool: Pg
         PersistOutcome::Persisted {
             messages: 346,
             blocks: 438,
-            statements: 2
+            statements: 1
         }
     );
     assert_eq!(rows(&pool, "s1").await, (346, 438));
@@ -280,6 +280,12 @@ async fn five_thousand_messages_go_in_groups_of_500(pool: PgPool) {
     }
     let parsed = parse(text.as_bytes());
     assert_eq!(parsed.messages.len(), 5_200);
+    // Without the claim, not one group is written.
+    assert_eq!(
+        store.persist("s1", &parsed, "not-a-claim").await.unwrap(),
+        PersistOutcome::Lost
+    );
+    assert_eq!(rows(&pool, "s1").await, (0, 0));
     let outcome = store.persist("s1", &parsed, &claim).await.unwrap();
     let groups = 5_200_usize.div_ceil(PERSIST_GROUP_ROWS);
     assert_eq!(
@@ -287,7 +293,7 @@ async fn five_thousand_messages_go_in_groups_of_500(pool: PgPool) {
         PersistOutcome::Persisted {
             messages: 5_200,
             blocks: 5_200,
-            statements: 2 * groups
+            statements: groups
         }
     );
     assert_eq!(rows(&pool, "s1").await, (5_200, 5_200));
@@ -320,6 +326,60 @@ async fn a_reparse_replaces_rows_and_never_duplicates_them(pool: PgPool) {
     let long = fixture("cc2.1.14-headless-python-to-rust-port.jsonl");
     store.persist("s1", &parse(&long), &claim).await.unwrap();
     assert_eq!(rows(&pool, "s1").await, (80, 96));
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn claiming_a_session_clears_rows_a_lost_run_left(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    ended_session(&store, "s1").await;
+    // Rows left on an ended session (a run that lost its claim, an older build).
+    sqlx::query(
+        "INSERT INTO transcript_messages (session_id, ordinal, line_number, message_type) \
+         SELECT 's1', o, o, 'user' FROM generate_series(0, 199) o",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO content_blocks (session_id, message_ordinal, block_order, block_type) \
+         SELECT 's1', o, 0, 'text' FROM generate_series(0, 199) o",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows(&pool, "s1").await, (200, 200));
+    let claim = claim_run(&store, "s1").await;
+    assert_eq!(rows(&pool, "s1").await, (0, 0));
+    let short = fixture("cc2.1.14-headless-hello-world-script.jsonl");
+    store.persist("s1", &parse(&short), &claim).await.unwrap();
+    assert_eq!(rows(&pool, "s1").await, (8, 8));
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn deleting_sessions_deletes_their_messages_and_blocks(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let short = fixture("cc2.1.14-headless-hello-world-script.jsonl");
+    for id in ["s1", "s2", "s3"] {
+        ended_session(&store, id).await;
+        let claim = claim_run(&store, id).await;
+        store.persist(id, &parse(&short), &claim).await.unwrap();
+    }
+    sqlx::query("DELETE FROM sessions WHERE id IN ('s1', 's2')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows(&pool, "s1").await, (0, 0));
+    assert_eq!(rows(&pool, "s2").await, (0, 0));
+    assert_eq!(
+        rows(&pool, "s3").await,
+        (8, 8),
+        "another session keeps its rows"
+    );
+    sqlx::query("TRUNCATE sessions CASCADE")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows(&pool, "s3").await, (0, 0));
 }
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]

@@ -29,13 +29,22 @@ impl Store {
     /// (`parse_status → parsing`, `claimed_by = worker`), or says why not without changing
     /// anything.
     pub async fn claim_for_parse(&self, id: &str, worker: &str) -> Result<Claim, StoreError> {
+        // Only the run that holds a session's claim writes its messages and blocks (persist),
+        // so whatever a run that lost its claim may have left goes as the claim is taken.
         let claimed = sqlx::query(concat!(
-            "UPDATE sessions SET parse_status = 'parsing', parse_error = NULL, claimed_by = $2, \
-                 claim = gen_random_uuid()::text, updated_at = now() \
-             WHERE id = $1 AND lifecycle = 'ended' AND transcript_key IS NOT NULL \
-               AND parse_status <> 'parsing' \
-             RETURNING ",
-            session_columns!()
+            "WITH claimed AS ( \
+                 UPDATE sessions SET parse_status = 'parsing', parse_error = NULL, \
+                     claimed_by = $2, claim = gen_random_uuid()::text, updated_at = now() \
+                 WHERE id = $1 AND lifecycle = 'ended' AND transcript_key IS NOT NULL \
+                   AND parse_status <> 'parsing' \
+                 RETURNING ",
+            session_columns!(),
+            "), \
+             blocks AS (DELETE FROM content_blocks \
+                 WHERE session_id = $1 AND EXISTS (SELECT 1 FROM claimed)), \
+             messages AS (DELETE FROM transcript_messages \
+                 WHERE session_id = $1 AND EXISTS (SELECT 1 FROM claimed)) \
+             SELECT * FROM claimed"
         ))
         .bind(id)
         .bind(worker)

@@ -253,10 +253,13 @@ impl Store {
         if reset.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM transcript_messages WHERE session_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "WITH blocks AS (DELETE FROM content_blocks WHERE session_id = $1) \
+             DELETE FROM transcript_messages WHERE session_id = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -1,12 +1,17 @@
 //! Persisting a parsed transcript: one transaction that replaces the session's messages and
 //! blocks and moves it `ended → parsed` with its stats, or changes nothing.
 //!
-//! Rows go in groups of [`PERSIST_GROUP_ROWS`] per statement, each column bound as one array and
-//! expanded by `UNNEST`, so a statement has a fixed 17 parameters however many rows it carries —
-//! nowhere near Postgres's 65 535-parameter limit.
+//! Rows go in groups of [`PERSIST_GROUP_ROWS`] messages and as many blocks per statement, each
+//! column bound as one array and expanded by `UNNEST`, so a statement has a fixed number of
+//! parameters (48 for the first, 27 for the others) however many rows it carries — nowhere near
+//! Postgres's 65 535-parameter limit.
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Transaction};
+use sqlx::Arguments;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::PgArguments;
 
 use super::{Store, StoreError};
 use crate::transcript::{ContentBlock, Message, ParsedTranscript};
@@ -20,7 +25,8 @@ pub enum PersistOutcome {
     Persisted {
         messages: usize,
         blocks: usize,
-        /// Insert statements used, messages and blocks together.
+        /// Insert statements used: each carries up to [`PERSIST_GROUP_ROWS`] messages and as
+        /// many blocks.
         statements: usize,
     },
     /// The session was no longer `ended` and being parsed by this worker: another process
@@ -32,244 +38,343 @@ impl Store {
     /// Writes `parsed` as the session's messages, blocks and stats, and moves it to `parsed`.
     /// The caller must hold the session's `claim` (`parse_status = parsing`): a run whose claim
     /// was taken from it (its worker was presumed dead) writes nothing. The claim stays with the
-    /// run until its summary.
+    /// run until its summary. Taking the claim cleared whatever an earlier run left of the
+    /// session's rows.
+    ///
+    /// A session of up to [`PERSIST_GROUP_ROWS`] messages and as many blocks — most of them — is
+    /// one statement, so one round trip; a larger one is a transaction of one statement per
+    /// group.
     pub async fn persist(
         &self,
         session_id: &str,
         parsed: &ParsedTranscript,
         claim: &str,
     ) -> Result<PersistOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let owned = sqlx::query(
-            "SELECT 1 FROM sessions WHERE id = $1 AND lifecycle = 'ended' \
-               AND parse_status = 'parsing' AND claim = $2 FOR UPDATE",
-        )
-        .bind(session_id)
-        .bind(claim)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if owned.is_none() {
-            return Ok(PersistOutcome::Lost);
-        }
-        sqlx::query("DELETE FROM transcript_messages WHERE session_id = $1")
-            .bind(session_id)
-            .execute(&mut *tx)
-            .await?;
-        let mut statements = 0;
-        for group in parsed.messages.chunks(PERSIST_GROUP_ROWS) {
-            insert_messages(&mut tx, session_id, group).await?;
-            statements += 1;
-        }
         let blocks: Vec<(&Message, usize, &ContentBlock)> = parsed
             .messages
             .iter()
             .flat_map(|m| m.blocks.iter().enumerate().map(move |(i, b)| (m, i, b)))
             .collect();
-        for group in blocks.chunks(PERSIST_GROUP_ROWS) {
-            insert_blocks(&mut tx, session_id, group).await?;
-            statements += 1;
-        }
-        update_session(&mut tx, session_id, parsed).await?;
-        tx.commit().await?;
-        Ok(PersistOutcome::Persisted {
+        let messages: Vec<&[Message]> = parsed.messages.chunks(PERSIST_GROUP_ROWS).collect();
+        let block_groups: Vec<&[(&Message, usize, &ContentBlock)]> =
+            blocks.chunks(PERSIST_GROUP_ROWS).collect();
+        let groups = messages.len().max(block_groups.len());
+        let group = |i: usize| {
+            (
+                messages.get(i).copied().unwrap_or_default(),
+                block_groups.get(i).copied().unwrap_or_default(),
+            )
+        };
+        let first = group(0);
+        let mut args = PgArguments::default();
+        take_arguments(&mut args, session_id, claim, parsed).map_err(sqlx::Error::Encode)?;
+        row_arguments(&mut args, first.0, first.1).map_err(sqlx::Error::Encode)?;
+        let take = sqlx::query_scalar_with(sqlx::AssertSqlSafe(FIRST_SQL.as_str()), args);
+        let persisted = PersistOutcome::Persisted {
             messages: parsed.messages.len(),
             blocks: blocks.len(),
-            statements,
-        })
-    }
-}
-
-async fn insert_messages(
-    tx: &mut Transaction<'_, Postgres>,
-    session_id: &str,
-    messages: &[Message],
-) -> Result<(), StoreError> {
-    let n = messages.len();
-    let mut ordinal = Vec::with_capacity(n);
-    let mut line_number = Vec::with_capacity(n);
-    let mut message_type = Vec::with_capacity(n);
-    let mut role = Vec::with_capacity(n);
-    let mut model = Vec::with_capacity(n);
-    let mut input = Vec::with_capacity(n);
-    let mut output = Vec::with_capacity(n);
-    let mut cache_write = Vec::with_capacity(n);
-    let mut cache_read = Vec::with_capacity(n);
-    let mut timestamp: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
-    let mut sidechain = Vec::with_capacity(n);
-    let mut has_text = Vec::with_capacity(n);
-    let mut has_thinking = Vec::with_capacity(n);
-    let mut has_tool_use = Vec::with_capacity(n);
-    let mut has_tool_result = Vec::with_capacity(n);
-    let mut raw = Vec::with_capacity(n);
-    for m in messages {
-        ordinal.push(m.ordinal as i32);
-        line_number.push(i32::try_from(m.line_number).unwrap_or(i32::MAX));
-        message_type.push(m.kind.as_str());
-        role.push(m.role.as_deref().map(clean_text));
-        model.push(m.model.as_deref().map(clean_text));
-        input.push(m.usage.map(|u| u.input_tokens as i64));
-        output.push(m.usage.map(|u| u.output_tokens as i64));
-        cache_write.push(m.usage.map(|u| u.cache_creation_input_tokens as i64));
-        cache_read.push(m.usage.map(|u| u.cache_read_input_tokens as i64));
-        timestamp.push(m.timestamp);
-        sidechain.push(m.is_sidechain);
-        has_text.push(m.has_text());
-        has_thinking.push(m.has_thinking());
-        has_tool_use.push(m.has_tool_use());
-        has_tool_result.push(m.has_tool_result());
-        raw.push(m.raw.as_deref().map(clean_json));
-    }
-    sqlx::query(
-        "INSERT INTO transcript_messages (session_id, ordinal, line_number, message_type, role, \
-             model, input_tokens, output_tokens, cache_creation_input_tokens, \
-             cache_read_input_tokens, \"timestamp\", is_sidechain, has_text, has_thinking, \
-             has_tool_use, has_tool_result, raw) \
-         SELECT $1, * FROM UNNEST($2::int[], $3::int[], $4::text[], $5::text[], $6::text[], \
-             $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::timestamptz[], \
-             $12::bool[], $13::bool[], $14::bool[], $15::bool[], $16::bool[], $17::text[]::jsonb[])",
-    )
-    .bind(session_id)
-    .bind(&ordinal)
-    .bind(&line_number)
-    .bind(&message_type)
-    .bind(&role)
-    .bind(&model)
-    .bind(&input)
-    .bind(&output)
-    .bind(&cache_write)
-    .bind(&cache_read)
-    .bind(&timestamp)
-    .bind(&sidechain)
-    .bind(&has_text)
-    .bind(&has_thinking)
-    .bind(&has_tool_use)
-    .bind(&has_tool_result)
-    .bind(&raw)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn insert_blocks(
-    tx: &mut Transaction<'_, Postgres>,
-    session_id: &str,
-    blocks: &[(&Message, usize, &ContentBlock)],
-) -> Result<(), StoreError> {
-    let n = blocks.len();
-    let mut ordinal = Vec::with_capacity(n);
-    let mut order = Vec::with_capacity(n);
-    let mut kind = Vec::with_capacity(n);
-    let mut text: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut thinking: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut tool_name: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut tool_use_id: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut tool_input: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut is_error: Vec<Option<bool>> = Vec::with_capacity(n);
-    let mut result_text: Vec<Option<String>> = Vec::with_capacity(n);
-    for (message, index, block) in blocks {
-        ordinal.push(message.ordinal as i32);
-        order.push(*index as i32);
-        kind.push(clean_text(block.block_type()));
-        let (mut t, mut th, mut name, mut use_id, mut input, mut err, mut result) =
-            (None, None, None, None, None, None, None);
-        match block {
-            ContentBlock::Text { text } => t = Some(clean_text(text)),
-            ContentBlock::Thinking { thinking } => th = Some(clean_text(thinking)),
-            ContentBlock::ToolUse {
-                id,
-                name: n,
-                input: i,
-            } => {
-                name = Some(clean_text(n));
-                use_id = Some(clean_text(id));
-                input = i.as_ref().map(|raw| clean_json(raw.get()));
-            }
-            ContentBlock::ToolResult {
-                tool_use_id: id,
-                content,
-                is_error: e,
-            } => {
-                use_id = Some(clean_text(id));
-                result = Some(clean_text(content));
-                err = Some(*e);
-            }
-            ContentBlock::Image { .. } | ContentBlock::Other { .. } => {}
+            statements: groups,
+        };
+        if groups <= 1 {
+            let taken: i64 = take.fetch_one(&self.pool).await?;
+            return Ok(if taken == 1 {
+                persisted
+            } else {
+                PersistOutcome::Lost
+            });
         }
-        text.push(t);
-        thinking.push(th);
-        tool_name.push(name);
-        tool_use_id.push(use_id);
-        tool_input.push(input);
-        is_error.push(err);
-        result_text.push(result);
+        let mut tx = self.pool.begin().await?;
+        let taken: i64 = take.fetch_one(&mut *tx).await?;
+        if taken != 1 {
+            return Ok(PersistOutcome::Lost);
+        }
+        for i in 1..groups {
+            let (messages, blocks) = group(i);
+            let mut args = PgArguments::default();
+            args.add(session_id).map_err(sqlx::Error::Encode)?;
+            row_arguments(&mut args, messages, blocks).map_err(sqlx::Error::Encode)?;
+            sqlx::query_with(sqlx::AssertSqlSafe(MORE_SQL.as_str()), args)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(persisted)
     }
-    sqlx::query(
-        "INSERT INTO content_blocks (session_id, message_ordinal, block_order, block_type, text, \
-             thinking, tool_name, tool_use_id, tool_input, is_error, result_text) \
-         SELECT $1, * FROM UNNEST($2::int[], $3::int[], $4::text[], $5::text[], $6::text[], \
-             $7::text[], $8::text[], $9::text[]::jsonb[], $10::bool[], $11::text[])",
-    )
-    .bind(session_id)
-    .bind(&ordinal)
-    .bind(&order)
-    .bind(&kind)
-    .bind(&text)
-    .bind(&thinking)
-    .bind(&tool_name)
-    .bind(&tool_use_id)
-    .bind(&tool_input)
-    .bind(&is_error)
-    .bind(&result_text)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
-async fn update_session(
-    tx: &mut Transaction<'_, Postgres>,
+/// The statement that takes the session — moves it `ended → parsed` with its stats, only while
+/// the run holds its claim (`$1` the session, `$2` the claim, `$3` to `$22` the stats) — and
+/// inserts the first group of rows (`$23` on) only if it did. Returns 1 if it took the session.
+static FIRST_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH taken AS ( \
+             UPDATE sessions SET lifecycle = 'parsed', parse_status = 'completed', \
+                 parse_error = NULL, total_messages = $3, user_messages = $4, \
+                 assistant_messages = $5, tool_use_count = $6, thinking_blocks = $7, \
+                 subagent_count = $8, tokens_in = $9, tokens_out = $10, \
+                 cache_read_tokens = $11, cache_write_tokens = $12, cost_estimate_usd = $13, \
+                 initial_prompt = $14, duration_ms = COALESCE(duration_ms, $15), \
+                 cwd = COALESCE(cwd, $16), git_branch = COALESCE(git_branch, $17), \
+                 cc_version = COALESCE(cc_version, $18), model = COALESCE(model, $19), \
+                 started_at = COALESCE(started_at, $20), ended_at = COALESCE(ended_at, $21), \
+                 redactions = $22, enqueued_by = NULL, updated_at = now() \
+             WHERE id = $1 AND lifecycle = 'ended' AND parse_status = 'parsing' AND claim = $2 \
+             RETURNING id), \
+         {} \
+         SELECT count(*) FROM taken",
+        rows_sql(23, "WHERE EXISTS (SELECT 1 FROM taken)")
+    )
+});
+
+/// The statement that inserts a further group of rows (`$1` the session, `$2` on the rows).
+static MORE_SQL: LazyLock<String> = LazyLock::new(|| format!("WITH {} SELECT 1", rows_sql(2, "")));
+
+/// Two common table expressions inserting a group of messages (16 arrays from `$first`) and a
+/// group of blocks (10 arrays after them), the rows kept only where `condition` holds.
+fn rows_sql(first: usize, condition: &str) -> String {
+    let m = |i: usize| first + i;
+    let b = |i: usize| first + 16 + i;
+    format!(
+        "messages AS ( \
+             INSERT INTO transcript_messages (session_id, ordinal, line_number, message_type, \
+                 role, model, input_tokens, output_tokens, cache_creation_input_tokens, \
+                 cache_read_input_tokens, \"timestamp\", is_sidechain, has_text, has_thinking, \
+                 has_tool_use, has_tool_result, raw) \
+             SELECT $1, * FROM UNNEST(${}::int[], ${}::int[], ${}::text[], ${}::text[], \
+                 ${}::text[], ${}::bigint[], ${}::bigint[], ${}::bigint[], ${}::bigint[], \
+                 ${}::timestamptz[], ${}::bool[], ${}::bool[], ${}::bool[], ${}::bool[], \
+                 ${}::bool[], ${}::text[]::jsonb[]) {condition}), \
+         blocks AS ( \
+             INSERT INTO content_blocks (session_id, message_ordinal, block_order, block_type, \
+                 text, thinking, tool_name, tool_use_id, tool_input, is_error, result_text) \
+             SELECT $1, * FROM UNNEST(${}::int[], ${}::int[], ${}::text[], ${}::text[], \
+                 ${}::text[], ${}::text[], ${}::text[], ${}::text[]::jsonb[], ${}::bool[], \
+                 ${}::text[]) {condition})",
+        m(0),
+        m(1),
+        m(2),
+        m(3),
+        m(4),
+        m(5),
+        m(6),
+        m(7),
+        m(8),
+        m(9),
+        m(10),
+        m(11),
+        m(12),
+        m(13),
+        m(14),
+        m(15),
+        b(0),
+        b(1),
+        b(2),
+        b(3),
+        b(4),
+        b(5),
+        b(6),
+        b(7),
+        b(8),
+        b(9),
+    )
+}
+
+/// The take statement's first 22 arguments: the session, the claim and the stats.
+fn take_arguments(
+    args: &mut PgArguments,
     session_id: &str,
+    claim: &str,
     parsed: &ParsedTranscript,
-) -> Result<(), StoreError> {
+) -> Result<(), BoxDynError> {
     let s = &parsed.stats;
     let meta = &parsed.metadata;
     let model = parsed.models.first().map(|m| m.model.as_str());
-    sqlx::query(
-        "UPDATE sessions SET lifecycle = 'parsed', parse_status = 'completed', parse_error = NULL, \
-             total_messages = $2, user_messages = $3, assistant_messages = $4, \
-             tool_use_count = $5, thinking_blocks = $6, subagent_count = $7, tokens_in = $8, \
-             tokens_out = $9, cache_read_tokens = $10, cache_write_tokens = $11, \
-             cost_estimate_usd = $12, initial_prompt = $13, \
-             duration_ms = COALESCE(duration_ms, $14), cwd = COALESCE(cwd, $15), \
-             git_branch = COALESCE(git_branch, $16), cc_version = COALESCE(cc_version, $17), \
-             model = COALESCE(model, $18), started_at = COALESCE(started_at, $19), \
-             ended_at = COALESCE(ended_at, $20), redactions = $21, enqueued_by = NULL, \
-             updated_at = now() \
-         WHERE id = $1",
-    )
-    .bind(session_id)
-    .bind(count(s.total_messages))
-    .bind(count(s.user_messages))
-    .bind(count(s.assistant_messages))
-    .bind(count(s.tool_use_count))
-    .bind(count(s.thinking_blocks))
-    .bind(count(s.subagent_count))
-    .bind(s.tokens_in as i64)
-    .bind(s.tokens_out as i64)
-    .bind(s.cache_read_tokens as i64)
-    .bind(s.cache_write_tokens as i64)
-    .bind(s.cost_estimate_usd)
-    .bind(s.initial_prompt.as_deref().map(clean_text))
-    .bind(s.duration_ms.map(|d| d as i64))
-    .bind(meta.cwd.as_deref().map(clean_text))
-    .bind(meta.git_branch.as_deref().map(clean_text))
-    .bind(meta.version.as_deref().map(clean_text))
-    .bind(model.map(clean_text))
-    .bind(meta.first_timestamp)
-    .bind(meta.last_timestamp)
-    .bind(sqlx::types::Json(&parsed.redactions))
-    .execute(&mut **tx)
-    .await?;
+    args.add(session_id)?;
+    args.add(claim)?;
+    args.add(count(s.total_messages))?;
+    args.add(count(s.user_messages))?;
+    args.add(count(s.assistant_messages))?;
+    args.add(count(s.tool_use_count))?;
+    args.add(count(s.thinking_blocks))?;
+    args.add(count(s.subagent_count))?;
+    args.add(s.tokens_in as i64)?;
+    args.add(s.tokens_out as i64)?;
+    args.add(s.cache_read_tokens as i64)?;
+    args.add(s.cache_write_tokens as i64)?;
+    args.add(s.cost_estimate_usd)?;
+    args.add(s.initial_prompt.as_deref().map(clean_text))?;
+    args.add(s.duration_ms.map(|d| d as i64))?;
+    args.add(meta.cwd.as_deref().map(clean_text))?;
+    args.add(meta.git_branch.as_deref().map(clean_text))?;
+    args.add(meta.version.as_deref().map(clean_text))?;
+    args.add(model.map(clean_text))?;
+    args.add(meta.first_timestamp)?;
+    args.add(meta.last_timestamp)?;
+    args.add(sqlx::types::Json(&parsed.redactions))?;
     Ok(())
+}
+
+/// A group of messages and a group of blocks (either may be empty) as 26 arrays, one per
+/// column.
+fn row_arguments(
+    args: &mut PgArguments,
+    messages: &[Message],
+    blocks: &[(&Message, usize, &ContentBlock)],
+) -> Result<(), BoxDynError> {
+    let m = MessageColumns::new(messages);
+    args.add(m.ordinal)?;
+    args.add(m.line_number)?;
+    args.add(m.message_type)?;
+    args.add(m.role)?;
+    args.add(m.model)?;
+    args.add(m.input)?;
+    args.add(m.output)?;
+    args.add(m.cache_write)?;
+    args.add(m.cache_read)?;
+    args.add(m.timestamp)?;
+    args.add(m.sidechain)?;
+    args.add(m.has_text)?;
+    args.add(m.has_thinking)?;
+    args.add(m.has_tool_use)?;
+    args.add(m.has_tool_result)?;
+    args.add(m.raw)?;
+    let b = BlockColumns::new(blocks);
+    args.add(b.ordinal)?;
+    args.add(b.order)?;
+    args.add(b.kind)?;
+    args.add(b.text)?;
+    args.add(b.thinking)?;
+    args.add(b.tool_name)?;
+    args.add(b.tool_use_id)?;
+    args.add(b.tool_input)?;
+    args.add(b.is_error)?;
+    args.add(b.result_text)?;
+    Ok(())
+}
+
+/// A group of messages as one array per column.
+struct MessageColumns<'a> {
+    ordinal: Vec<i32>,
+    line_number: Vec<i32>,
+    message_type: Vec<&'a str>,
+    role: Vec<Option<String>>,
+    model: Vec<Option<String>>,
+    input: Vec<Option<i64>>,
+    output: Vec<Option<i64>>,
+    cache_write: Vec<Option<i64>>,
+    cache_read: Vec<Option<i64>>,
+    timestamp: Vec<Option<DateTime<Utc>>>,
+    sidechain: Vec<bool>,
+    has_text: Vec<bool>,
+    has_thinking: Vec<bool>,
+    has_tool_use: Vec<bool>,
+    has_tool_result: Vec<bool>,
+    raw: Vec<Option<String>>,
+}
+
+impl<'a> MessageColumns<'a> {
+    fn new(messages: &'a [Message]) -> Self {
+        let n = messages.len();
+        let mut c = MessageColumns {
+            ordinal: Vec::with_capacity(n),
+            line_number: Vec::with_capacity(n),
+            message_type: Vec::with_capacity(n),
+            role: Vec::with_capacity(n),
+            model: Vec::with_capacity(n),
+            input: Vec::with_capacity(n),
+            output: Vec::with_capacity(n),
+            cache_write: Vec::with_capacity(n),
+            cache_read: Vec::with_capacity(n),
+            timestamp: Vec::with_capacity(n),
+            sidechain: Vec::with_capacity(n),
+            has_text: Vec::with_capacity(n),
+            has_thinking: Vec::with_capacity(n),
+            has_tool_use: Vec::with_capacity(n),
+            has_tool_result: Vec::with_capacity(n),
+            raw: Vec::with_capacity(n),
+        };
+        for m in messages {
+            c.ordinal.push(m.ordinal as i32);
+            c.line_number
+                .push(i32::try_from(m.line_number).unwrap_or(i32::MAX));
+            c.message_type.push(m.kind.as_str());
+            c.role.push(m.role.as_deref().map(clean_text));
+            c.model.push(m.model.as_deref().map(clean_text));
+            c.input.push(m.usage.map(|u| u.input_tokens as i64));
+            c.output.push(m.usage.map(|u| u.output_tokens as i64));
+            c.cache_write
+                .push(m.usage.map(|u| u.cache_creation_input_tokens as i64));
+            c.cache_read
+                .push(m.usage.map(|u| u.cache_read_input_tokens as i64));
+            c.timestamp.push(m.timestamp);
+            c.sidechain.push(m.is_sidechain);
+            c.has_text.push(m.has_text());
+            c.has_thinking.push(m.has_thinking());
+            c.has_tool_use.push(m.has_tool_use());
+            c.has_tool_result.push(m.has_tool_result());
+            c.raw.push(m.raw.as_deref().map(clean_json));
+        }
+        c
+    }
+}
+
+/// A group of blocks as one array per column.
+#[derive(Default)]
+struct BlockColumns {
+    ordinal: Vec<i32>,
+    order: Vec<i32>,
+    kind: Vec<String>,
+    text: Vec<Option<String>>,
+    thinking: Vec<Option<String>>,
+    tool_name: Vec<Option<String>>,
+    tool_use_id: Vec<Option<String>>,
+    tool_input: Vec<Option<String>>,
+    is_error: Vec<Option<bool>>,
+    result_text: Vec<Option<String>>,
+}
+
+impl BlockColumns {
+    fn new(blocks: &[(&Message, usize, &ContentBlock)]) -> Self {
+        let mut c = BlockColumns::default();
+        for (message, index, block) in blocks {
+            c.ordinal.push(message.ordinal as i32);
+            c.order.push(*index as i32);
+            c.kind.push(clean_text(block.block_type()));
+            let (mut t, mut th, mut name, mut use_id, mut input, mut err, mut result) =
+                (None, None, None, None, None, None, None);
+            match block {
+                ContentBlock::Text { text } => t = Some(clean_text(text)),
+                ContentBlock::Thinking { thinking } => th = Some(clean_text(thinking)),
+                ContentBlock::ToolUse {
+                    id,
+                    name: n,
+                    input: i,
+                } => {
+                    name = Some(clean_text(n));
+                    use_id = Some(clean_text(id));
+                    input = i.as_ref().map(|raw| clean_json(raw.get()));
+                }
+                ContentBlock::ToolResult {
+                    tool_use_id: id,
+                    content,
+                    is_error: e,
+                } => {
+                    use_id = Some(clean_text(id));
+                    result = Some(clean_text(content));
+                    err = Some(*e);
+                }
+                ContentBlock::Image { .. } | ContentBlock::Other { .. } => {}
+            }
+            c.text.push(t);
+            c.thinking.push(th);
+            c.tool_name.push(name);
+            c.tool_use_id.push(use_id);
+            c.tool_input.push(input);
+            c.is_error.push(err);
+            c.result_text.push(result);
+        }
+        c
+    }
 }
 
 fn count(n: u64) -> i32 {
