@@ -129,53 +129,66 @@ static FIRST_SQL: LazyLock<String> = LazyLock::new(|| {
 /// The statement that inserts a further group of rows (`$1` the session, `$2` on the rows).
 static MORE_SQL: LazyLock<String> = LazyLock::new(|| format!("WITH {} SELECT 1", rows_sql(2, "")));
 
+/// The types of a message group's 16 arrays, in [`row_arguments`]' order.
+const MESSAGE_ARRAYS: [&str; 16] = [
+    "int[]",
+    "int[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "bigint[]",
+    "bigint[]",
+    "bigint[]",
+    "bigint[]",
+    "timestamptz[]",
+    "bool[]",
+    "bool[]",
+    "bool[]",
+    "bool[]",
+    "bool[]",
+    "text[]::jsonb[]",
+];
+
+/// The types of a block group's 10 arrays, in [`row_arguments`]' order.
+const BLOCK_ARRAYS: [&str; 10] = [
+    "int[]",
+    "int[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "text[]::jsonb[]",
+    "bool[]",
+    "text[]",
+];
+
+/// `UNNEST` of parameters numbered from `first`, cast to `types`.
+fn unnest(first: usize, types: &[&str]) -> String {
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}", first + i))
+        .collect();
+    format!("UNNEST({})", arrays.join(", "))
+}
+
 /// Two common table expressions inserting a group of messages (16 arrays from `$first`) and a
 /// group of blocks (10 arrays after them), the rows kept only where `condition` holds.
 fn rows_sql(first: usize, condition: &str) -> String {
-    let m = |i: usize| first + i;
-    let b = |i: usize| first + 16 + i;
     format!(
         "messages AS ( \
              INSERT INTO transcript_messages (session_id, ordinal, line_number, message_type, \
                  role, model, input_tokens, output_tokens, cache_creation_input_tokens, \
                  cache_read_input_tokens, \"timestamp\", is_sidechain, has_text, has_thinking, \
                  has_tool_use, has_tool_result, raw) \
-             SELECT $1, * FROM UNNEST(${}::int[], ${}::int[], ${}::text[], ${}::text[], \
-                 ${}::text[], ${}::bigint[], ${}::bigint[], ${}::bigint[], ${}::bigint[], \
-                 ${}::timestamptz[], ${}::bool[], ${}::bool[], ${}::bool[], ${}::bool[], \
-                 ${}::bool[], ${}::text[]::jsonb[]) {condition}), \
+             SELECT $1, * FROM {} {condition}), \
          blocks AS ( \
              INSERT INTO content_blocks (session_id, message_ordinal, block_order, block_type, \
                  text, thinking, tool_name, tool_use_id, tool_input, is_error, result_text) \
-             SELECT $1, * FROM UNNEST(${}::int[], ${}::int[], ${}::text[], ${}::text[], \
-                 ${}::text[], ${}::text[], ${}::text[], ${}::text[]::jsonb[], ${}::bool[], \
-                 ${}::text[]) {condition})",
-        m(0),
-        m(1),
-        m(2),
-        m(3),
-        m(4),
-        m(5),
-        m(6),
-        m(7),
-        m(8),
-        m(9),
-        m(10),
-        m(11),
-        m(12),
-        m(13),
-        m(14),
-        m(15),
-        b(0),
-        b(1),
-        b(2),
-        b(3),
-        b(4),
-        b(5),
-        b(6),
-        b(7),
-        b(8),
-        b(9),
+             SELECT $1, * FROM {} {condition})",
+        unnest(first, &MESSAGE_ARRAYS),
+        unnest(first + MESSAGE_ARRAYS.len(), &BLOCK_ARRAYS),
     )
 }
 
