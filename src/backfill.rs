@@ -42,6 +42,9 @@ pub struct Args {
     /// Print one JSON object at the end instead of progress.
     #[arg(long)]
     json: bool,
+    /// Send sessions the server deleted for good again (they are left out otherwise).
+    #[arg(long)]
+    force_deleted: bool,
     #[command(flatten)]
     upload: crate::options::Upload,
 }
@@ -80,6 +83,7 @@ async fn backfill(args: Args) -> anyhow::Result<ExitCode> {
     let options = Options {
         include_live: args.include_live,
         admission: args.upload.admission(&args.dirs),
+        force_deleted: args.force_deleted,
         ..Options::default()
     };
     let spool = Spool::new(Spool::default_dir());
@@ -95,11 +99,20 @@ async fn backfill(args: Args) -> anyhow::Result<ExitCode> {
     }
     let started = Instant::now();
     let discovered = sessions.len();
+    let local: std::collections::BTreeSet<String> = sessions.iter().map(|s| s.id.clone()).collect();
     let sent = backfill::send_all(&client, sessions, &options, &view)
         .await
         .with_context(|| format!("cannot ask {} what it holds", client.server()))?;
     let sending = started.elapsed();
     view.finish_sending();
+    let kept_elsewhere =
+        match backfill::kept_on_server_only(&client, &options.device_id, &local).await {
+            Ok(kept) => kept,
+            Err(e) => {
+                view.line(&format!("cannot list what the server keeps: {e}"));
+                None
+            }
+        };
     let follow = sent.to_follow();
     let followed = if args.no_wait || follow.is_empty() {
         None
@@ -116,6 +129,7 @@ async fn backfill(args: Args) -> anyhow::Result<ExitCode> {
         unreadable: unreadable.len(),
         sent: &sent,
         followed: followed.as_ref(),
+        kept_on_server_only: kept_elsewhere.as_deref(),
     };
     if args.json {
         println!("{}", report.json());
@@ -133,6 +147,9 @@ pub struct Report<'a> {
     pub unreadable: usize,
     pub sent: &'a SendReport,
     pub followed: Option<&'a Followed>,
+    /// Sessions of this device the server keeps whose files are gone from here; none when the
+    /// key may not list them.
+    pub kept_on_server_only: Option<&'a [String]>,
 }
 
 impl Report<'_> {
@@ -166,6 +183,8 @@ impl Report<'_> {
         json!({
             "discovered": self.discovered,
             "skipped": self.sent.count(|o| matches!(o, Sent::Skipped { .. })),
+            "deleted_on_server": self.sent.count(|o| *o == Sent::Deleted),
+            "kept_on_server_only": self.kept_on_server_only,
             "uploaded": self.sent.count(|o| matches!(o, Sent::Uploaded | Sent::Live)),
             "upload_failures": self.sent.count(|o| matches!(o, Sent::Failed(_))) + self.unreadable,
             "processing": {
@@ -183,6 +202,7 @@ impl Report<'_> {
 
     pub fn print(&self, sending: Duration, waited: Duration) {
         let live = self.sent.count(|o| *o == Sent::Live);
+        let deleted = self.sent.count(|o| *o == Sent::Deleted);
         println!(
             "Sent {} of {} sessions in {:.1} s ({} already on the server{}).",
             self.sent
@@ -196,6 +216,27 @@ impl Report<'_> {
                 String::new()
             }
         );
+        if let Some(kept) = self.kept_on_server_only.filter(|k| !k.is_empty()) {
+            println!(
+                "Kept on the server only: {} session{} of this machine whose files are gone \
+                 from here (`sessionflow restore ID…` or `--all` writes them back): {}{}",
+                kept.len(),
+                if kept.len() == 1 { "" } else { "s" },
+                kept.iter()
+                    .take(5)
+                    .map(|id| escaped(id))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if kept.len() > 5 { ", …" } else { "" }
+            );
+        }
+        if deleted > 0 {
+            println!(
+                "Left out {deleted} session{} the server deleted for good (--force-deleted sends \
+                 them again).",
+                if deleted == 1 { "" } else { "s" }
+            );
+        }
         match self.followed {
             None => println!("Not waiting: the server processes them on its own."),
             Some(f) => {

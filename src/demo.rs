@@ -80,6 +80,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         limits: Default::default(),
         redact: sessionflow_stages::redact::Mode::Rows,
         keep_raw: false,
+        retention: None,
     };
     let say = |text: String| {
         if !args.json {
@@ -186,6 +187,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         unreadable: 0,
         sent: &sent,
         followed: Some(&followed),
+        kept_on_server_only: None,
     };
     let usage = usage_of(&database_url, &blob, sent.to_follow()).await?;
     if args.json {

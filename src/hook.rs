@@ -312,6 +312,9 @@ pub fn run_hooks(args: HooksArgs) -> anyhow::Result<ExitCode> {
                 None => "has no sessionflow hooks",
             }
         );
+        if install_for.is_some() {
+            println!("{}", settings::cleanup_note(&value));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let backup = settings::save(&path, &(serde_json::to_string_pretty(&value)? + "\n"))
@@ -332,6 +335,9 @@ pub fn run_hooks(args: HooksArgs) -> anyhow::Result<ExitCode> {
             path.display()
         ),
         None => println!("removed sessionflow's hooks from {}", path.display()),
+    }
+    if install_for.is_some() {
+        println!("{}", settings::cleanup_note(&value));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! No domain logic lives here; it is in the library crates.
 
 mod backfill;
+mod delete;
 mod demo;
 mod gen_corpus;
 mod hook;
@@ -10,6 +11,7 @@ mod keys;
 mod migrate;
 mod options;
 mod process;
+mod restore;
 mod search;
 mod service;
 mod text;
@@ -61,6 +63,8 @@ enum Command {
     Tools(tools::Args),
     Search(search::Args),
     Process(process::Args),
+    Restore(restore::Args),
+    Delete(delete::Args),
     /// API keys: make one for a role and workspaces, list them, revoke one.
     Keys(keys::Args),
 }
@@ -126,6 +130,8 @@ fn main() -> ExitCode {
         Command::Tools(args) => tools::run(args),
         Command::Search(args) => search::run(args),
         Command::Process(args) => process::run(args),
+        Command::Restore(args) => restore::run(args),
+        Command::Delete(args) => delete::run(args),
         Command::Keys(args) => keys::run(args),
     };
     match outcome {

@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sessionflow_pipeline::capture::client::{Client, Patience};
+use sessionflow_pipeline::capture::client::{Client, ClientError, Patience, Stored, encode};
 use sessionflow_pipeline::capture::discover::{Admission, DEFAULT_MAX_UPLOAD};
+use sessionflow_pipeline::deletion;
 use sessionflow_pipeline::processors::Processors;
+use sessionflow_protocol::sessions::{DeletedSession, SessionPage};
 use sessionflow_stages::blob;
-use sessionflow_stages::store::{Store, locate};
+use sessionflow_stages::store::{Store, StoredTranscript, locate};
 
 /// A duration as people write it: `500ms`, `90s`, `10m`, `12h`, `90d`, `1h 30m` (humantime).
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -209,6 +211,152 @@ impl Reports {
                     store.pool().clone(),
                     Arc::from(blobs),
                 )))
+            }
+        }
+    }
+}
+
+/// Where `restore` and `delete` find sessions: a server's API when one is given, else the
+/// database and blob store (the embedded defaults).
+pub enum Archive {
+    Api(Client),
+    Local {
+        store: Store,
+        blobs: Arc<dyn blob::BlobStore>,
+    },
+}
+
+/// A session `restore` may bring back.
+pub struct Kept {
+    pub id: String,
+    /// When it started (else when the server first heard of it).
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Reports {
+    /// The sessions' archive: the server's API with `--server`, else the database and the
+    /// blob store.
+    pub async fn open_archive(&self) -> anyhow::Result<Archive> {
+        match self.server.as_deref().filter(|s| !s.is_empty()) {
+            Some(server) => {
+                let key = self.api_key.required()?;
+                Ok(Archive::Api(
+                    Client::new(server, &key, Patience::REPORT).map_err(anyhow::Error::msg)?,
+                ))
+            }
+            None => {
+                let store = self.database.open().await?;
+                let spec = self
+                    .blob
+                    .clone()
+                    .unwrap_or_else(crate::service::default_blob_dir);
+                let blobs = blob::open(&spec)
+                    .await
+                    .with_context(|| format!("cannot open the blob store {spec}"))?;
+                Ok(Archive::Local {
+                    store,
+                    blobs: Arc::from(blobs),
+                })
+            }
+        }
+    }
+}
+
+impl Archive {
+    /// Every session with a stored transcript, oldest first.
+    pub async fn sessions(&self) -> anyhow::Result<Vec<Kept>> {
+        match self {
+            Archive::Local { store, .. } => Ok(store
+                .sessions_with_transcripts()
+                .await?
+                .into_iter()
+                .map(|(id, at)| Kept { id, at })
+                .collect()),
+            Archive::Api(client) => {
+                let mut kept = Vec::new();
+                let mut cursor: Option<String> = None;
+                loop {
+                    let mut path = "/api/sessions?order=asc&limit=200".to_owned();
+                    if let Some(cursor) = &cursor {
+                        path.push_str(&format!("&cursor={}", encode(cursor)));
+                    }
+                    let page: SessionPage = serde_json::from_value(
+                        client.get(&path).await.map_err(anyhow::Error::msg)?,
+                    )
+                    .context("the server's session list is unreadable")?;
+                    kept.extend(page.sessions.into_iter().map(|row| Kept {
+                        at: row.started_at.unwrap_or(row.created_at),
+                        id: row.id,
+                    }));
+                    match page.next_cursor {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
+                }
+                kept.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+                Ok(kept)
+            }
+        }
+    }
+
+    /// The stored transcript of session `id`; none when there is no such session (or it has
+    /// no transcript).
+    pub async fn transcript(&self, id: &str) -> anyhow::Result<Option<Stored>> {
+        match self {
+            Archive::Api(client) => match client.transcript(id).await {
+                Ok(stored) => Ok(Some(stored)),
+                Err(ClientError::Refused(e)) if e.contains("HTTP 404") => Ok(None),
+                Err(e) => Err(anyhow::Error::msg(e)),
+            },
+            Archive::Local { store, blobs } => {
+                let Some(StoredTranscript {
+                    workspace_id,
+                    key: Some(key),
+                    parts,
+                }) = store.stored_transcript(id).await?
+                else {
+                    return Ok(None);
+                };
+                let bytes = blobs
+                    .get(&key)
+                    .await
+                    .with_context(|| format!("cannot read session {id}'s transcript"))?;
+                Ok(Some(Stored {
+                    workspace_id,
+                    parts,
+                    bytes,
+                }))
+            }
+        }
+    }
+
+    /// Deletes session `id` for good; none when there is no such session.
+    pub async fn delete(&self, id: &str) -> anyhow::Result<Option<DeletedSession>> {
+        match self {
+            Archive::Api(client) => {
+                match client
+                    .delete(&format!("/api/sessions/{}", encode(id)))
+                    .await
+                {
+                    Ok(answer) => Ok(Some(
+                        serde_json::from_value(answer)
+                            .context("the server's deletion answer is unreadable")?,
+                    )),
+                    Err(ClientError::Refused(e)) if e.contains("HTTP 404") => Ok(None),
+                    Err(e) => Err(anyhow::Error::msg(e)),
+                }
+            }
+            Archive::Local { store, blobs } => {
+                Ok(
+                    deletion::delete_session(store, blobs.as_ref(), id, None, "request", "cli")
+                        .await?
+                        .map(|deleted| DeletedSession {
+                            session_id: deleted.id,
+                            workspace_id: deleted.workspace_id,
+                            deleted_at: deleted.deleted_at,
+                            messages: deleted.messages,
+                        }),
+                )
             }
         }
     }

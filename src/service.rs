@@ -77,6 +77,10 @@ pub struct Args {
     /// every byte either way; keeping them costs persist about a third of its speed).
     #[arg(long, env = "SESSIONFLOW_KEEP_RAW")]
     keep_raw: bool,
+    /// Delete sessions last active more than this many days ago (fractions allowed), checked
+    /// at start and daily; unset: keep every session forever.
+    #[arg(long, env = "SESSIONFLOW_RETENTION_DAYS", value_parser = parse_days)]
+    retention_days: Option<Duration>,
     /// API requests handled at once; more get 503 with Retry-After.
     #[arg(long, env = "SESSIONFLOW_MAX_CONCURRENT", default_value_t = 256)]
     max_concurrent: usize,
@@ -130,6 +134,20 @@ fn parse_intervals(text: &str) -> Result<Intervals, String> {
     Ok(Intervals(intervals))
 }
 
+/// A number of days (`30`, `0.5`) as a duration.
+fn parse_days(text: &str) -> Result<Duration, String> {
+    let days: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of days"))?;
+    if !(days > 0.0 && days <= 36_500.0) {
+        return Err(format!(
+            "{text:?}: retention must be more than 0 and at most 36500 days"
+        ));
+    }
+    Ok(Duration::from_secs_f64(days * 86_400.0))
+}
+
 /// `$XDG_STATE_HOME/sessionflow`, else `~/.local/state/sessionflow`.
 pub fn state_dir() -> PathBuf {
     std::env::var_os("XDG_STATE_HOME")
@@ -178,6 +196,7 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
                 Redact::Off => redact::Mode::Off,
             },
             keep_raw: args.keep_raw,
+            retention: args.retention_days,
             limits: Limits {
                 max_concurrent: args.max_concurrent.max(1),
                 request_timeout: args.request_timeout,

@@ -294,6 +294,11 @@ async fn stormy_server(hits: Arc<AtomicUsize>) -> String {
                 _ if path.ends_with("upload") => {
                     (StatusCode::CREATED, "0", json!({"already_uploaded": false}))
                 }
+                _ if path == "/api/sessions" => (
+                    StatusCode::OK,
+                    "0",
+                    json!({"sessions": [], "next_cursor": null}),
+                ),
                 _ => (
                     StatusCode::ACCEPTED,
                     "0",
@@ -331,8 +336,10 @@ async fn a_429_storm_is_waited_out_and_nothing_is_lost() {
         (json!(4), json!(0)),
         "{report}"
     );
-    // 1 status + 4 × (start, upload, end) answered, two refusals before each success.
-    assert_eq!(hits.load(Ordering::SeqCst), 13 * 3);
+    // 1 status + 4 × (start, upload, end) + the list of what the server keeps answered, two
+    // refusals before each success.
+    assert_eq!(hits.load(Ordering::SeqCst), 14 * 3);
+    assert_eq!(report["kept_on_server_only"], json!([]), "{report}");
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "the retry-after pause was kept"
@@ -508,7 +515,13 @@ fn hooks_install_merges_into_settings_and_uninstall_takes_only_ours() {
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    run(&["install", "--server", "http://sessions.internal:8080"]);
+    let said = run(&["install", "--server", "http://sessions.internal:8080"]);
+    assert!(
+        said.contains("deletes local transcripts 30 days after their last change")
+            && said.contains("cleanupPeriodDays is not set")
+            && said.contains("sessionflow restore"),
+        "install says how long Claude Code keeps transcripts: {said}"
+    );
     let installed: Value = serde_json::from_slice(&std::fs::read(&settings).unwrap()).unwrap();
     assert_eq!(mode(&settings), 0o640, "the mode is kept");
     let first = backups();

@@ -2,7 +2,8 @@
 //! `CLAUDE_CODE`) runs `claude -p` in a temporary HOME against a local stand-in for the
 //! Messages API (streaming, its own token counts), with the hooks `sessionflow hooks install`
 //! wrote. The session reaches a daemon of the test's own and ends summarized with exactly the
-//! stand-in's tokens, priced.
+//! stand-in's tokens, priced. Then its local file is deleted (Claude Code's cleanup),
+//! `sessionflow restore` writes it back, and `claude --resume` continues the conversation.
 
 mod common;
 #[path = "common/daemon.rs"]
@@ -24,10 +25,16 @@ use serde_json::{Value, json};
 
 /// What the stand-in answered: message id, model and usage of each response.
 type Answered = Arc<Mutex<Vec<(String, String, [u64; 4])>>>;
+/// The bodies of the requests the stand-in was sent.
+type Asked = Arc<Mutex<Vec<String>>>;
 
 /// `POST /v1/messages`: one text reply, streamed as server-sent events (or whole, when the
 /// request does not stream), with token counts of its own for each response.
-async fn messages(State(answered): State<Answered>, body: Bytes) -> Response {
+async fn messages(State((answered, asked)): State<(Answered, Asked)>, body: Bytes) -> Response {
+    asked
+        .lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&body).into_owned());
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let model = request["model"]
         .as_str()
@@ -89,15 +96,16 @@ async fn messages(State(answered): State<Answered>, body: Bytes) -> Response {
     ([(CONTENT_TYPE, "text/event-stream")], body).into_response()
 }
 
-async fn stand_in() -> (String, Answered) {
+async fn stand_in() -> (String, Answered, Asked) {
     let answered: Answered = Arc::default();
+    let asked: Asked = Arc::default();
     let app = Router::new()
         .route("/v1/messages", post(messages))
-        .with_state(Arc::clone(&answered));
+        .with_state((Arc::clone(&answered), Arc::clone(&asked)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, answered)
+    (url, answered, asked)
 }
 
 /// The session files Claude Code wrote under `home`.
@@ -119,7 +127,7 @@ async fn claude_code_with_our_hooks_lands_a_summarized_priced_session() {
     let blobs = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&database, blobs.path());
     wait_healthy(&daemon.url).await;
-    let (api, answered) = stand_in().await;
+    let (api, answered, asked) = stand_in().await;
     let home = tempfile::tempdir().unwrap();
     let work = home.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
@@ -133,28 +141,36 @@ async fn claude_code_with_our_hooks_lands_a_summarized_priced_session() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 
-    let run = tokio::task::spawn_blocking({
-        let (home, work, api) = (home.path().to_owned(), work.clone(), api.clone());
-        move || {
-            Command::new(claude)
-                .args(["-p", "Say hello to the stand-in."])
-                .current_dir(&work)
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", &home)
-                .env("ANTHROPIC_BASE_URL", &api)
-                .env("ANTHROPIC_API_KEY", "sk-ant-stand-in")
-                .env("SESSIONFLOW_API_KEY", KEY)
-                .env("DISABLE_AUTOUPDATER", "1")
-                .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-                .output()
+    let claude_run = |args: Vec<String>| {
+        let (home, work, api, claude) = (
+            home.path().to_owned(),
+            work.clone(),
+            api.clone(),
+            claude.clone(),
+        );
+        async move {
+            let run = tokio::task::spawn_blocking(move || {
+                Command::new(claude)
+                    .args(args)
+                    .current_dir(&work)
+                    .env_clear()
+                    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                    .env("HOME", &home)
+                    .env("ANTHROPIC_BASE_URL", &api)
+                    .env("ANTHROPIC_API_KEY", "sk-ant-stand-in")
+                    .env("SESSIONFLOW_API_KEY", KEY)
+                    .env("DISABLE_AUTOUPDATER", "1")
+                    .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+                    .output()
+                    .unwrap()
+            });
+            tokio::time::timeout(Duration::from_secs(120), run)
+                .await
+                .expect("claude did not finish in 2 minutes")
                 .unwrap()
         }
-    });
-    let out = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("claude -p did not finish in 2 minutes")
-        .unwrap();
+    };
+    let out = claude_run(vec!["-p".into(), "Say hello to the stand-in.".into()]).await;
     assert!(out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("The stand-in says hello."),
@@ -219,6 +235,61 @@ async fn claude_code_with_our_hooks_lands_a_summarized_priced_session() {
         assert!(model["cost_usd"].as_f64().unwrap() > 0.0, "{usage}");
         assert!(model.get("cost_estimated").is_none(), "{usage}");
     }
+
+    // Claude Code's cleanup takes the local file; the server gives it back, and Claude Code
+    // goes on with the conversation.
+    let stored = http
+        .get(format!("{}/api/sessions/{session}/transcript", daemon.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    std::fs::remove_file(&files[0]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sessionflow"))
+        .args([
+            "restore",
+            &session,
+            "--server",
+            &daemon.url,
+            "--api-key",
+            KEY,
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read(&files[0]).unwrap(),
+        stored,
+        "restored as stored"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&stored),
+        transcript,
+        "the server holds the transcript Claude Code wrote"
+    );
+    let before = asked.lock().unwrap().len();
+    let out = claude_run(vec![
+        "--resume".into(),
+        session.clone(),
+        "-p".into(),
+        "Say hello again.".into(),
+    ])
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let resumed = asked.lock().unwrap()[before..].to_vec();
+    assert!(
+        resumed
+            .iter()
+            .any(|body| body.contains("Say hello again.")
+                && body.contains("Say hello to the stand-in.")),
+        "the resumed conversation carries the restored one: {resumed:?}"
+    );
     drop(daemon);
     drop_database(&database).await;
 }

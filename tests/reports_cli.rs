@@ -319,6 +319,8 @@ async fn the_api_reference_describes_every_route_the_server_serves() {
         ("get", "/api/sessions"),
         ("get", "/api/sessions/{id}"),
         ("get", "/api/sessions/{id}/messages"),
+        ("get", "/api/sessions/{id}/transcript"),
+        ("delete", "/api/sessions/{id}"),
         ("post", "/api/admin/run-session-processor"),
         ("get", "/api/monitor"),
         ("get", "/api/usage"),

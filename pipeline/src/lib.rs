@@ -11,6 +11,7 @@
 pub mod api;
 pub mod capture;
 pub mod consumer;
+pub mod deletion;
 pub mod events;
 pub mod health;
 pub mod heartbeat;

@@ -71,6 +71,9 @@ pub struct Settings {
     pub redact: sessionflow_stages::redact::Mode,
     /// Each message's JSON line kept in `transcript_messages.raw` (`SESSIONFLOW_KEEP_RAW`).
     pub keep_raw: bool,
+    /// Sessions last active longer ago are deleted, daily (`SESSIONFLOW_RETENTION_DAYS`); none:
+    /// kept forever.
+    pub retention: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -358,6 +361,14 @@ impl Worker {
             stop.clone(),
         );
         tasks.push(scheduler);
+        if let Some(keep) = settings.retention {
+            tasks.push(crate::deletion::spawn_retention(
+                store.clone(),
+                Arc::clone(blobs),
+                keep,
+                stop.clone(),
+            ));
+        }
         tasks.push(heartbeat::spawn(
             pool,
             name.clone(),

@@ -52,7 +52,7 @@ impl Stages {
             parse: Parse::new(options),
             persist: Persist::new(store.clone()),
             summarize: Summarize::new(store.clone(), summarizer),
-            backup: Backup::new(Arc::clone(blobs)),
+            backup: Backup::new(store.clone(), Arc::clone(blobs)),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The background sweeps every worker runs, so that nothing is lost when a queue overflows or a
 //! worker dies: the recovery sweep (at start and every 15 s), which also rescues what a worker
 //! that went silent held (its claims and its queue) within a minute of its death; the sweep of
-//! events recorded but never handled (the stream lost them, or their worker died); and the
-//! summary retry sweep, which also finishes what a worker that died after persisting left
-//! `parsed`.
+//! events recorded but never handled (the stream lost them, or their worker died); the removal
+//! of uploads staged and never finished and of deleted sessions' blobs the blob store failed to
+//! remove; and the summary retry sweep, which also finishes what a worker that died after
+//! persisting left `parsed`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -195,6 +196,9 @@ pub fn spawn(sweeper: Sweeper, stop: CancellationToken) -> JoinHandle<()> {
             }
             if let Err(e) = remove_stale_uploads(&store, blobs.as_ref(), STALE_UPLOAD).await {
                 tracing::warn!("stale upload sweep failed, will retry: {e}");
+            }
+            if let Err(e) = crate::deletion::remove_queued_blobs(&store, blobs.as_ref()).await {
+                tracing::warn!("deleted sessions' blob sweep failed, will retry: {e}");
             }
             if let Err(e) = retry_summaries(
                 &store,

@@ -104,6 +104,7 @@ impl World {
             key: &key,
             size: None,
             sha256: None,
+            parts: None,
         };
         transcript_uploaded(&self.runs, "w1", session, upload)
             .await

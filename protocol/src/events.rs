@@ -49,6 +49,9 @@ pub enum ServerBody {
     TranscriptUploaded(TranscriptUploaded),
     #[serde(rename = "session.reparse")]
     SessionReparse(Reparse),
+    /// A session deleted for good: its tombstone in the event log.
+    #[serde(rename = "session.deleted")]
+    SessionDeleted(SessionDeleted),
 }
 
 pub type ClientEvent = Envelope<ClientBody>;
@@ -69,6 +72,7 @@ impl ServerBody {
         match self {
             ServerBody::TranscriptUploaded(_) => "transcript.uploaded",
             ServerBody::SessionReparse(_) => "session.reparse",
+            ServerBody::SessionDeleted(_) => "session.deleted",
         }
     }
 }
@@ -149,6 +153,22 @@ pub struct TranscriptUploaded {
     pub key: String,
     pub size: u64,
     pub sha256: String,
+    /// Its files, when it is more than the main transcript.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<crate::transcripts::Parts>,
+}
+
+/// Written when a session is deleted for good (recorded as handled: there is nothing left to
+/// do); while the session has no row again, its tombstone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionDeleted {
+    /// `request` (the API or the CLI) or `retention`.
+    pub reason: String,
+    /// Who asked: an API key's id, `bootstrap`, `cli` or `retention`.
+    pub by: String,
+    /// Messages the session held.
+    pub messages: i64,
 }
 
 /// Raised by the API when an operator asks for a session to be parsed again.

@@ -2,7 +2,7 @@
 //! clients that read them (the CLI, the capture client, the tui): a change to a shape is a
 //! change here, and both sides see it: the id rule, the events (client-sent and server-only
 //! apart), sessions and batch-status, the monitor snapshot, heartbeats, the usage and tools
-//! reports, search, and health. Answers are strict (`deny_unknown_fields`): a field one side adds and
+//! reports, search, health, and the files of a stored transcript. Answers are strict (`deny_unknown_fields`): a field one side adds and
 //! the other does not know fails the contract test rather than vanishing.
 
 pub mod events;
@@ -14,3 +14,4 @@ pub mod monitor;
 pub mod reports;
 pub mod search;
 pub mod sessions;
+pub mod transcripts;

@@ -52,6 +52,21 @@ pub struct BatchStatusResponse {
     pub statuses: BTreeMap<String, SessionStatus>,
     /// Ids the server does not know.
     pub not_found: Vec<String>,
+    /// Of those, the ids of sessions deleted for good: an upload is refused unless forced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<String>,
+}
+
+/// `DELETE /api/sessions/{id}`: what was deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeletedSession {
+    pub session_id: String,
+    pub workspace_id: String,
+    pub deleted_at: DateTime<Utc>,
+    /// Messages the session held (gone with it, as are its blocks, usage, tool and search rows,
+    /// processor state, transcript and backup).
+    pub messages: i64,
 }
 
 /// One row of `GET /api/sessions`.

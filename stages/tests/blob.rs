@@ -140,6 +140,35 @@ async fn local_directory_passes_the_suite() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+#[tokio::test]
+async fn a_local_removal_takes_the_folders_it_leaves_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalBlobs::new(dir.path());
+    let keys = [
+        "transcripts/w1/s1/raw.jsonl",
+        "transcripts/w1/s1/parsed.json",
+        "transcripts/w1/s2/raw.jsonl",
+    ];
+    for key in keys {
+        store.put(key, Bytes::from_static(b"x\n")).await.unwrap();
+    }
+    store.delete(keys[0]).await.unwrap();
+    assert!(
+        dir.path().join("transcripts/w1/s1").is_dir(),
+        "s1 still holds a file"
+    );
+    store.delete(keys[1]).await.unwrap();
+    assert!(
+        !dir.path().join("transcripts/w1/s1").exists(),
+        "no folder named after a deleted session"
+    );
+    assert!(dir.path().join("transcripts/w1/s2").is_dir());
+    store.delete(keys[2]).await.unwrap();
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(dir.path().is_dir(), "the store's own folder stays");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

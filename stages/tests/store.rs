@@ -494,3 +494,261 @@ async fn claim_run(store: &Store, id: &str) -> String {
         other => panic!("{id} was not claimed: {other:?}"),
     }
 }
+
+async fn count(pool: &PgPool, sql: &'static str, id: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn deleting_a_session_takes_its_rows_queues_its_blobs_and_leaves_a_tombstone(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let short = fixture("cc2.1.14-headless-hello-world-script.jsonl");
+    for id in ["s1", "s2"] {
+        ended_session(&store, id).await;
+        let claim = claim_run(&store, id).await;
+        store.persist(id, &parse(&short), &claim).await.unwrap();
+        sqlx::query(
+            "INSERT INTO processor_state (processor_name, session_id, processed_at) \
+             VALUES ('tools', $1, now())",
+        )
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO tool_usage (session_id, tool_name, calls, errors, files) \
+             VALUES ($1, 'Bash', 1, 0, 0)",
+        )
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    // A key for another workspace finds nothing to delete.
+    let other = ["w2".to_owned()];
+    assert_eq!(
+        store
+            .delete_session("s1", Some(&other), "request", "k1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(rows(&pool, "s1").await, (8, 8));
+
+    let deleted = store
+        .delete_session("s1", Some(&["w1".to_owned()]), "request", "k1")
+        .await
+        .unwrap()
+        .expect("s1 is deleted");
+    assert_eq!((deleted.workspace_id.as_str(), deleted.messages), ("w1", 8));
+    assert_eq!(
+        deleted.blobs,
+        [
+            "transcripts/w1/s/raw.jsonl",
+            "transcripts/w1/s1/parsed.json"
+        ]
+    );
+    assert_eq!(rows(&pool, "s1").await, (0, 0));
+    for sql in [
+        "SELECT count(*) FROM sessions WHERE id = $1",
+        "SELECT count(*) FROM processor_state WHERE session_id = $1",
+        "SELECT count(*) FROM tool_usage WHERE session_id = $1",
+    ] {
+        assert_eq!(count(&pool, sql, "s1").await, 0, "{sql}");
+        assert_eq!(
+            count(&pool, sql, "s2").await,
+            1,
+            "another session keeps: {sql}"
+        );
+    }
+    assert_eq!(rows(&pool, "s2").await, (8, 8));
+    let queued: Vec<String> = sqlx::query_scalar("SELECT key FROM blob_deletions ORDER BY key")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(queued, deleted.blobs);
+    assert_eq!(store.blobs_to_delete(10).await.unwrap().len(), 2);
+    store.blobs_deleted(&queued).await.unwrap();
+    assert!(store.blobs_to_delete(10).await.unwrap().is_empty());
+
+    // The tombstone: in the event log, handled, saying why and who.
+    let (data, handled): (serde_json::Value, bool) = sqlx::query_as(
+        "SELECT data, handled_at IS NOT NULL FROM events \
+         WHERE session_id = 's1' AND type = 'session.deleted'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        data,
+        serde_json::json!({"reason": "request", "by": "k1", "messages": 8})
+    );
+    assert!(handled, "a tombstone is nothing for a worker to handle");
+    let tombstone = store.tombstone("s1").await.unwrap().expect("a tombstone");
+    assert_eq!(
+        (tombstone.workspace_id.as_deref(), tombstone.reason.as_str()),
+        (Some("w1"), "request")
+    );
+    assert_eq!(tombstone.deleted_at, deleted.deleted_at);
+    assert_eq!(
+        store
+            .tombstoned(&["s1".into(), "s2".into(), "s9".into()], None)
+            .await
+            .unwrap(),
+        ["s1"]
+    );
+    assert!(
+        store
+            .tombstoned(&["s1".into()], Some(&other))
+            .await
+            .unwrap()
+            .is_empty(),
+        "another workspace's key is not told"
+    );
+    assert_eq!(
+        store
+            .delete_session("s1", None, "request", "k1")
+            .await
+            .unwrap(),
+        None,
+        "deleted once"
+    );
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn late_events_and_uploads_do_not_bring_a_deleted_session_back_unless_revived(pool: PgPool) {
+    use sessionflow_stages::store::{Ended, Started, Transcript};
+    let store = Store::from_pool(pool.clone());
+    store.ensure_workspace("w1").await.unwrap();
+    sqlx::query("INSERT INTO devices (id, workspace_id) VALUES ('d1', 'w1')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let start = Started {
+        id: "s1",
+        workspace_id: "w1",
+        device_id: "d1",
+        cwd: Some("/home/me/p"),
+        ..Started::default()
+    };
+    let end = Ended {
+        id: "s1",
+        workspace_id: "w1",
+        device_id: "d1",
+        reason: "exit",
+        ..Ended::default()
+    };
+    let transcript = Transcript {
+        key: "transcripts/w1/s1/raw.jsonl",
+        size: Some(10),
+        sha256: Some("abc"),
+        parts: None,
+    };
+    store.record_start(&start).await.unwrap();
+    store
+        .delete_session("s1", None, "request", "k1")
+        .await
+        .unwrap()
+        .unwrap();
+
+    store.record_start(&start).await.unwrap();
+    assert!(!store.record_end(&end).await.unwrap());
+    assert!(
+        !store
+            .record_transcript("w1", "s1", transcript)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.session("s1").await.unwrap(), None, "still deleted");
+
+    // Forced back: a new session under the same id, which events then fill in.
+    assert!(store.revive("s1", "w1").await.unwrap());
+    assert!(store.tombstone("s1").await.unwrap().is_none());
+    assert!(
+        !store
+            .record_transcript("w1", "s1", transcript)
+            .await
+            .unwrap()
+    );
+    store.record_start(&start).await.unwrap();
+    assert!(
+        store.record_end(&end).await.unwrap(),
+        "ended with its transcript: ready"
+    );
+    let cwd: Option<String> = sqlx::query_scalar("SELECT cwd FROM sessions WHERE id = 's1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(cwd.as_deref(), Some("/home/me/p"));
+
+    // Deleted again: a second tombstone.
+    store
+        .delete_session("s1", None, "retention", "retention")
+        .await
+        .unwrap()
+        .unwrap();
+    let tombstones: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE session_id = 's1' AND type = 'session.deleted'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tombstones, 2);
+    assert_eq!(
+        store.tombstone("s1").await.unwrap().map(|t| t.reason),
+        Some("retention".to_owned()),
+        "the newest tombstone tells"
+    );
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn sessions_expire_by_their_last_activity(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    for (id, ended, started, created) in [
+        ("ended-long-ago", Some(40), Some(41), 1),
+        ("started-long-ago", None, Some(40), 1),
+        ("recorded-long-ago", None, None, 40),
+        ("ended-lately", Some(1), Some(50), 50),
+        ("new", None, None, 0),
+    ] {
+        store
+            .create_session(&NewSession {
+                id,
+                workspace_id: "w1",
+                ..NewSession::default()
+            })
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE sessions SET ended_at = now() - $2 * interval '1 day', \
+                 started_at = now() - $3 * interval '1 day', \
+                 created_at = now() - $4 * interval '1 day' WHERE id = $1",
+        )
+        .bind(id)
+        .bind(ended.map(f64::from))
+        .bind(started.map(f64::from))
+        .bind(f64::from(created))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let thirty_days = std::time::Duration::from_secs(30 * 86_400);
+    let expired = store.expired_sessions(thirty_days, 10).await.unwrap();
+    assert_eq!(
+        expired.iter().collect::<std::collections::BTreeSet<_>>(),
+        ["ended-long-ago", "recorded-long-ago", "started-long-ago"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .iter()
+            .collect()
+    );
+    assert_eq!(
+        store.expired_sessions(thirty_days, 1).await.unwrap().len(),
+        1
+    );
+}

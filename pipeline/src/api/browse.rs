@@ -37,6 +37,8 @@ pub struct ListQuery {
     lifecycle: Option<String>,
     /// Only sessions of this workspace.
     workspace: Option<String>,
+    /// Only sessions captured from this device.
+    device: Option<String>,
     /// Sessions created at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
     /// Text the id, lifecycle, parse status, initial prompt, cwd, branch or model contains
@@ -115,13 +117,14 @@ fn contains_pattern(text: &str) -> String {
     pattern
 }
 
-/// The filters every list query shares; `$1`–`$4` (`$2`: the workspaces asked for and covered
+/// The filters every list query shares; `$1`–`$5` (`$2`: the workspaces asked for and covered
 /// by the key, none for all).
 const LIST_FILTERS: &str = "($1::text IS NULL OR lifecycle = $1) \
      AND ($2::text[] IS NULL OR workspace_id = ANY($2)) \
      AND ($3::timestamptz IS NULL OR created_at >= $3) \
      AND ($4::text IS NULL OR concat_ws(' ', id, lifecycle, parse_status, initial_prompt, cwd, \
-          git_branch, model) ILIKE $4)";
+          git_branch, model) ILIKE $4) \
+     AND ($5::text IS NULL OR device_id = $5)";
 
 /// `GET /api/sessions`: a page of sessions, newest first unless sorted otherwise, with
 /// `next_cursor` to read on and, on a first or offset page, `total` (how many match).
@@ -146,6 +149,9 @@ pub async fn list(
     let limit = page_size(query.limit)?;
     if let Some(workspace) = &query.workspace {
         Id::parse("workspace", workspace)?;
+    }
+    if let Some(device) = &query.device {
+        Id::parse("device", device)?;
     }
     let workspaces: Option<Vec<String>> = match (&query.workspace, &principal.workspaces) {
         (None, covered) => covered.clone(),
@@ -202,19 +208,19 @@ pub async fn list(
         None => (
             "0::float8",
             format!("created_at {direction}, id {direction}"),
-            format!("(created_at, id) {past} ($5, $7)"),
+            format!("(created_at, id) {past} ($6, $8)"),
         ),
         Some((column, kind)) => (
             column,
             format!("{column} {direction}, created_at {direction}, id {direction}"),
-            format!("({column}, created_at, id) {past} ($6::float8::{kind}, $5, $7)"),
+            format!("({column}, created_at, id) {past} ($7::float8::{kind}, $6, $8)"),
         ),
     };
     let sql = format!(
         "WITH page AS ( \
              SELECT id, {key}::float8 AS key, created_at FROM sessions \
-             WHERE {LIST_FILTERS} AND ($5::timestamptz IS NULL OR {after}) \
-             ORDER BY {order} LIMIT $8 OFFSET $9) \
+             WHERE {LIST_FILTERS} AND ($6::timestamptz IS NULL OR {after}) \
+             ORDER BY {order} LIMIT $9 OFFSET $10) \
          SELECT jsonb_build_object('id', s.id, 'workspace_id', s.workspace_id, \
                  'lifecycle', s.lifecycle, 'parse_status', s.parse_status, \
                  'started_at', s.started_at, 'ended_at', s.ended_at, 'cwd', s.cwd, \
@@ -234,6 +240,7 @@ pub async fn list(
             .bind(&workspaces)
             .bind(query.since)
             .bind(pattern.as_deref())
+            .bind(query.device.as_deref())
             .bind(cursor.as_ref().map(|c| c.at))
             .bind(cursor.as_ref().map_or(0.0, |c| c.value.unwrap_or(0.0)))
             .bind(cursor.as_ref().map(|c| c.id.as_str()))
@@ -260,6 +267,7 @@ pub async fn list(
             .bind(&workspaces)
             .bind(query.since)
             .bind(pattern.as_deref())
+            .bind(query.device.as_deref())
             .fetch_one(state.store.pool())
             .await
             .map_err(unavailable)?,

@@ -1,7 +1,7 @@
 //! `GET /metrics` in the Prometheus text format, read from the database so that it covers every
-//! worker, wherever it runs: sessions by lifecycle, events by outcome, and each live worker's
-//! heartbeat (queue depth and drops, runs by outcome, stage runs, failures and latencies, event
-//! duplicates). Rendered here because the figures are aggregates of other processes' reports,
+//! worker, wherever it runs: sessions by lifecycle, sessions deleted by reason, events by
+//! outcome, and each live worker's heartbeat (queue depth and drops, runs by outcome, stage
+//! runs, failures and latencies, event duplicates). Rendered here because the figures are aggregates of other processes' reports,
 //! not counters this process records.
 
 use std::fmt::Write as _;
@@ -64,6 +64,31 @@ async fn render(state: &ApiState) -> Result<String, sqlx::Error> {
             out,
             "sessionflow_sessions{{lifecycle=\"{}\"}} {n}",
             label(&lifecycle)
+        );
+    }
+
+    // Tombstones stay in the event log, so this only grows (a session forced back and deleted
+    // again counts twice).
+    let deletions: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT coalesce(data->>'reason', ''), count(*) FROM events \
+         WHERE type = 'session.deleted' GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    family(
+        &mut out,
+        "sessionflow_sessions_deleted_total",
+        "counter",
+        "Sessions deleted for good, by reason (request: the API or the CLI; retention).",
+    );
+    for reason in ["request", "retention"] {
+        let n = deletions
+            .iter()
+            .find(|(r, _)| r == reason)
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(
+            out,
+            "sessionflow_sessions_deleted_total{{reason=\"{reason}\"}} {n}"
         );
     }
 

@@ -8,6 +8,7 @@
 
 mod admin;
 mod browse;
+mod delete;
 mod error;
 mod ingest;
 mod keys;
@@ -17,6 +18,7 @@ mod openapi;
 mod reports;
 mod search;
 mod sessions;
+mod transcript;
 mod upload;
 
 use std::sync::Arc;
@@ -136,7 +138,8 @@ fn routes(state: ApiState, limits: &Limits) -> OpenApiRouter<ApiState> {
         .routes(routes!(sessions::batch_status))
         .routes(routes!(monitor::monitor))
         .routes(routes!(browse::list))
-        .routes(routes!(sessions::session))
+        .routes(routes!(sessions::session, delete::delete))
+        .routes(routes!(transcript::transcript))
         .routes(routes!(browse::messages))
         .routes(routes!(sessions::reparse))
         .routes(routes!(admin::run_processor))
@@ -251,15 +254,18 @@ fn bears(request: &Request, key: &str) -> bool {
     bearer(request).is_some_and(|given| bool::from(given.as_bytes().ct_eq(key.as_bytes())))
 }
 
-/// The role a request needs: ingest for what capture sends (events, uploads, batch-status),
-/// read for every other GET, admin for the rest (reparse, processors, keys).
+/// The role a request needs: ingest for what capture sends (events, uploads, batch-status) and
+/// for deleting a session (which the handler allows an ingest key only for its own scoped
+/// workspaces), read for every other GET, admin for the rest (reparse, processors, keys).
 fn needed_role(method: &Method, path: &str) -> Role {
     let capture = path == "/api/events/ingest"
         || path == "/api/sessions/batch-status"
         || path.ends_with("/transcript/upload");
     if path.starts_with("/api/admin/") {
         Role::Admin
-    } else if *method == Method::POST && capture {
+    } else if (*method == Method::POST && capture)
+        || (*method == Method::DELETE && path.starts_with("/api/sessions/"))
+    {
         Role::Ingest
     } else if *method == Method::GET {
         Role::Read

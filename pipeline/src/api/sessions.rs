@@ -31,7 +31,8 @@ struct StatusRow {
 }
 
 /// Where each of up to 500 sessions stands: lifecycle, parse status, the stored transcript's
-/// size and SHA-256 (so a client can tell whether the server holds what it has), parse error.
+/// size and SHA-256 (so a client can tell whether the server holds what it has), parse error;
+/// and which of the unknown ones were deleted for good.
 #[utoipa::path(
     post,
     path = "/api/sessions/batch-status",
@@ -91,14 +92,24 @@ pub async fn batch_status(
             not_found.push(id);
         }
     }
+    let deleted = if not_found.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .store
+            .tombstoned(&not_found, principal.workspaces.as_deref())
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?
+    };
     Ok(Json(BatchStatusResponse {
         statuses,
         not_found,
+        deleted,
     }))
 }
 
 /// Columns of `sessions` that are the pipeline's bookkeeping, not part of [`Session`].
-const INTERNAL_COLUMNS: [&str; 3] = ["claim", "enqueued_at", "enqueued_by"];
+const INTERNAL_COLUMNS: [&str; 4] = ["claim", "enqueued_at", "enqueued_by", "transcript_parts"];
 
 /// The session: lifecycle, stats, summary and the parse error if any.
 #[utoipa::path(

@@ -4,9 +4,11 @@
 //! The body goes to a staging key first; only then is it compared with what is stored: the same
 //! content answers `already_uploaded`, one that begins with the stored bytes and goes on
 //! replaces it (a live session's transcript only grows), anything else is refused with 409.
-//! The ids are checked (the id rule) before anything is read or stored. A stored transcript is announced as a
-//! `transcript.uploaded` event, which records it and starts the pipeline once the session has
-//! ended.
+//! The ids are checked (the id rule) before anything is read or stored. A stored transcript is
+//! announced as a `transcript.uploaded` event, which records it and starts the pipeline once the
+//! session has ended. The `x-sessionflow-parts` header names the body's files (main transcript,
+//! then subagent files), checked against the body as it streams and kept for restore. A session
+//! deleted for good is refused (410) unless the upload forces it back (`?force=true`).
 
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sessionflow_protocol::events::{ServerBody, TranscriptUploaded};
 use sessionflow_protocol::ids::Id;
+use sessionflow_protocol::transcripts::{PARTS_HEADER, Parts, PartsCheck};
 use sessionflow_stages::blob::{BlobError, raw_transcript_key};
 use sessionflow_stages::redact::LineRedactor;
 use sessionflow_stages::store::Principal;
@@ -37,6 +40,9 @@ pub const MAX_TRANSCRIPT: u64 = 200 * 1024 * 1024;
 pub struct UploadQuery {
     /// Needed when the session is not known yet.
     workspace_id: Option<String>,
+    /// Store a session that was deleted for good again (refused with 410 otherwise).
+    #[serde(default)]
+    force: bool,
 }
 
 /// The session's raw JSONL transcript (its subagent files after it), as the request body.
@@ -49,8 +55,9 @@ pub struct UploadQuery {
     responses(
         (status = 201, description = "Stored: `{already_uploaded: false, key, size, sha256}`", body = Object),
         (status = 200, description = "The server holds these bytes already: `{already_uploaded: true, …}`", body = Object),
-        (status = 400, description = "Unknown session without `workspace_id`, or the body broke off", body = ErrorBody),
+        (status = 400, description = "Unknown session without `workspace_id`, a `x-sessionflow-parts` header that does not describe the body, or the body broke off", body = ErrorBody),
         (status = 409, description = "A different transcript is stored and this one is not larger", body = ErrorBody),
+        (status = 410, description = "The session was deleted for good (`?force=true` stores it again)", body = ErrorBody),
         (status = 413, description = "Over the size limit", body = ErrorBody),
         (status = 415, description = "A form instead of the file's bytes", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
@@ -69,6 +76,15 @@ pub async fn upload(
     // Checked before anything is read or stored: keys are made of checked ids only.
     let id = Id::parse("session_id", &id)?;
     check_upload_type(&headers)?;
+    let parts = headers
+        .get(PARTS_HEADER)
+        .map(|value| {
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::BadRequest(format!("{PARTS_HEADER} is not ASCII text")))?;
+            Parts::parse(id.as_str(), text).map_err(ApiError::BadRequest)
+        })
+        .transpose()?;
     let asked_workspace = query
         .workspace_id
         .as_deref()
@@ -82,6 +98,7 @@ pub async fn upload(
     .fetch_optional(state.store.pool())
     .await
     .map_err(unavailable)?;
+    let was_known = known.is_some();
     let (workspace, stored_size, stored_sha) = match (known, asked_workspace) {
         // A session belongs to its workspace for good: no one takes it over or reads it by
         // naming another (the same answer whether or not the key covers the owner).
@@ -100,6 +117,9 @@ pub async fn upload(
             return Err(ApiError::Forbidden(format!(
                 "this key does not cover workspace {workspace}"
             )));
+        }
+        (None, _) if !query.force && deleted(&state, &id).await? => {
+            return Err(gone(&id));
         }
         (None, Some(workspace)) => (workspace, None, None),
         (None, None) => {
@@ -121,6 +141,7 @@ pub async fn upload(
         whole: Sha256::new(),
         prefix: None,
         seen: 0,
+        parts: parts.as_ref().map(PartsCheck::new),
     }));
     let (h, limit) = (Arc::clone(&hashes), state.max_transcript);
     let stream = body
@@ -131,6 +152,11 @@ pub async fn upload(
                 .lock()
                 .map_err(|_| std::io::Error::other("upload hashing failed"))?;
             hashes.add(&chunk, prefix_len);
+            if let Some(check) = &mut hashes.parts {
+                check
+                    .feed(&chunk)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            }
             if hashes.seen > limit {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::FileTooLarge,
@@ -169,6 +195,10 @@ pub async fn upload(
             discard.await;
             return Err(ApiError::TooLarge(state.max_transcript as usize));
         }
+        Err(BlobError::Body { source, .. }) if source.kind() == std::io::ErrorKind::InvalidData => {
+            discard.await;
+            return Err(ApiError::BadRequest(source.to_string()));
+        }
         Err(BlobError::Body { source, .. }) => {
             discard.await;
             return Err(ApiError::BadRequest(format!(
@@ -180,14 +210,19 @@ pub async fn upload(
             return Err(ApiError::Unavailable(e.to_string()));
         }
     };
-    let (sha256, prefix, size) = match hashes.lock() {
-        Ok(h) => (
+    let (sha256, prefix, size, check) = match hashes.lock() {
+        Ok(mut h) => (
             format!("{:x}", h.whole.clone().finalize()),
             h.prefix.clone(),
             h.seen,
+            h.parts.take(),
         ),
         Err(_) => return Err(ApiError::Unavailable("upload hashing failed".into())),
     };
+    if let Some(Err(e)) = check.map(PartsCheck::finish) {
+        discard.await;
+        return Err(ApiError::BadRequest(e));
+    }
     if let Ok(redactor) = redactor.lock()
         && !redactor.counts.is_empty()
     {
@@ -220,11 +255,28 @@ pub async fn upload(
     if let Err(e) = state.store.unstage_upload(&staging).await {
         tracing::warn!("could not forget the staged upload {staging}: {e}");
     }
+    // Deleted while it streamed in: what was stored goes too (its deletion may have removed
+    // the blobs before the rename).
+    if was_known || !query.force {
+        if deleted(&state, &id).await? {
+            if let Err(e) = state.blobs.delete(&key).await {
+                tracing::warn!("could not remove {key} of a session deleted meanwhile: {e}");
+            }
+            return Err(gone(&id));
+        }
+    } else {
+        state
+            .store
+            .revive(id.as_str(), workspace.as_str())
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    }
 
     let uploaded = TranscriptUploaded {
         key: key.clone(),
         size,
         sha256: sha256.clone(),
+        parts: parts.filter(|p| !p.is_single()),
     };
     announce(
         &state,
@@ -236,6 +288,22 @@ pub async fn upload(
     Ok((
         StatusCode::CREATED,
         Json(json!({"already_uploaded": false, "key": key, "size": size, "sha256": sha256})),
+    ))
+}
+
+/// Whether session `id` was deleted for good (and has not come back).
+async fn deleted(state: &ApiState, id: &Id) -> Result<bool, ApiError> {
+    Ok(state
+        .store
+        .tombstone(id.as_str())
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .is_some())
+}
+
+fn gone(id: &Id) -> ApiError {
+    ApiError::Gone(format!(
+        "session {id} was deleted for good; upload with ?force=true to store it again"
     ))
 }
 
@@ -271,6 +339,8 @@ struct Hashes {
     whole: Sha256,
     prefix: Option<String>,
     seen: u64,
+    /// The body checked against the files its header names.
+    parts: Option<PartsCheck>,
 }
 
 impl Hashes {
@@ -304,6 +374,7 @@ mod tests {
                 whole: Sha256::new(),
                 prefix: None,
                 seen: 0,
+                parts: None,
             };
             for part in body.chunks(chunk) {
                 h.add(part, Some(stored.len() as u64));
@@ -322,6 +393,7 @@ mod tests {
             whole: Sha256::new(),
             prefix: None,
             seen: 0,
+            parts: None,
         };
         short.add(b"line", Some(18));
         assert_eq!(

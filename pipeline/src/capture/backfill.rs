@@ -14,7 +14,7 @@ use serde_json::json;
 use super::client::{Client, ClientError};
 use super::discover::{Admission, DEFAULT_MAX_UPLOAD, LocalSession, Transcript};
 use crate::events::Event;
-use sessionflow_protocol::sessions::SessionStatus;
+use sessionflow_protocol::sessions::{SessionPage, SessionStatus};
 
 /// How a backfill runs.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct Options {
     pub device_id: String,
     /// What may be read and sent.
     pub admission: Admission,
+    /// Send sessions the server deleted for good again (otherwise they are left out).
+    pub force_deleted: bool,
 }
 
 impl Default for Options {
@@ -39,6 +41,7 @@ impl Default for Options {
             concurrency: 10,
             device_id: device_id(),
             admission: Admission::new(&[], DEFAULT_MAX_UPLOAD),
+            force_deleted: false,
         }
     }
 }
@@ -73,6 +76,8 @@ pub enum Sent {
     Live,
     /// The server already holds it as it is (and has ended it, or not: still live).
     Skipped { ended: bool },
+    /// Not sent: the server deleted it for good (sent again with `force_deleted`).
+    Deleted,
     /// Not sent; the reason.
     Failed(String),
 }
@@ -114,15 +119,20 @@ pub async fn send_all(
 ) -> Result<SendReport, ClientError> {
     progress.sending(sessions.len());
     let ids: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
-    let remote = Arc::new(client.statuses(&ids).await?);
+    let (statuses, deleted) = client.remote(&ids).await?;
+    let (remote, deleted) = (Arc::new(statuses), Arc::new(deleted));
     let mut report = SendReport::default();
     let mut sends = futures::stream::iter(sessions)
         .map(|session| {
             let remote = Arc::clone(&remote);
+            let deleted = deleted.contains(&session.id);
             async move {
-                let outcome = send_one(client, &session, remote.get(&session.id), options)
-                    .await
-                    .unwrap_or_else(Sent::Failed);
+                let outcome = if deleted && !options.force_deleted {
+                    Ok(Sent::Deleted)
+                } else {
+                    send_one(client, &session, remote.get(&session.id), deleted, options).await
+                };
+                let outcome = outcome.unwrap_or_else(Sent::Failed);
                 (session.id, outcome)
             }
         })
@@ -134,10 +144,13 @@ pub async fn send_all(
     Ok(report)
 }
 
+/// Sends what the server lacks of `session` (`deleted`: the server deleted it for good, and it
+/// is sent again: the upload brings it back before its events).
 async fn send_one(
     client: &Client,
     session: &LocalSession,
     remote: Option<&SessionStatus>,
+    deleted: bool,
     options: &Options,
 ) -> Result<Sent, String> {
     let session = &options.admission.admit(&session.main)?;
@@ -159,12 +172,15 @@ async fn send_one(
         });
     }
     let refused = |e: ClientError| e.to_string();
+    if deleted {
+        client.upload(session, true).await.map_err(refused)?;
+    }
     if remote.is_none() {
         let start = start_event(session, &transcript, &options.device_id);
         client.send_events(&[start]).await.map_err(refused)?;
     }
-    if !same_content {
-        client.upload(session).await.map_err(refused)?;
+    if !same_content && !deleted {
+        client.upload(session, false).await.map_err(refused)?;
     }
     if needs_end {
         let end = end_event(session, &transcript, &options.device_id);
@@ -295,6 +311,44 @@ pub struct Followed {
     pub end: WaitEnd,
     pub counts: Processing,
     pub statuses: BTreeMap<String, SessionStatus>,
+}
+
+/// Sessions the server keeps from device `device_id` that are not in `local` (their files are
+/// gone from this machine: Claude Code's cleanup, say), oldest first. None when the key may not
+/// list sessions (an ingest key: a read or admin key may).
+pub async fn kept_on_server_only(
+    client: &Client,
+    device_id: &str,
+    local: &std::collections::BTreeSet<String>,
+) -> Result<Option<Vec<String>>, ClientError> {
+    let mut kept = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!(
+            "/api/sessions?device={}&order=asc&limit=200",
+            super::client::encode(device_id)
+        );
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={}", super::client::encode(cursor)));
+        }
+        let page: SessionPage = match client.get(&path).await {
+            Ok(answer) => serde_json::from_value(answer).map_err(|e| {
+                ClientError::Refused(format!("the server's session list is unreadable: {e}"))
+            })?,
+            Err(ClientError::Refused(e)) if e.contains("HTTP 403") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        kept.extend(
+            page.sessions
+                .into_iter()
+                .map(|row| row.id)
+                .filter(|id| !local.contains(id)),
+        );
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(Some(kept)),
+        }
+    }
 }
 
 /// Polls batch-status for `ids` every `every` until each is parsed, summarized, archived or

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use sessionflow_protocol::ids::Id;
+use sessionflow_protocol::transcripts::{Part, Parts, is_subagent_name};
 use sessionflow_stages::transcript::{ParseOptions, parse_bytes};
 use sha2::{Digest, Sha256};
 
@@ -312,24 +313,42 @@ const TAIL: u64 = 256 * 1024;
 /// starts on a line of its own. `each` sees the body chunk by chunk (at most [`CHUNK`] bytes).
 pub fn stream_body(
     parts: &[PathBuf],
+    each: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let files: Vec<(&Path, Option<u64>)> = parts.iter().map(|p| (p.as_path(), None)).collect();
+    stream_files(&files, each)
+}
+
+/// [`stream_body`] of each file's first `size` bytes (all of it for none): what was measured
+/// is what is sent, however the files grow meanwhile; a file now shorter is an error.
+pub fn stream_files(
+    files: &[(&Path, Option<u64>)],
     mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     use std::io::Read;
     let mut last: Option<u8> = None;
     let mut buf = vec![0u8; CHUNK];
-    for (i, path) in parts.iter().enumerate() {
-        let mut file = std::fs::File::open(path)?;
+    for (i, (path, size)) in files.iter().enumerate() {
+        let mut file = std::fs::File::open(path)?.take(size.unwrap_or(u64::MAX));
         if i > 0 && last.is_some_and(|b| b != b'\n') {
             each(b"\n")?;
             last = Some(b'\n');
         }
+        let mut read = 0u64;
         loop {
             let n = file.read(&mut buf)?;
             if n == 0 {
                 break;
             }
+            read += n as u64;
             last = Some(buf[n - 1]);
             each(&buf[..n])?;
+        }
+        if size.is_some_and(|size| read < size) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{} shrank while it was sent", path.display()),
+            ));
         }
     }
     Ok(())
@@ -341,6 +360,42 @@ impl LocalSession {
         std::iter::once(self.main.clone())
             .chain(self.subagents.iter().cloned())
             .collect()
+    }
+
+    /// The files' names, sizes and lines as they are now: what an upload sends (and names in
+    /// its [`PARTS_HEADER`](sessionflow_protocol::transcripts::PARTS_HEADER)).
+    pub fn measure(&self) -> std::io::Result<Parts> {
+        use std::io::Read;
+        let mut parts = Vec::with_capacity(1 + self.subagents.len());
+        let mut buf = vec![0u8; CHUNK];
+        for path in self.parts() {
+            // Named as Claude Code names them (a file reached through a link may have another
+            // name where it lies).
+            let name = match path.file_name().and_then(|n| n.to_str()) {
+                _ if parts.is_empty() => format!("{}.jsonl", self.id),
+                Some(name) if is_subagent_name(name) => name.to_owned(),
+                _ => format!("agent-{}.jsonl", parts.len()),
+            };
+            let mut file = std::fs::File::open(&path)?;
+            let (mut size, mut lines, mut last) = (0u64, 0u64, None);
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                size += n as u64;
+                lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+                last = Some(buf[n - 1]);
+            }
+            let unterminated = last.is_some_and(|b| b != b'\n');
+            parts.push(Part {
+                name,
+                size,
+                lines: lines + u64::from(unterminated),
+                unterminated,
+            });
+        }
+        Ok(Parts(parts))
     }
 
     /// The whole body in memory, for those who parse it (the offline processors).

@@ -1,7 +1,8 @@
 //! Our two hooks in Claude Code's `settings.json`: added next to every other setting and hook,
 //! idempotently (a second install updates ours in place), and removed alone by uninstall.
 //! Ours are recognised by their command: `… hook session-start` / `… hook session-end` run by a
-//! `sessionflow` binary.
+//! `sessionflow` binary. Also how long Claude Code keeps local transcripts (`cleanupPeriodDays`),
+//! which install reports.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,34 @@ pub const HOOKS: [(&str, &str); 2] = [
     ("SessionStart", "session-start"),
     ("SessionEnd", "session-end"),
 ];
+
+/// Days Claude Code keeps a transcript after its last change when `cleanupPeriodDays` is unset.
+pub const DEFAULT_CLEANUP_DAYS: f64 = 30.0;
+
+/// How long Claude Code keeps local transcripts by these settings: `cleanupPeriodDays`, and
+/// whether it was set (unset: [`DEFAULT_CLEANUP_DAYS`]).
+pub fn cleanup_period_days(settings: &Value) -> (f64, bool) {
+    match settings.get("cleanupPeriodDays").and_then(Value::as_f64) {
+        Some(days) if days >= 0.0 => (days, true),
+        _ => (DEFAULT_CLEANUP_DAYS, false),
+    }
+}
+
+/// What to tell whoever installs the hooks about Claude Code's cleanup and what the server
+/// keeps.
+pub fn cleanup_note(settings: &Value) -> String {
+    let (days, set) = cleanup_period_days(settings);
+    let source = if set {
+        "its cleanupPeriodDays"
+    } else {
+        "cleanupPeriodDays is not set: the default"
+    };
+    format!(
+        "Claude Code deletes local transcripts {days} days after their last change ({source}); \
+         the server keeps every session the hooks send: `sessionflow restore ID` (or --all) \
+         writes them back, and `sessionflow backfill` sends what is here now"
+    )
+}
 
 /// Seconds Claude Code gives each of our hooks.
 const HOOK_TIMEOUT_S: u64 = 15;
@@ -290,5 +319,25 @@ mod tests {
         assert!(install(&mut json!([1]), ours).is_err());
         assert!(install(&mut json!({"hooks": []}), ours).is_err());
         assert!(install(&mut json!({"hooks": {"SessionEnd": {}}}), ours).is_err());
+    }
+}
+
+#[cfg(test)]
+mod cleanup_tests {
+    use super::*;
+
+    #[test]
+    fn the_cleanup_period_is_read_or_defaults_to_thirty_days() {
+        assert_eq!(cleanup_period_days(&json!({})), (30.0, false));
+        assert_eq!(
+            cleanup_period_days(&json!({"cleanupPeriodDays": 7})),
+            (7.0, true)
+        );
+        assert_eq!(
+            cleanup_period_days(&json!({"cleanupPeriodDays": "soon"})),
+            (30.0, false)
+        );
+        assert!(cleanup_note(&json!({"cleanupPeriodDays": 7})).contains("7 days"));
+        assert!(cleanup_note(&json!({})).contains("the default"));
     }
 }

@@ -48,7 +48,7 @@ impl Item {
                         session.id
                     )));
                 }
-                client.upload(&session).await.map(|_| ())
+                client.upload(&session, false).await.map(|_| ())
             }
         }
     }

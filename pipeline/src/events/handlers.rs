@@ -225,7 +225,8 @@ impl Handler for ReparseHandler {
     }
 }
 
-/// Records the transcript the API stored (`transcript.uploaded`, data `{key, size, sha256}`).
+/// Records the transcript the API stored (`transcript.uploaded`, data `{key, size, sha256,
+/// parts}`).
 pub struct TranscriptUploadedHandler {
     runs: Runs,
 }
@@ -253,6 +254,7 @@ impl Handler for TranscriptUploadedHandler {
                 key: &upload.key,
                 size: Some(upload.size),
                 sha256: Some(&upload.sha256),
+                parts: upload.parts.as_ref(),
             };
             let session = event.session_id.as_deref().unwrap_or_default();
             transcript_uploaded(&self.runs, &event.workspace_id, session, transcript)

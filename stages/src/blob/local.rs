@@ -201,9 +201,19 @@ impl BlobStore for LocalBlobs {
         async move {
             let path = self.path(key)?;
             match tokio::fs::remove_file(&path).await.map_err(io(key)) {
-                Ok(()) | Err(BlobError::NotFound { .. }) => Ok(()),
-                Err(e) => Err(e),
+                Ok(()) | Err(BlobError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
             }
+            // Folders the removal left empty go too (a deleted session leaves no folder named
+            // after it); one that is not empty, or the store's root, stays.
+            let mut folder = path.parent();
+            while let Some(dir) = folder.filter(|dir| *dir != self.root) {
+                if tokio::fs::remove_dir(dir).await.is_err() {
+                    break;
+                }
+                folder = dir.parent();
+            }
+            Ok(())
         }
         .boxed()
     }

@@ -1,5 +1,7 @@
 //! backup: the parse result as JSON to `transcripts/{workspace}/{session}/parsed.json`. Best
-//! effort: a failure is logged and the run still completes.
+//! effort: a failure is logged and the run still completes. A session deleted while its run
+//! was under way keeps no backup: written after the deletion removed the session's blobs, it is
+//! removed again.
 
 use std::sync::Arc;
 
@@ -9,8 +11,10 @@ use super::{RunEnd, Stage, Summarized};
 use sessionflow_protocol::ids::Id;
 
 use crate::blob::{BlobStore, parsed_key};
+use crate::store::Store;
 
 pub struct Backup {
+    store: Store,
     blobs: Arc<dyn BlobStore>,
 }
 
@@ -24,8 +28,26 @@ pub struct RunReport {
 }
 
 impl Backup {
-    pub fn new(blobs: Arc<dyn BlobStore>) -> Self {
-        Backup { blobs }
+    pub fn new(store: Store, blobs: Arc<dyn BlobStore>) -> Self {
+        Backup { store, blobs }
+    }
+
+    /// Removes the backup just written under `key` if the session was deleted meanwhile: its
+    /// deletion either saw the backup (and queued it) or committed before this looks.
+    async fn keep_only_if_kept(&self, id: &str, key: &str) -> bool {
+        match self.store.session(id).await {
+            Ok(Some(_)) => true,
+            Ok(None) => {
+                if let Err(e) = self.blobs.delete(key).await {
+                    tracing::warn!(session = %id, "backup of a deleted session not removed: {e}");
+                }
+                false
+            }
+            Err(e) => {
+                tracing::warn!(session = %id, "backup written; cannot tell if the session is still kept: {e}");
+                true
+            }
+        }
     }
 }
 
@@ -60,7 +82,10 @@ impl Stage for Backup {
                 .put(&parsed_key(&workspace, &id), Bytes::from(json))
                 .await
             {
-                Ok(()) => true,
+                Ok(()) => {
+                    self.keep_only_if_kept(id.as_str(), &parsed_key(&workspace, &id))
+                        .await
+                }
                 Err(e) => {
                     tracing::warn!(session = %session.id, "backup skipped: {e}");
                     false

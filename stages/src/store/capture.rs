@@ -2,10 +2,14 @@
 //! write here is the only one of its kind; the lifecycle table decides which states a session
 //! may end from. Whichever of the end and the transcript arrives last reports the session
 //! ready to run — each takes the session's row lock and sees the other's committed change, so
-//! it is reported exactly once.
+//! it is reported exactly once. A deleted session's tombstone keeps these writes from bringing
+//! it back (see [`deletion`](super::deletion)).
 
 use chrono::{DateTime, Utc};
 
+use sessionflow_protocol::transcripts::Parts;
+
+use super::deletion::tombstoned;
 use super::{Lifecycle, Store, StoreError};
 
 /// A session's start, as its `session.start` event tells it.
@@ -33,12 +37,24 @@ pub struct Ended<'a> {
     pub duration_ms: Option<u64>,
 }
 
-/// A transcript the API stored: its key, and its size and hash when known.
+/// A transcript the API stored: its key, its size and hash when known, and its files when it
+/// is more than one.
 #[derive(Debug, Clone, Copy)]
 pub struct Transcript<'a> {
     pub key: &'a str,
     pub size: Option<u64>,
     pub sha256: Option<&'a str>,
+    pub parts: Option<&'a Parts>,
+}
+
+/// Where a session's transcript is kept, and what files it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTranscript {
+    /// Claude Code's project folder, as capture names workspaces.
+    pub workspace_id: String,
+    pub key: Option<String>,
+    /// None: one file, the main transcript.
+    pub parts: Option<Parts>,
 }
 
 /// The states a session may end from.
@@ -55,19 +71,20 @@ impl Store {
     /// its state and gains the fields it lacked.
     /// Its workspace and device must be recorded (the event processor records every event's).
     pub async fn record_start(&self, start: &Started<'_>) -> Result<(), StoreError> {
-        sqlx::query(
+        sqlx::query(concat!(
             "INSERT INTO sessions (id, workspace_id, device_id, lifecycle, started_at, source, \
                  model, git_branch, cwd, cc_version) \
-             VALUES ($1, $2, $3, 'detected', $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (id) DO UPDATE SET \
+             SELECT $1, $2, $3, 'detected', $4, $5, $6, $7, $8, $9 WHERE NOT ",
+            tombstoned!(),
+            " ON CONFLICT (id) DO UPDATE SET \
                  started_at = COALESCE(sessions.started_at, EXCLUDED.started_at), \
                  source = COALESCE(sessions.source, EXCLUDED.source), \
                  model = COALESCE(sessions.model, EXCLUDED.model), \
                  git_branch = COALESCE(sessions.git_branch, EXCLUDED.git_branch), \
                  cwd = COALESCE(sessions.cwd, EXCLUDED.cwd), \
                  cc_version = COALESCE(sessions.cc_version, EXCLUDED.cc_version), \
-                 updated_at = now()",
-        )
+                 updated_at = now()"
+        ))
         .bind(start.id)
         .bind(start.workspace_id)
         .bind(start.device_id)
@@ -92,19 +109,20 @@ impl Store {
                 .bind(end.id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let (lifecycle, key): (String, Option<String>) = sqlx::query_as(
+        let ended: Option<(String, Option<String>)> = sqlx::query_as(concat!(
             "INSERT INTO sessions (id, workspace_id, device_id, lifecycle, ended_at, \
                  end_reason, duration_ms) \
-             VALUES ($1, $2, $3, 'ended', $4, $5, $6) \
-             ON CONFLICT (id) DO UPDATE SET \
+             SELECT $1, $2, $3, 'ended', $4, $5, $6 WHERE NOT ",
+            tombstoned!(),
+            " ON CONFLICT (id) DO UPDATE SET \
                  lifecycle = CASE WHEN sessions.lifecycle = ANY($7) \
                                   THEN 'ended' ELSE sessions.lifecycle END, \
                  ended_at = COALESCE(sessions.ended_at, EXCLUDED.ended_at), \
                  end_reason = COALESCE(sessions.end_reason, EXCLUDED.end_reason), \
                  duration_ms = COALESCE(sessions.duration_ms, EXCLUDED.duration_ms), \
                  updated_at = now() \
-             RETURNING lifecycle, transcript_key",
-        )
+             RETURNING lifecycle, transcript_key"
+        ))
         .bind(end.id)
         .bind(end.workspace_id)
         .bind(end.device_id)
@@ -112,9 +130,13 @@ impl Store {
         .bind(end.reason)
         .bind(end.duration_ms.map(|d| d as i64))
         .bind(may_end())
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
+        // Deleted for good: the end of a session no one holds any more.
+        let Some((lifecycle, key)) = ended else {
+            return Ok(false);
+        };
         let ended_now = before.is_none_or(|b| may_end().contains(&b.as_str()));
         Ok(ended_now && lifecycle == Lifecycle::Ended.as_str() && key.is_some())
     }
@@ -156,23 +178,30 @@ impl Store {
                 .bind(session_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let (lifecycle, parse_status): (String, String) = sqlx::query_as(
+        let recorded: Option<(String, String)> = sqlx::query_as(concat!(
             "INSERT INTO sessions (id, workspace_id, transcript_key, transcript_size, \
-                 transcript_sha256) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO UPDATE SET transcript_key = EXCLUDED.transcript_key, \
+                 transcript_sha256, transcript_parts) \
+             SELECT $1, $2, $3, $4, $5, $6 WHERE NOT ",
+            tombstoned!(),
+            " ON CONFLICT (id) DO UPDATE SET transcript_key = EXCLUDED.transcript_key, \
                  transcript_size = EXCLUDED.transcript_size, \
-                 transcript_sha256 = EXCLUDED.transcript_sha256, updated_at = now() \
-             RETURNING lifecycle, parse_status",
-        )
+                 transcript_sha256 = EXCLUDED.transcript_sha256, \
+                 transcript_parts = EXCLUDED.transcript_parts, updated_at = now() \
+             RETURNING lifecycle, parse_status"
+        ))
         .bind(session_id)
         .bind(workspace_id)
         .bind(transcript.key)
         .bind(transcript.size.map(|s| s as i64))
         .bind(transcript.sha256)
-        .fetch_one(&mut *tx)
+        .bind(transcript.parts.map(sqlx::types::Json))
+        .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
+        // Deleted for good: the API removes what it stored.
+        let Some((lifecycle, parse_status)) = recorded else {
+            return Ok(false);
+        };
         let first_transcript = matches!(before, None | Some(None));
         Ok(first_transcript && lifecycle == Lifecycle::Ended.as_str() && parse_status == "pending")
     }
@@ -208,6 +237,39 @@ impl Store {
         )
         .bind(older_than.as_millis() as f64)
         .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Where session `id`'s transcript is kept: its workspace, blob key (none before its
+    /// upload) and files (none: one file). None when there is no such session.
+    pub async fn stored_transcript(
+        &self,
+        id: &str,
+    ) -> Result<Option<StoredTranscript>, StoreError> {
+        let row: Option<(String, Option<String>, Option<sqlx::types::Json<Parts>>)> =
+            sqlx::query_as(
+                "SELECT workspace_id, transcript_key, transcript_parts FROM sessions WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(workspace_id, key, parts)| StoredTranscript {
+            workspace_id,
+            key,
+            parts: parts.map(|p| p.0),
+        }))
+    }
+
+    /// Every session with a stored transcript and when it started (else when it was first
+    /// recorded), oldest first.
+    pub async fn sessions_with_transcripts(
+        &self,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, coalesce(started_at, created_at) FROM sessions \
+             WHERE transcript_key IS NOT NULL ORDER BY 2, 1",
+        )
         .fetch_all(&self.pool)
         .await?)
     }

@@ -5,6 +5,7 @@
 //! workers can race on a session and exactly one wins; see [`lifecycle`].
 
 mod capture;
+pub mod deletion;
 pub mod keys;
 pub mod lifecycle;
 pub mod locate;
@@ -15,8 +16,9 @@ use sqlx::migrate::{MigrateDatabase, MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row};
 
-pub use capture::{Ended, Started, Transcript};
+pub use capture::{Ended, Started, StoredTranscript, Transcript};
 pub use claims::{Recovered, SILENT_AFTER};
+pub use deletion::{DELETED_EVENT, Deleted, Tombstone};
 pub use keys::{Principal, random_secret};
 pub use lifecycle::{Lifecycle, ParseStatus, UnknownState};
 pub use persist::{PERSIST_GROUP_ROWS, PersistOutcome};
