@@ -38,6 +38,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         [
             "_sqlx_migrations",
             "api_keys",
+            "blob_deletions",
             "content_blocks",
             "devices",
             "events",
