@@ -191,28 +191,12 @@ pub enum ReportSource {
 
 impl Reports {
     pub async fn open(&self) -> anyhow::Result<ReportSource> {
-        match self.server.as_deref().filter(|s| !s.is_empty()) {
-            Some(server) => {
-                let key = self.api_key.required()?;
-                Ok(ReportSource::Api(
-                    Client::new(server, &key, Patience::REPORT).map_err(anyhow::Error::msg)?,
-                ))
+        Ok(match self.open_archive().await? {
+            Archive::Api(client) => ReportSource::Api(client),
+            Archive::Local { store, blobs } => {
+                ReportSource::Database(Processors::standard(store.pool().clone(), blobs))
             }
-            None => {
-                let store = self.database.open().await?;
-                let blob = self
-                    .blob
-                    .clone()
-                    .unwrap_or_else(crate::service::default_blob_dir);
-                let blobs = blob::open(&blob)
-                    .await
-                    .with_context(|| format!("cannot open the blob store {blob}"))?;
-                Ok(ReportSource::Database(Processors::standard(
-                    store.pool().clone(),
-                    Arc::from(blobs),
-                )))
-            }
-        }
+        })
     }
 }
 

@@ -333,7 +333,7 @@ async fn retention_deletes_sessions_past_its_period_while_the_daemon_runs() {
                 .await
                 .unwrap()
                 .status()
-                == 404
+                == 410
         }
     };
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -271,7 +271,7 @@ async fn a_deleted_session_is_gone_everywhere_and_comes_back_only_when_forced(po
     assert_eq!(status, 410, "{body}");
     assert!(body["error"].as_str().unwrap().contains("was deleted at"));
     let (status, _) = json_call(reqwest::Method::GET, &url, "/api/sessions/s1", KEY).await;
-    assert_eq!(status, 404);
+    assert_eq!(status, 410);
     let (status, body) = json_call(
         reqwest::Method::GET,
         &url,
@@ -316,7 +316,7 @@ async fn a_deleted_session_is_gone_everywhere_and_comes_back_only_when_forced(po
     )
     .await;
     let (status, _) = json_call(reqwest::Method::GET, &url, "/api/sessions/s1", KEY).await;
-    assert_eq!(status, 404, "a late start does not make the session again");
+    assert_eq!(status, 410, "a late start does not make the session again");
     let (status, _, body) = call(
         reqwest::Method::POST,
         &url,

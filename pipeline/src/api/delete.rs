@@ -14,8 +14,8 @@ use sessionflow_protocol::keys::Role;
 use sessionflow_protocol::sessions::DeletedSession;
 use sessionflow_stages::store::Principal;
 
-use super::ApiState;
 use super::error::{ApiError, ErrorBody};
+use super::{ApiState, missing};
 
 /// Who a deletion is recorded as made by.
 fn who(principal: &Principal) -> String {
@@ -73,19 +73,6 @@ pub async fn delete(
             deleted_at: deleted.deleted_at,
             messages: deleted.messages,
         })),
-        None => match state.store.tombstone(&id).await.map_err(unavailable)? {
-            Some(tombstone)
-                if tombstone
-                    .workspace_id
-                    .as_deref()
-                    .is_some_and(|w| principal.covers(w)) =>
-            {
-                Err(ApiError::Gone(format!(
-                    "session {id} was deleted at {}",
-                    tombstone.deleted_at.to_rfc3339()
-                )))
-            }
-            _ => Err(ApiError::NotFound(format!("session {id} not found"))),
-        },
+        None => Err(missing(&state, &principal, &id).await),
     }
 }

@@ -226,6 +226,26 @@ async fn announce(
     }
 }
 
+/// Why session `id` cannot be found: deleted for good (410, when the caller's key covers the
+/// workspace it was in), or not found (404) — the same answer as for an id never seen.
+async fn missing(state: &ApiState, principal: &Principal, id: &str) -> ApiError {
+    match state.store.tombstone(id).await {
+        Ok(Some(tombstone))
+            if tombstone
+                .workspace_id
+                .as_deref()
+                .is_some_and(|w| principal.covers(w)) =>
+        {
+            ApiError::Gone(format!(
+                "session {id} was deleted at {}",
+                tombstone.deleted_at.to_rfc3339()
+            ))
+        }
+        Ok(_) => ApiError::NotFound(format!("session {id} not found")),
+        Err(e) => ApiError::Unavailable(e.to_string()),
+    }
+}
+
 /// The system's health as this API sees it (its database, and its stream when it has one).
 async fn health(state: &ApiState) -> sessionflow_protocol::health::HealthReport {
     let stream = match &state.ingest {

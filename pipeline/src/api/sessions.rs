@@ -16,7 +16,7 @@ use sessionflow_protocol::sessions::{
 };
 
 use super::error::{ApiError, ErrorBody, json_body};
-use super::{ApiState, MAX_JSON_BODY, announce};
+use super::{ApiState, MAX_JSON_BODY, announce, missing};
 use sessionflow_stages::store::{Lifecycle, Principal, StoreError};
 
 /// A session's status row, as batch-status reads it.
@@ -120,6 +120,7 @@ const INTERNAL_COLUMNS: [&str; 4] = ["claim", "enqueued_at", "enqueued_by", "tra
     responses(
         (status = 200, description = "The session", body = Session),
         (status = 404, description = "No such session", body = ErrorBody),
+        (status = 410, description = "Deleted for good", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 503, description = "The database or Redis cannot be reached", body = ErrorBody),
     ),
@@ -143,7 +144,7 @@ pub async fn session(
             .as_str()
             .is_some_and(|w| principal.covers(w))
     }) else {
-        return Err(ApiError::NotFound(format!("session {id} not found")));
+        return Err(missing(&state, &principal, &id).await);
     };
     for internal in INTERNAL_COLUMNS {
         row.remove(internal);

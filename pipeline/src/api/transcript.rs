@@ -13,8 +13,8 @@ use sessionflow_protocol::transcripts::{PARTS_HEADER, WORKSPACE_HEADER};
 use sessionflow_stages::blob::BlobError;
 use sessionflow_stages::store::{Principal, StoredTranscript};
 
-use super::ApiState;
 use super::error::{ApiError, ErrorBody};
+use super::{ApiState, missing};
 
 /// The session's stored transcript: the main transcript, then its subagent files.
 #[utoipa::path(
@@ -49,24 +49,7 @@ pub async fn transcript(
         parts,
     }) = stored.filter(|s| principal.covers(&s.workspace_id))
     else {
-        let tombstone = state
-            .store
-            .tombstone(&id)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        return Err(match tombstone {
-            Some(t)
-                if t.workspace_id
-                    .as_deref()
-                    .is_some_and(|w| principal.covers(w)) =>
-            {
-                ApiError::Gone(format!(
-                    "session {id} was deleted at {}",
-                    t.deleted_at.to_rfc3339()
-                ))
-            }
-            _ => ApiError::NotFound(format!("session {id} not found")),
-        });
+        return Err(missing(&state, &principal, &id).await);
     };
     let key = key.ok_or_else(|| ApiError::NotFound(format!("session {id} has no transcript")))?;
     let bytes = state.blobs.get(&key).await.map_err(|e| match e {
