@@ -16,6 +16,8 @@ sessions=${SESSIONS:-$([ -n "${QUICK:-}" ] && echo 40 || echo 16000)}
 port=18083
 key=bench-search
 corpus=target/bench-search-$sessions
+# Quick runs (CI) keep to databases of their own: a full run's stay for a look afterwards.
+suffix=$([ -n "${QUICK:-}" ] && echo _quick || true)
 
 cargo build --release --locked --quiet || exit 1
 bin=$CARGO_TARGET_DIR/release/sessionflow
@@ -32,12 +34,12 @@ sql() { psql -qtAX -h 127.0.0.1 -U postgres -d "$1" -c "$2"; }
 # ingest NAME INTERVALS: a fresh database, a daemon, the backfill (which waits until every
 # session is processed); leaves the daemon running.
 ingest() {
-  local database=sessionflow_bench_search_$1
+  local database=sessionflow_bench_search_$1$suffix
   [ -n "$daemon" ] && { kill $daemon; wait $daemon 2>/dev/null; }
   sql postgres "DROP DATABASE IF EXISTS $database WITH (FORCE)"
-  rm -rf "target/bench-search-blobs"
+  rm -rf "target/bench-search-blobs$suffix"
   DATABASE_URL=postgres://postgres@127.0.0.1/$database SESSIONFLOW_API_KEY=$key \
-    SESSIONFLOW_LISTEN=127.0.0.1:$port SESSIONFLOW_BLOB=target/bench-search-blobs \
+    SESSIONFLOW_LISTEN=127.0.0.1:$port SESSIONFLOW_BLOB=target/bench-search-blobs$suffix \
     SESSIONFLOW_PROCESSOR_INTERVALS=$2 REDIS_URL= "$bin" daemon 2>/dev/null &
   daemon=$!
   for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
@@ -51,7 +53,7 @@ ingest() {
 
 ingest without_search search=24h
 ingest with_search ""
-database=sessionflow_bench_search_with_search
+database=sessionflow_bench_search_with_search$suffix
 start=$(date +%s.%N)
 total=$(sql "$database" "SELECT count(*) FROM sessions WHERE lifecycle = 'summarized'")
 searchable() { sql "$database" "SELECT count(*) FROM processor_state WHERE processor_name = 'search' AND processed_at IS NOT NULL"; }
@@ -114,8 +116,9 @@ for name in ('first pass', 'second pass'):
             hits = len(json.load(r)['hits'])
         times.append((time.perf_counter() - start, q, hits))
     ms = sorted(t * 1000 for t, _, _ in times)
+    slowest5 = ', '.join(f"{t * 1000:.0f} ms {q!r}" for t, q, _ in sorted(times, reverse=True)[:5])
     slowest = max(times)
     print(f"100 searches through the API, {name}: p50 {ms[49]:.1f} ms, p95 {ms[94]:.1f} ms, "
           f"max {ms[99]:.1f} ms ({slowest[1]!r}, {slowest[2]} hits); "
-          f"{sum(1 for t in times if t[2] == 0)} found nothing")
+          f"{sum(1 for t in times if t[2] == 0)} found nothing; slowest: {slowest5}")
 PY
