@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Backfill of SESSIONS (default 2 000) generated sessions (~440 MB) into a local release daemon
 # on a fresh database: wall time, sessions/s, and how the time splits between sending and
-# waiting for the server's pipeline (printed by backfill itself). QUICK=1: 60 sessions (CI: it
-# must still work).
+# waiting for the server's pipeline (printed by backfill itself). BIN picks another sessionflow
+# binary (to compare builds in one sitting). QUICK=1: 60 sessions (CI: it must still work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh >/dev/null
@@ -13,8 +13,11 @@ port=18082
 key=bench-backfill
 corpus=target/bench-backfill-$sessions
 
-cargo build --release --locked --quiet
-bin=$CARGO_TARGET_DIR/release/sessionflow
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --locked --quiet
+  BIN=$CARGO_TARGET_DIR/release/sessionflow
+fi
+bin=$BIN
 if [ ! -d "$corpus/projects" ]; then
   "$bin" gen-corpus --sessions "$sessions" --seed 5 --out "$corpus/projects"
   find "$corpus/projects" -type f -exec touch -d '1 hour ago' {} +

@@ -76,6 +76,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         max_runs: 3,
         stream: sessionflow_pipeline::consumer::STREAM.to_owned(),
         claim_idle: Duration::from_secs(60),
+        event_batch: sessionflow_pipeline::consumer::DEFAULT_BATCH,
         processor_intervals: Default::default(),
         limits: Default::default(),
         redact: sessionflow_stages::redact::Mode::Rows,

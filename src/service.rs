@@ -68,6 +68,9 @@ pub struct Args {
     /// (entries of a consumer whose worker went silent are taken at once).
     #[arg(long, env = "SESSIONFLOW_CLAIM_IDLE", default_value = "60s", value_parser = crate::options::parse_duration)]
     claim_idle: Duration,
+    /// Stream entries a worker reads, records and handles as one batch at most.
+    #[arg(long, env = "SESSIONFLOW_EVENT_BATCH", default_value_t = sessionflow_pipeline::consumer::DEFAULT_BATCH)]
+    event_batch: u64,
     /// Secrets in transcripts: `rows` takes them out of everything stored and sent (rows,
     /// search, summaries, answers; the uploaded transcript is kept as it came), `all` out of
     /// the stored transcript too (as it arrives), `off` keeps them.
@@ -189,6 +192,7 @@ pub fn run(mode: Mode, args: Args) -> anyhow::Result<ExitCode> {
             max_runs: args.max_runs,
             stream: args.stream,
             claim_idle: args.claim_idle,
+            event_batch: args.event_batch,
             processor_intervals: args.processor_intervals.0,
             redact: match args.redact {
                 Redact::Rows => redact::Mode::Rows,

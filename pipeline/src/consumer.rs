@@ -4,10 +4,12 @@
 //! At start and every 30 s while it runs it re-claims what other consumers left: entries idle
 //! for over a minute (XAUTOCLAIM, following the cursor), and at once every entry pending on a
 //! consumer whose worker's heartbeat went silent; a silent consumer that owns nothing is removed
-//! from the group. Between re-claims it reads with XREADGROUP COUNT 10 BLOCK 5000. The stream is
-//! a signal: the API recorded each event in Postgres before adding it, and workers handle what
-//! the stream never brought (see `EventProcessor::handle_unhandled`). An entry is acked only
-//! after its Postgres work committed. A failing entry stays pending
+//! from the group. Between re-claims it reads up to 200 entries at a time (XREADGROUP COUNT 200
+//! BLOCK 5000; `SESSIONFLOW_EVENT_BATCH`) and records and handles them as one batch
+//! (`EventProcessor::process_batch`). The stream is a signal: the API recorded each event in
+//! Postgres before adding it, and workers handle what the stream never brought (see
+//! `EventProcessor::handle_unhandled`). An entry is acked only after its Postgres work
+//! committed, the batch's together. A failing entry stays pending
 //! and is retried; its delivery count comes from Redis (XPENDING), so it survives restarts, and
 //! at the third failure the entry is copied to `sessionflow:events:dead` with its error and acked.
 //! Redis or Postgres being away is logged and waited out: the loop never ends the process.
@@ -28,6 +30,8 @@ pub const STREAM: &str = "sessionflow:events";
 pub const GROUP: &str = "sessionflow-workers";
 /// The field of a stream entry that holds the event envelope as JSON.
 pub const FIELD: &str = "event";
+/// Entries read (and recorded as one batch) at once, unless configured otherwise.
+pub const DEFAULT_BATCH: u64 = 200;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -40,6 +44,7 @@ pub struct ConsumerConfig {
     /// How often idle entries and silent consumers' entries are re-claimed.
     pub reclaim_every: Duration,
     pub block: Duration,
+    /// Entries read, recorded and handled as one batch at most.
     pub count: u64,
     /// Deliveries after which a failing entry goes to the dead-letter stream.
     pub max_deliveries: u64,
@@ -57,7 +62,7 @@ impl Default for ConsumerConfig {
             claim_idle: Duration::from_secs(60),
             reclaim_every: Duration::from_secs(30),
             block: Duration::from_secs(5),
-            count: 10,
+            count: DEFAULT_BATCH,
             max_deliveries: 3,
             retry_after: Duration::from_secs(1),
             stats_every: Duration::from_secs(60),
@@ -388,49 +393,88 @@ impl EventConsumer {
         self.handle_all(entries, retry).await
     }
 
+    /// Records and handles `entries` as one batch ([`EventProcessor::process_batch`]), then
+    /// acks together those whose work committed; each failure is settled alone.
     async fn handle_all(&self, entries: Vec<Entry>, retry: &mut Retries) -> Result<(), RedisError> {
-        for (id, fields) in entries {
-            self.handle(id, fields, retry).await?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut events = Vec::with_capacity(entries.len());
+        let mut outcomes: Vec<Option<Result<(), Failure>>> = Vec::with_capacity(entries.len());
+        for (_, fields) in &entries {
+            match fields
+                .get(FIELD)
+                .map(|json| serde_json::from_str::<Event>(json))
+            {
+                None => outcomes.push(Some(Err(Failure::Permanent(format!(
+                    "entry has no `{FIELD}` field"
+                ))))),
+                Some(Err(e)) => outcomes.push(Some(Err(Failure::Permanent(format!(
+                    "not an event envelope: {e}"
+                ))))),
+                Some(Ok(event)) => {
+                    events.push(event);
+                    outcomes.push(None);
+                }
+            }
+        }
+        let mut processed = self
+            .processor
+            .process_batch(&events)
+            .await
+            .into_iter()
+            .zip(events);
+        let mut acks = Vec::with_capacity(entries.len());
+        for ((id, fields), outcome) in entries.into_iter().zip(outcomes) {
+            let outcome = match outcome {
+                Some(failure) => failure,
+                // Handled here, before, or by a live worker holding it: the entry has done its
+                // part.
+                None => match processed.next() {
+                    Some((Ok(_), _)) => Ok(()),
+                    Some((Err(ProcessError::Invalid(e)), _)) => {
+                        Err(Failure::Permanent(e.to_string()))
+                    }
+                    Some((Err(e @ ProcessError::Database { .. }), _)) => {
+                        Err(Failure::Outage(e.to_string()))
+                    }
+                    Some((Err(e), event)) => Err(Failure::Transient(event.id, e.to_string())),
+                    None => Err(Failure::Outage("the batch lost an event".into())),
+                },
+            };
+            match outcome {
+                Ok(()) => acks.push(id),
+                Err(failure) => self.settle(id, fields, failure, retry).await?,
+            }
+        }
+        if !acks.is_empty() {
+            let _: i64 = self
+                .client
+                .xack(&self.config.stream, &self.config.group, acks)
+                .await?;
         }
         Ok(())
     }
 
-    async fn handle(
+    /// What becomes of an entry that failed: kept for another try from memory (the database was
+    /// away), dead-lettered (malformed, or failing for the last time), or claimed again later.
+    async fn settle(
         &self,
         id: String,
         fields: HashMap<String, String>,
+        failure: Failure,
         retry: &mut Retries,
     ) -> Result<(), RedisError> {
-        let outcome = match fields
-            .get(FIELD)
-            .map(|json| serde_json::from_str::<Event>(json))
-        {
-            None => Err(Failure::Permanent(format!("entry has no `{FIELD}` field"))),
-            Some(Err(e)) => Err(Failure::Permanent(format!("not an event envelope: {e}"))),
-            // Handled here, before, or by a live worker holding it: the entry has done its part.
-            Some(Ok(event)) => match self.processor.process(&event).await {
-                Ok(_) => Ok(()),
-                Err(ProcessError::Invalid(e)) => Err(Failure::Permanent(e.to_string())),
-                Err(e @ ProcessError::Database { .. }) => Err(Failure::Outage(e.to_string())),
-                Err(e) => Err(Failure::Transient(event.id, e.to_string())),
-            },
-        };
-        match outcome {
-            Ok(()) => {
-                let _: i64 = self
-                    .client
-                    .xack(&self.config.stream, &self.config.group, &id)
-                    .await?;
-            }
-            Err(Failure::Outage(error)) => {
+        match failure {
+            Failure::Outage(error) => {
                 tracing::warn!(entry = %id, "database unavailable, will retry: {error}");
                 retry.stalled.push((id, fields));
             }
-            Err(Failure::Permanent(error)) => {
+            Failure::Permanent(error) => {
                 self.dead_letter(&id, &id, fields.get(FIELD), &error, 1)
                     .await?;
             }
-            Err(Failure::Transient(event_id, error)) => {
+            Failure::Transient(event_id, error) => {
                 let deliveries = self.deliveries(&id).await?;
                 if deliveries >= self.config.max_deliveries {
                     self.dead_letter(&id, &event_id, fields.get(FIELD), &error, deliveries)

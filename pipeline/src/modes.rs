@@ -62,6 +62,8 @@ pub struct Settings {
     pub stream: String,
     /// Stream entries left idle this long by another consumer are taken over (60 s).
     pub claim_idle: Duration,
+    /// Stream entries read and recorded as one batch at most (`SESSIONFLOW_EVENT_BATCH`, 200).
+    pub event_batch: u64,
     /// Session processors' intervals by name, over their defaults.
     pub processor_intervals: std::collections::HashMap<String, Duration>,
     /// How the API guards itself.
@@ -299,6 +301,7 @@ impl Worker {
             stream: settings.stream.clone(),
             consumer: name.to_owned(),
             claim_idle: settings.claim_idle,
+            count: settings.event_batch.max(1),
             ..ConsumerConfig::default()
         };
         let name = name.to_owned();

@@ -322,3 +322,168 @@ async fn a_failed_handler_keeps_the_event_and_runs_again_on_redelivery(pool: PgP
     );
     assert_eq!(processor.process(&e).await.unwrap(), Processed::Duplicate);
 }
+
+/// Fails the events of session `bad`; records the order it saw the others in.
+struct FailsOne {
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl Handler for FailsOne {
+    fn handle<'a>(
+        &'a self,
+        event: &'a Event,
+        _: &'a Payload,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        async move {
+            if event.session_id.as_deref() == Some("bad") {
+                return Err(HandlerError("this one is broken".into()));
+            }
+            self.seen.lock().unwrap().push(event.id.clone());
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn a_batch_records_every_event_once_and_a_failure_stays_its_own(pool: PgPool) {
+    let registry = HandlerRegistry::new().register(
+        "tool.used",
+        FailsOne {
+            seen: Default::default(),
+        },
+    );
+    let processor = EventProcessor::new(pool.clone(), registry, "test-worker");
+    let batch: Vec<Event> = ["a", "bad", "b", "c"]
+        .iter()
+        .map(|s| event("tool.used", s, json!({})))
+        .chain([event("note.kept", "d", json!({}))])
+        .collect();
+    let mut with_copies = batch.clone();
+    with_copies.push(batch[0].clone());
+    let outcomes = processor.process_batch(&with_copies).await;
+    assert_eq!(outcomes.len(), 6);
+    assert_eq!(outcomes[0].as_ref().unwrap(), &Processed::Handled);
+    assert!(
+        matches!(&outcomes[1], Err(ProcessError::Handler { error, .. }) if error == "this one is broken"),
+        "{:?}",
+        outcomes[1]
+    );
+    assert_eq!(outcomes[2].as_ref().unwrap(), &Processed::Handled);
+    assert_eq!(outcomes[3].as_ref().unwrap(), &Processed::Handled);
+    assert_eq!(outcomes[4].as_ref().unwrap(), &Processed::Stored);
+    assert_eq!(
+        outcomes[5].as_ref().unwrap(),
+        &Processed::Duplicate,
+        "a copy in the same batch"
+    );
+    let rows: Vec<(String, bool, Option<String>)> =
+        sqlx::query_as("SELECT id, handled_at IS NOT NULL, handler_error FROM events ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 5, "each event recorded once");
+    for (id, handled, error) in rows {
+        if id == batch[1].id {
+            assert_eq!(
+                (handled, error.as_deref()),
+                (false, Some("this one is broken"))
+            );
+        } else {
+            assert_eq!((handled, error), (true, None), "{id}");
+        }
+    }
+    // Again: the handled ones are duplicates, the failed one runs again (and fails again).
+    let again = processor.process_batch(&batch).await;
+    assert_eq!(again[0].as_ref().unwrap(), &Processed::Duplicate);
+    assert!(again[1].is_err());
+    assert_eq!(again[4].as_ref().unwrap(), &Processed::Duplicate);
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn starts_go_together_and_each_session_keeps_its_order(pool: PgPool) {
+    let w = world(pool.clone());
+    // s1 ends before it starts in this batch: its start must not jump ahead of its end.
+    let mut batch: Vec<Event> = (0..50).map(|i| start(&format!("s{i:02}"))).collect();
+    batch.insert(0, end("s01"));
+    batch.push(start("s02"));
+    let outcomes = w.processor.process_batch(&batch).await;
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Ok(Processed::Handled))),
+        "{outcomes:?}"
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM sessions").await, 50);
+    let (lifecycle, cwd): (String, Option<String>) =
+        sqlx::query_as("SELECT lifecycle, cwd FROM sessions WHERE id = 's01'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (lifecycle.as_str(), cwd.as_deref()),
+        ("ended", Some("/src/app")),
+        "ended by its end, filled in by its start"
+    );
+    let (source, branch): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT source, git_branch FROM sessions WHERE id = 's33'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (source.as_deref(), branch.as_deref()),
+        (Some("startup"), Some("main"))
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM events WHERE handled_at IS NULL"
+        )
+        .await,
+        0
+    );
+}
+
+/// A session.start handler whose batch statement always fails: each start then goes alone.
+struct NoBatches(Store);
+
+impl Handler for NoBatches {
+    fn handle<'a>(
+        &'a self,
+        event: &'a Event,
+        _: &'a Payload,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        async move {
+            let id = event.session_id.as_deref().unwrap_or_default();
+            self.0
+                .create_session(&sessionflow_stages::store::NewSession {
+                    id,
+                    workspace_id: "w1",
+                    ..Default::default()
+                })
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn handle_many<'a>(
+        &'a self,
+        _: &'a [(&'a Event, &'a Payload)],
+    ) -> Option<BoxFuture<'a, Result<(), HandlerError>>> {
+        Some(async { Err(HandlerError("the batch statement failed".into())) }.boxed())
+    }
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn starts_that_fail_together_are_handled_one_by_one(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    store.ensure_workspace("w1").await.unwrap();
+    let registry = HandlerRegistry::new().register("session.start", NoBatches(store));
+    let processor = EventProcessor::new(pool.clone(), registry, "test-worker");
+    let batch: Vec<Event> = (0..5).map(|i| start(&format!("s{i}"))).collect();
+    let outcomes = processor.process_batch(&batch).await;
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Ok(Processed::Handled))),
+        "{outcomes:?}"
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM sessions").await, 5);
+}

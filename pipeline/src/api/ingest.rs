@@ -135,8 +135,9 @@ pub async fn ingest(
     let (mut accepted, mut duplicates) = (0, 0);
     match &state.ingest {
         Ingest::Embedded(processor) => {
-            for event in &request.events {
-                match processor.process(event).await {
+            // One batch: recorded in one transaction, handled in order.
+            for outcome in processor.process_batch(&request.events).await {
+                match outcome {
                     Ok(Processed::Duplicate) => duplicates += 1,
                     Ok(_) => accepted += 1,
                     // Recorded; the handler's failure is logged and the event kept.

@@ -39,6 +39,15 @@ pub trait Handler: Send + Sync {
         event: &'a Event,
         payload: &'a Payload,
     ) -> BoxFuture<'a, Result<(), HandlerError>>;
+
+    /// Acts on many events of its type at once (each of a different session), all or none;
+    /// `None` when it cannot, and each is handled alone.
+    fn handle_many<'a>(
+        &'a self,
+        _events: &'a [(&'a Event, &'a Payload)],
+    ) -> Option<BoxFuture<'a, Result<(), HandlerError>>> {
+        None
+    }
 }
 
 /// Event type → handler.
@@ -125,6 +134,24 @@ impl SessionStartHandler {
     }
 }
 
+/// What a `session.start` event tells of its session.
+fn started<'a>(event: &'a Event, payload: &'a Payload) -> Result<Started<'a>, HandlerError> {
+    let Payload::SessionStart(start) = payload else {
+        return Err(HandlerError(format!("{} is not a session.start", event.id)));
+    };
+    Ok(Started {
+        id: event.session_id.as_deref().unwrap_or_default(),
+        workspace_id: &event.workspace_id,
+        device_id: &event.device_id,
+        at: Some(event.timestamp),
+        source: Some(start.source.as_str()),
+        model: start.model.as_deref(),
+        git_branch: start.git_branch.as_deref(),
+        cwd: start.cwd.as_deref(),
+        cc_version: start.cc_version.as_deref(),
+    })
+}
+
 impl Handler for SessionStartHandler {
     fn handle<'a>(
         &'a self,
@@ -132,26 +159,27 @@ impl Handler for SessionStartHandler {
         payload: &'a Payload,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         async move {
-            let Payload::SessionStart(start) = payload else {
-                return Err(HandlerError(format!("{} is not a session.start", event.id)));
-            };
-            let source = serde_json::to_value(start.source)?;
-            self.store
-                .record_start(&Started {
-                    id: event.session_id.as_deref().unwrap_or_default(),
-                    workspace_id: &event.workspace_id,
-                    device_id: &event.device_id,
-                    at: Some(event.timestamp),
-                    source: source.as_str(),
-                    model: start.model.as_deref(),
-                    git_branch: start.git_branch.as_deref(),
-                    cwd: start.cwd.as_deref(),
-                    cc_version: start.cc_version.as_deref(),
-                })
-                .await?;
+            self.store.record_start(&started(event, payload)?).await?;
             Ok(())
         }
         .boxed()
+    }
+
+    fn handle_many<'a>(
+        &'a self,
+        events: &'a [(&'a Event, &'a Payload)],
+    ) -> Option<BoxFuture<'a, Result<(), HandlerError>>> {
+        Some(
+            async move {
+                let starts = events
+                    .iter()
+                    .map(|(event, payload)| started(event, payload))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.store.record_starts(&starts).await?;
+                Ok(())
+            }
+            .boxed(),
+        )
     }
 }
 

@@ -13,6 +13,7 @@
 //! hears of it: an event answered 202 is kept even if Redis loses it, and any worker's
 //! [`EventProcessor::handle_unhandled`] sweep handles what waited too long.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::time::Duration;
@@ -20,7 +21,7 @@ use std::time::Duration;
 use sessionflow_stages::store::SILENT_AFTER;
 use sqlx::PgPool;
 
-use super::envelope::{Event, InvalidEvent};
+use super::envelope::{Event, InvalidEvent, Payload};
 use super::handlers::HandlerRegistry;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +40,8 @@ pub enum Processed {
 pub enum ProcessError {
     #[error(transparent)]
     Invalid(#[from] InvalidEvent),
-    #[error("event {id}: database error: {source}")]
-    Database { id: String, source: sqlx::Error },
+    #[error("event {id}: database error: {error}")]
+    Database { id: String, error: String },
     #[error("event {id} ({kind}): handler failed: {error}")]
     Handler {
         id: String,
@@ -87,125 +88,340 @@ impl EventProcessor {
         &self.pool
     }
 
+    /// Records and handles one event ([`process_batch`](Self::process_batch) of one).
     pub async fn process(&self, event: &Event) -> Result<Processed, ProcessError> {
-        let outcome = self.process_inner(event).await;
-        let counter = match &outcome {
-            Ok(Processed::Duplicate | Processed::Elsewhere) => &self.stats.duplicates,
-            Ok(_) => &self.stats.processed,
-            Err(_) => &self.stats.errors,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        outcome
+        self.process_batch(std::slice::from_ref(event))
+            .await
+            .pop()
+            .unwrap_or(Ok(Processed::Stored))
     }
 
-    async fn process_inner(&self, event: &Event) -> Result<Processed, ProcessError> {
-        let payload = event.validate()?;
-        let db = |source| ProcessError::Database {
-            id: event.id.clone(),
-            source,
-        };
-        sqlx::query("INSERT INTO workspaces (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
-            .bind(&event.workspace_id)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        sqlx::query(
-            "INSERT INTO devices (id, workspace_id) VALUES ($1, $2) \
-             ON CONFLICT (id) DO UPDATE SET last_seen_at = now()",
-        )
-        .bind(&event.device_id)
-        .bind(&event.workspace_id)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        let inserted = sqlx::query(
-            "INSERT INTO events (id, type, \"timestamp\", device_id, workspace_id, session_id, \
-                 data, leased_by, leased_until) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9 * interval '1 millisecond') \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&event.id)
-        .bind(&event.kind)
-        .bind(event.timestamp)
-        .bind(&event.device_id)
-        .bind(&event.workspace_id)
-        .bind(event.session_id.as_deref())
-        .bind(sqlx::types::Json(&event.data))
-        .bind(&self.worker)
-        .bind(LEASE.as_millis() as f64)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?
-        .rows_affected()
-            == 1;
-        if !inserted {
-            let leased = sqlx::query(
-                "UPDATE events SET leased_by = $2, \
-                     leased_until = now() + $3 * interval '1 millisecond' \
-                 WHERE id = $1 AND handled_at IS NULL \
-                   AND (leased_by IS NULL OR leased_by = $2 OR leased_until < now() \
-                        OR leased_by NOT IN (SELECT id FROM workers \
-                                             WHERE last_seen > now() - $4 * interval '1 millisecond'))",
-            )
-            .bind(&event.id)
-            .bind(&self.worker)
-            .bind(LEASE.as_millis() as f64)
-            .bind(SILENT_AFTER.as_millis() as f64)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?
-            .rows_affected()
-                == 1;
-            if !leased {
-                let handled: Option<Option<chrono::DateTime<chrono::Utc>>> =
-                    sqlx::query_scalar("SELECT handled_at FROM events WHERE id = $1")
-                        .bind(&event.id)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(db)?;
-                if matches!(handled, Some(Some(_))) {
-                    tracing::debug!(event = %event.id, "duplicate event ignored");
-                    return Ok(Processed::Duplicate);
+    /// Records `events` and runs their handlers, each event once: the outcome of each, in order.
+    ///
+    /// One transaction records the batch — its workspaces and devices upserted once, every new
+    /// event inserted in one statement with this worker's lease, the lease taken of those
+    /// recorded before and not handled — then the handlers run in stream order, except that the
+    /// `session.start` events that come first for their session go together in one statement
+    /// (when their handler can; one by one again if that statement fails), and one statement
+    /// marks the handled ones. A handler's failure stays its event's: the event keeps its error
+    /// for the operator and is offered again; the others go on.
+    pub async fn process_batch(&self, events: &[Event]) -> Vec<Result<Processed, ProcessError>> {
+        let outcomes = self.process_batch_inner(events).await;
+        for outcome in &outcomes {
+            let counter = match outcome {
+                Ok(Processed::Duplicate | Processed::Elsewhere) => &self.stats.duplicates,
+                Ok(_) => &self.stats.processed,
+                Err(_) => &self.stats.errors,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        outcomes
+    }
+
+    async fn process_batch_inner(&self, events: &[Event]) -> Vec<Result<Processed, ProcessError>> {
+        let mut outcomes: Vec<Option<Result<Processed, ProcessError>>> =
+            events.iter().map(|_| None).collect();
+        let mut payloads: Vec<Option<Payload>> = events.iter().map(|_| None).collect();
+        // The first of each event id; a later copy in the same batch is a duplicate of it.
+        let mut seen = HashSet::new();
+        let mut valid = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            match event.validate() {
+                Err(e) => outcomes[i] = Some(Err(e.into())),
+                Ok(_) if !seen.insert(event.id.as_str()) => {
+                    outcomes[i] = Some(Ok(Processed::Duplicate));
                 }
-                tracing::debug!(event = %event.id, "another worker is handling the event");
-                return Ok(Processed::Elsewhere);
+                Ok(payload) => {
+                    payloads[i] = Some(payload);
+                    valid.push(i);
+                }
             }
         }
-        let outcome = match self.handlers.get(&event.kind) {
-            None => Processed::Stored,
-            Some(handler) => match handler.handle(event, &payload).await {
-                Ok(()) => Processed::Handled,
-                Err(e) => {
-                    tracing::error!(event = %event.id, kind = %event.kind, "handler failed: {e}");
-                    sqlx::query(
-                        "UPDATE events SET handler_error = $2, leased_by = NULL, \
-                             leased_until = NULL WHERE id = $1",
-                    )
-                    .bind(&event.id)
-                    .bind(e.to_string())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db)?;
-                    return Err(ProcessError::Handler {
-                        id: event.id.clone(),
-                        kind: event.kind.clone(),
-                        error: e.to_string(),
-                    });
+        let recorded = match self.take(events, &valid).await {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                for &i in &valid {
+                    outcomes[i] = Some(Err(database(&events[i].id, &e)));
                 }
-            },
+                return finish(outcomes);
+            }
         };
-        sqlx::query(
-            // Marked once: a worker that lost its lease while handling (it looked silent) does
-            // not mark again what the other already marked.
-            "UPDATE events SET handled_at = now(), handler_error = NULL, leased_by = NULL, \
-                 leased_until = NULL WHERE id = $1 AND handled_at IS NULL",
-        )
-        .bind(&event.id)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(outcome)
+        let mut mine = Vec::with_capacity(valid.len());
+        for &i in &valid {
+            let id = events[i].id.as_str();
+            if recorded.taken.contains(id) {
+                mine.push(i);
+            } else if recorded.handled.contains(id) {
+                tracing::debug!(event = %id, "duplicate event ignored");
+                outcomes[i] = Some(Ok(Processed::Duplicate));
+            } else {
+                tracing::debug!(event = %id, "another worker is handling the event");
+                outcomes[i] = Some(Ok(Processed::Elsewhere));
+            }
+        }
+
+        let together = self.start_together(events, &payloads, &mine).await;
+        let mut handled: Vec<Result<Processed, String>> = Vec::with_capacity(events.len());
+        handled.resize_with(events.len(), || Ok(Processed::Stored));
+        for &i in &mine {
+            if together.contains(&i) {
+                handled[i] = Ok(Processed::Handled);
+                continue;
+            }
+            let event = &events[i];
+            handled[i] = match (self.handlers.get(&event.kind), payloads[i].as_ref()) {
+                (Some(handler), Some(payload)) => match handler.handle(event, payload).await {
+                    Ok(()) => Ok(Processed::Handled),
+                    Err(e) => {
+                        tracing::error!(event = %event.id, kind = %event.kind, "handler failed: {e}");
+                        Err(e.to_string())
+                    }
+                },
+                _ => Ok(Processed::Stored),
+            };
+        }
+
+        let done: Vec<&str> = mine
+            .iter()
+            .filter(|&&i| handled[i].is_ok())
+            .map(|&i| events[i].id.as_str())
+            .collect();
+        let failed: Vec<(&str, &str)> = mine
+            .iter()
+            .filter_map(|&i| match &handled[i] {
+                Err(e) => Some((events[i].id.as_str(), e.as_str())),
+                Ok(_) => None,
+            })
+            .collect();
+        let marked = self.mark(&done, &failed).await;
+        for &i in &mine {
+            let event = &events[i];
+            outcomes[i] = Some(match (&marked, &handled[i]) {
+                (Err(e), _) => Err(database(&event.id, e)),
+                (Ok(()), Ok(outcome)) => Ok(*outcome),
+                (Ok(()), Err(error)) => Err(ProcessError::Handler {
+                    id: event.id.clone(),
+                    kind: event.kind.clone(),
+                    error: error.clone(),
+                }),
+            });
+        }
+        finish(outcomes)
     }
+
+    /// Handles together, in one statement, the `session.start` events among `mine` that come
+    /// first for their session (so each session's events still apply in stream order). Returns
+    /// the events so handled: none when there are fewer than two, their handler cannot, or the
+    /// statement failed (they are then handled one by one).
+    async fn start_together(
+        &self,
+        events: &[Event],
+        payloads: &[Option<Payload>],
+        mine: &[usize],
+    ) -> HashSet<usize> {
+        let Some(handler) = self.handlers.get("session.start") else {
+            return HashSet::new();
+        };
+        let mut sessions = HashSet::new();
+        let mut starts = Vec::new();
+        for &i in mine {
+            let event = &events[i];
+            let first = event
+                .session_id
+                .as_deref()
+                .is_none_or(|s| sessions.insert(s));
+            if first && event.kind == "session.start" {
+                starts.push(i);
+            }
+        }
+        if starts.len() < 2 {
+            return HashSet::new();
+        }
+        let batch: Vec<(&Event, &Payload)> = starts
+            .iter()
+            .filter_map(|&i| payloads[i].as_ref().map(|p| (&events[i], p)))
+            .collect();
+        let Some(run) = handler.handle_many(&batch) else {
+            return HashSet::new();
+        };
+        match run.await {
+            Ok(()) => starts.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(
+                    events = batch.len(),
+                    "session.start events together failed, one by one now: {e}"
+                );
+                HashSet::new()
+            }
+        }
+    }
+
+    /// Records the events `valid` points at in one transaction: the lease of those recorded
+    /// before and not handled (unless a live worker holds it: what the API of `serve` recorded,
+    /// or a redelivery), then the others with their workspaces and devices, with this worker's
+    /// lease. Returns the ids this worker now holds, and of the others those handled already.
+    async fn take(&self, events: &[Event], valid: &[usize]) -> Result<Recorded, sqlx::Error> {
+        if valid.is_empty() {
+            return Ok(Recorded::default());
+        }
+        let chosen: Vec<&Event> = valid.iter().map(|&i| &events[i]).collect();
+        let ids: Vec<&str> = chosen.iter().map(|e| e.id.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        let mut taken: HashSet<String> = sqlx::query_scalar(
+            "UPDATE events SET leased_by = $2, \
+                 leased_until = now() + $3 * interval '1 millisecond' \
+             WHERE id = ANY($1) AND handled_at IS NULL \
+               AND (leased_by IS NULL OR leased_by = $2 OR leased_until < now() \
+                    OR leased_by NOT IN (SELECT id FROM workers \
+                                         WHERE last_seen > now() - $4 * interval '1 millisecond')) \
+             RETURNING id",
+        )
+        .bind(&ids)
+        .bind(&self.worker)
+        .bind(LEASE.as_millis() as f64)
+        .bind(SILENT_AFTER.as_millis() as f64)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let others: Vec<&Event> = chosen
+            .into_iter()
+            .filter(|e| !taken.contains(&e.id))
+            .collect();
+        let mut handled = HashSet::new();
+        if !others.is_empty() {
+            record_places(&mut tx, &others).await?;
+            let text =
+                |f: fn(&Event) -> Option<&str>| others.iter().map(|e| f(e)).collect::<Vec<_>>();
+            let data: Vec<sqlx::types::Json<&serde_json::Value>> =
+                others.iter().map(|e| sqlx::types::Json(&e.data)).collect();
+            let new: Vec<String> = sqlx::query_scalar(
+                "INSERT INTO events (id, type, \"timestamp\", device_id, workspace_id, \
+                     session_id, data, leased_by, leased_until) \
+                 SELECT u.*, $8, now() + $9 * interval '1 millisecond' \
+                 FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], \
+                             $5::text[], $6::text[], $7::jsonb[]) AS u \
+                 ON CONFLICT (id) DO NOTHING RETURNING id",
+            )
+            .bind(text(|e| Some(e.id.as_str())))
+            .bind(text(|e| Some(e.kind.as_str())))
+            .bind(others.iter().map(|e| e.timestamp).collect::<Vec<_>>())
+            .bind(text(|e| Some(e.device_id.as_str())))
+            .bind(text(|e| Some(e.workspace_id.as_str())))
+            .bind(text(|e| e.session_id.as_deref()))
+            .bind(&data)
+            .bind(&self.worker)
+            .bind(LEASE.as_millis() as f64)
+            .fetch_all(&mut *tx)
+            .await?;
+            taken.extend(new);
+            let rest: Vec<&str> = others
+                .iter()
+                .map(|e| e.id.as_str())
+                .filter(|id| !taken.contains(*id))
+                .collect();
+            if !rest.is_empty() {
+                handled = sqlx::query_scalar(
+                    "SELECT id FROM events WHERE id = ANY($1) AND handled_at IS NOT NULL",
+                )
+                .bind(&rest)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+            }
+        }
+        tx.commit().await?;
+        Ok(Recorded { taken, handled })
+    }
+
+    /// Marks `done` handled (once: a worker that lost its lease while handling does not mark
+    /// again what another marked) and records each of `failed`'s errors, in one transaction.
+    async fn mark(&self, done: &[&str], failed: &[(&str, &str)]) -> Result<(), sqlx::Error> {
+        if done.is_empty() && failed.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        if !done.is_empty() {
+            sqlx::query(
+                "UPDATE events SET handled_at = now(), handler_error = NULL, leased_by = NULL, \
+                     leased_until = NULL WHERE id = ANY($1) AND handled_at IS NULL",
+            )
+            .bind(done)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !failed.is_empty() {
+            let (ids, errors): (Vec<&str>, Vec<&str>) = failed.iter().copied().unzip();
+            sqlx::query(
+                "UPDATE events e SET handler_error = f.error, leased_by = NULL, \
+                     leased_until = NULL \
+                 FROM UNNEST($1::text[], $2::text[]) AS f(id, error) WHERE e.id = f.id",
+            )
+            .bind(&ids)
+            .bind(&errors)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+}
+
+/// What [`EventProcessor::take`] found.
+#[derive(Default)]
+struct Recorded {
+    /// Held by this worker now: to handle.
+    taken: HashSet<String>,
+    /// Handled before: duplicates.
+    handled: HashSet<String>,
+}
+
+fn database(id: &str, error: &sqlx::Error) -> ProcessError {
+    ProcessError::Database {
+        id: id.to_owned(),
+        error: error.to_string(),
+    }
+}
+
+fn finish(
+    outcomes: Vec<Option<Result<Processed, ProcessError>>>,
+) -> Vec<Result<Processed, ProcessError>> {
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Ok(Processed::Stored)))
+        .collect()
+}
+
+/// Upserts the workspaces and devices of `events`, each once.
+async fn record_places(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    events: &[&Event],
+) -> Result<(), sqlx::Error> {
+    let mut workspaces: Vec<&str> = events.iter().map(|e| e.workspace_id.as_str()).collect();
+    workspaces.sort_unstable();
+    workspaces.dedup();
+    let mut devices: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.device_id.as_str(), e.workspace_id.as_str()))
+        .collect();
+    devices.sort_unstable();
+    devices.dedup_by_key(|d| d.0);
+    sqlx::query(
+        "INSERT INTO workspaces (id) SELECT * FROM UNNEST($1::text[]) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&workspaces)
+    .execute(&mut **tx)
+    .await?;
+    let (device_ids, device_workspaces): (Vec<&str>, Vec<&str>) = devices.into_iter().unzip();
+    sqlx::query(
+        "INSERT INTO devices (id, workspace_id) SELECT * FROM UNNEST($1::text[], $2::text[]) \
+         ON CONFLICT (id) DO UPDATE SET last_seen_at = now()",
+    )
+    .bind(&device_ids)
+    .bind(&device_workspaces)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 impl EventProcessor {
@@ -217,10 +433,7 @@ impl EventProcessor {
         older_than: Duration,
         limit: i64,
     ) -> Result<usize, ProcessError> {
-        let db = |source| ProcessError::Database {
-            id: "(unhandled events)".to_owned(),
-            source,
-        };
+        let db = |e| database("(unhandled events)", &e);
         type Row = (
             String,
             String,
@@ -277,31 +490,8 @@ impl EventProcessor {
 /// devices first, then every event in one statement). Returns the ids that were new; the others
 /// were already recorded (duplicates).
 pub async fn record_accepted(pool: &PgPool, events: &[Event]) -> Result<Vec<String>, sqlx::Error> {
-    let mut workspaces: Vec<&str> = events.iter().map(|e| e.workspace_id.as_str()).collect();
-    workspaces.sort_unstable();
-    workspaces.dedup();
-    let mut devices: Vec<(&str, &str)> = events
-        .iter()
-        .map(|e| (e.device_id.as_str(), e.workspace_id.as_str()))
-        .collect();
-    devices.sort_unstable();
-    devices.dedup_by_key(|d| d.0);
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO workspaces (id) SELECT * FROM UNNEST($1::text[]) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&workspaces)
-    .execute(&mut *tx)
-    .await?;
-    let (device_ids, device_workspaces): (Vec<&str>, Vec<&str>) = devices.into_iter().unzip();
-    sqlx::query(
-        "INSERT INTO devices (id, workspace_id) SELECT * FROM UNNEST($1::text[], $2::text[]) \
-         ON CONFLICT (id) DO UPDATE SET last_seen_at = now()",
-    )
-    .bind(&device_ids)
-    .bind(&device_workspaces)
-    .execute(&mut *tx)
-    .await?;
+    record_places(&mut tx, &events.iter().collect::<Vec<_>>()).await?;
     let data: Vec<sqlx::types::Json<&serde_json::Value>> =
         events.iter().map(|e| sqlx::types::Json(&e.data)).collect();
     let new: Vec<String> = sqlx::query_scalar(

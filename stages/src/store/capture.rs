@@ -71,29 +71,45 @@ impl Store {
     /// its state and gains the fields it lacked.
     /// Its workspace and device must be recorded (the event processor records every event's).
     pub async fn record_start(&self, start: &Started<'_>) -> Result<(), StoreError> {
-        sqlx::query(concat!(
+        self.record_starts(std::slice::from_ref(start)).await
+    }
+
+    /// [`record_start`](Self::record_start) of many sessions in one statement; each session at
+    /// most once.
+    pub async fn record_starts(&self, starts: &[Started<'_>]) -> Result<(), StoreError> {
+        let column = |f: for<'s> fn(&'s Started<'s>) -> Option<&'s str>| {
+            starts.iter().map(f).collect::<Vec<_>>()
+        };
+        sqlx::query(
             "INSERT INTO sessions (id, workspace_id, device_id, lifecycle, started_at, source, \
                  model, git_branch, cwd, cc_version) \
-             SELECT $1, $2, $3, 'detected', $4, $5, $6, $7, $8, $9 WHERE NOT ",
-            tombstoned!(),
-            " ON CONFLICT (id) DO UPDATE SET \
+             SELECT u.id, u.workspace_id, u.device_id, 'detected', u.at, u.source, u.model, \
+                    u.git_branch, u.cwd, u.cc_version \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], \
+                         $6::text[], $7::text[], $8::text[], $9::text[]) \
+                  AS u(id, workspace_id, device_id, at, source, model, git_branch, cwd, \
+                       cc_version) \
+             WHERE NOT (EXISTS (SELECT 1 FROM events \
+                                WHERE session_id = u.id AND type = 'session.deleted') \
+                        AND NOT EXISTS (SELECT 1 FROM sessions WHERE id = u.id)) \
+             ON CONFLICT (id) DO UPDATE SET \
                  started_at = COALESCE(sessions.started_at, EXCLUDED.started_at), \
                  source = COALESCE(sessions.source, EXCLUDED.source), \
                  model = COALESCE(sessions.model, EXCLUDED.model), \
                  git_branch = COALESCE(sessions.git_branch, EXCLUDED.git_branch), \
                  cwd = COALESCE(sessions.cwd, EXCLUDED.cwd), \
                  cc_version = COALESCE(sessions.cc_version, EXCLUDED.cc_version), \
-                 updated_at = now()"
-        ))
-        .bind(start.id)
-        .bind(start.workspace_id)
-        .bind(start.device_id)
-        .bind(start.at)
-        .bind(start.source)
-        .bind(start.model)
-        .bind(start.git_branch)
-        .bind(start.cwd)
-        .bind(start.cc_version)
+                 updated_at = now()",
+        )
+        .bind(column(|s| Some(s.id)))
+        .bind(column(|s| Some(s.workspace_id)))
+        .bind(column(|s| Some(s.device_id)))
+        .bind(starts.iter().map(|s| s.at).collect::<Vec<_>>())
+        .bind(column(|s| s.source))
+        .bind(column(|s| s.model))
+        .bind(column(|s| s.git_branch))
+        .bind(column(|s| s.cwd))
+        .bind(column(|s| s.cc_version))
         .execute(&self.pool)
         .await?;
         Ok(())
