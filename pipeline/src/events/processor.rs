@@ -1,9 +1,10 @@
-//! The event processor: records an event exactly once and runs its handler once.
+//! The event processor: records an event exactly once and runs its handler once, a batch of
+//! events at a time ([`EventProcessor::process_batch`]).
 //!
-//! It upserts the event's workspace and device, inserts the event with `ON CONFLICT (id) DO
-//! NOTHING`, takes the event's lease (`leased_by`, `leased_until`), runs the handler registered
-//! for its type and marks the event handled. An event seen again is a duplicate and its handler
-//! does not run — unless its handler failed the first time: then the event stays recorded with
+//! It takes each event's lease (`leased_by`, `leased_until`) — inserting the new ones with
+//! `ON CONFLICT (id) DO NOTHING`, their workspaces and devices upserted once per batch — runs
+//! the handler registered for each type and marks the events handled. An event seen again is a
+//! duplicate and its handler does not run — unless its handler failed the first time: then the event stays recorded with
 //! the error, the caller is told, and a redelivery runs the handler again. An event whose lease
 //! another live worker holds is left to it: the stream and the sweep of unhandled events may
 //! offer the same event to two workers, and only one runs its handler; a dead worker's lease
