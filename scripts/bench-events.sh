@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# How fast events are recorded and handled: EVENTS (default 20 000) session.start events, a
-# tenth of them sent twice (duplicates), to POST /api/events/ingest, 100 per request, 4 requests
-# at a time, against a release build on a fresh database each time:
+# How fast events are accepted, recorded and handled: EVENTS (default 20 000) session.start
+# events, a tenth of them sent twice (duplicates), to POST /api/events/ingest, 100 per request,
+# 4 requests at a time, against a release build on a fresh database each time:
+#   - `serve` with no worker: how fast the API records and streams what it accepts;
 #   - the embedded `daemon` (the request records and handles its events before it answers);
 #   - `serve` with 1, then 2 `worker`s over a Redis of the script's own (the API records, the
 #     workers handle from the stream).
-# Prints, for each, the events/s from the first request until every event is handled (and that
-# each is recorded once). BIN picks another sessionflow binary (to compare builds in one
+# Prints events/s: accepted (the first), from the first request until every event is handled
+# (the others), and checks that each is recorded once. BIN picks another sessionflow binary (to compare builds in one
 # sitting). QUICK=1: 2 000 events (CI: it must still work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,10 +68,9 @@ for request in range(requests):
             f.write(body)
 PY
 
-# run NAME MODE WORKERS: a fresh database, the server (and workers), every body sent; prints the
-# rate at which the events were handled.
-run() {
-  local name=$1 mode=$2 workers=$3
+# start MODE WORKERS: a fresh database, the server (and workers, alive before the clock starts).
+start() {
+  local mode=$1 workers=$2
   stop_all
   psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" 2>/dev/null
   local redis=
@@ -90,13 +90,36 @@ run() {
     env "${env[@]}" "$BIN" worker 2>/dev/null &
     pids+=($!)
   done
-  # Workers alive (their first heartbeat) before the clock starts.
   until [ "$(sql "SELECT count(*) FROM workers WHERE mode = 'worker'")" -ge "$workers" ]; do sleep 0.1; done
-  local start end handled
-  start=$(date +%s.%N)
+}
+
+send() {
   find "$bodies" -name '*.json' | sort | xargs -P 4 -I{} curl -sf -o /dev/null \
     -H "authorization: Bearer $key" -H 'content-type: application/json' \
     --data-binary @{} "http://127.0.0.1:$port/api/events/ingest"
+}
+
+# accepted: `serve` with no worker; prints how fast it accepted (recorded and streamed) them.
+accepted() {
+  start serve 0
+  local begin end streamed recorded
+  begin=$(date +%s.%N)
+  send
+  end=$(date +%s.%N)
+  streamed=$(redis-cli -p "$redis_port" xlen sessionflow:events)
+  recorded=$(sql "SELECT count(*) FROM events")
+  [ "$streamed" -eq "$events" ] && [ "$recorded" -eq "$events" ] ||
+    { echo "serve: $recorded events recorded, $streamed streamed for $events"; exit 1; }
+  python3 -c "w = $end - $begin; print(f'serve, no worker: {$events} events (and duplicates) accepted in {w:.2f} s: {$events / w:.0f} events/s')"
+}
+
+# run NAME MODE WORKERS: every body sent; prints the rate at which the events were handled.
+run() {
+  local name=$1
+  start "$2" "$3"
+  local begin end handled
+  begin=$(date +%s.%N)
+  send
   for _ in $(seq 6000); do
     handled=$(sql "SELECT count(*) FROM events WHERE handled_at IS NOT NULL")
     [ "$handled" -ge "$events" ] && break
@@ -109,9 +132,10 @@ run() {
   [ "$handled" -ge "$events" ] || { echo "$name: only $handled of $events handled"; exit 1; }
   [ "$recorded" -eq "$events" ] && [ "$sessions" -eq "$events" ] ||
     { echo "$name: $recorded events, $sessions sessions recorded for $events"; exit 1; }
-  python3 -c "w = $end - $start; print(f'$name: {$events} events (and duplicates) handled in {w:.2f} s: {$events / w:.0f} events/s')"
+  python3 -c "w = $end - $begin; print(f'$name: {$events} events (and duplicates) handled in {w:.2f} s: {$events / w:.0f} events/s')"
 }
 
+accepted
 run "daemon (embedded)" daemon 0
 run "serve + 1 worker" serve 1
 run "serve + 2 workers" serve 2
