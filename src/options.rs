@@ -334,12 +334,7 @@ impl Archive {
                 Ok(
                     deletion::delete_session(store, blobs.as_ref(), id, None, "request", "cli")
                         .await?
-                        .map(|deleted| DeletedSession {
-                            session_id: deleted.id,
-                            workspace_id: deleted.workspace_id,
-                            deleted_at: deleted.deleted_at,
-                            messages: deleted.messages,
-                        }),
+                        .map(DeletedSession::from),
                 )
             }
         }

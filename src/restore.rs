@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sessionflow_pipeline::capture::discover::default_roots;
+use sessionflow_pipeline::capture::discover::{config_dirs, default_roots};
 use sessionflow_pipeline::capture::restore::{RestoreError, restore};
 
 use crate::options::Archive;
@@ -39,20 +39,11 @@ pub struct Args {
 
 /// Claude Code's projects folder: an existing one, else the first it would make.
 fn projects_folder() -> anyhow::Result<PathBuf> {
-    if let Some(found) = default_roots().into_iter().next() {
-        return Ok(found);
-    }
-    let config = match std::env::var("CLAUDE_CONFIG_DIR") {
-        Ok(dirs) if !dirs.trim().is_empty() => {
-            PathBuf::from(dirs.split(',').next().unwrap_or_default().trim())
-        }
-        _ => PathBuf::from(
-            std::env::var_os("HOME")
-                .ok_or_else(|| anyhow::anyhow!("HOME is not set: name the folder with --to"))?,
-        )
-        .join(".claude"),
-    };
-    Ok(config.join("projects"))
+    default_roots()
+        .into_iter()
+        .next()
+        .or_else(|| config_dirs().first().map(|config| config.join("projects")))
+        .ok_or_else(|| anyhow::anyhow!("HOME is not set: name the folder with --to"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -67,12 +67,7 @@ pub async fn delete(
     .await
     .map_err(unavailable)?;
     match deleted {
-        Some(deleted) => Ok(Json(DeletedSession {
-            session_id: deleted.id,
-            workspace_id: deleted.workspace_id,
-            deleted_at: deleted.deleted_at,
-            messages: deleted.messages,
-        })),
+        Some(deleted) => Ok(Json(DeletedSession::from(deleted))),
         None => Err(missing(&state, &principal, &id).await),
     }
 }

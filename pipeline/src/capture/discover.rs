@@ -11,10 +11,10 @@ use sessionflow_protocol::transcripts::{Part, Parts, is_subagent_name};
 use sessionflow_stages::transcript::{ParseOptions, parse_bytes};
 use sha2::{Digest, Sha256};
 
-/// The projects folders to read when none are named: each of `CLAUDE_CONFIG_DIR`'s
-/// comma-separated paths, else `~/.claude` and `~/.config/claude`; each with `projects/` in it.
-pub fn default_roots() -> Vec<PathBuf> {
-    let configs: Vec<PathBuf> = match std::env::var("CLAUDE_CONFIG_DIR") {
+/// Claude Code's configuration folders: each of `CLAUDE_CONFIG_DIR`'s comma-separated paths,
+/// else `~/.claude` and `~/.config/claude` (whether or not they exist).
+pub fn config_dirs() -> Vec<PathBuf> {
+    match std::env::var("CLAUDE_CONFIG_DIR") {
         Ok(dirs) if !dirs.trim().is_empty() => dirs
             .split(',')
             .map(str::trim)
@@ -28,8 +28,13 @@ pub fn default_roots() -> Vec<PathBuf> {
             }
             None => Vec::new(),
         },
-    };
-    configs
+    }
+}
+
+/// The projects folders to read when none are named: `projects/` in each of [`config_dirs`]
+/// that has one.
+pub fn default_roots() -> Vec<PathBuf> {
+    config_dirs()
         .into_iter()
         .map(|config| config.join("projects"))
         .filter(|projects| projects.is_dir())

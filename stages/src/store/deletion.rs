@@ -11,6 +11,7 @@
 use chrono::{DateTime, Utc};
 use sessionflow_protocol::events::SessionDeleted;
 use sessionflow_protocol::ids::Id;
+use sessionflow_protocol::sessions::DeletedSession;
 
 use super::{Store, StoreError};
 use crate::blob::parsed_key;
@@ -38,6 +39,17 @@ pub struct Deleted {
     pub messages: i64,
     /// Its blobs, queued for removal.
     pub blobs: Vec<String>,
+}
+
+impl From<Deleted> for DeletedSession {
+    fn from(deleted: Deleted) -> Self {
+        DeletedSession {
+            session_id: deleted.id,
+            workspace_id: deleted.workspace_id,
+            deleted_at: deleted.deleted_at,
+            messages: deleted.messages,
+        }
+    }
 }
 
 /// What stays of a deleted session.
