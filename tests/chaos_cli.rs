@@ -384,9 +384,9 @@ fn signal(pid: u32, signal: libc::c_int) {
     }
 }
 
-/// Events recorded and not handled yet.
-async fn unhandled(db: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events WHERE handled_at IS NULL")
+/// Events recorded and not handled yet, nor taken by any worker.
+async fn unread(db: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE handled_at IS NULL AND leased_by IS NULL")
         .fetch_one(db)
         .await
         .unwrap()
@@ -458,12 +458,15 @@ async fn chaos(seed: u64) {
             tokio::time::sleep(dice.millis(200, 1_500)).await;
             // The workers paused while Redis goes, so that the stream holds events no worker
             // has read (batched, they otherwise keep it all but empty): those are lost with it.
+            // (Events a worker had read before it paused may still be unleased in Postgres:
+            // only those recorded after the pause are surely unread.)
             let paused = deployment.worker_pids();
             for pid in &paused {
                 signal(*pid, libc::SIGSTOP);
             }
+            let before = unread(&db).await;
             let deadline = Instant::now() + Duration::from_secs(30);
-            while unhandled(&db).await == 0 && Instant::now() < deadline {
+            while unread(&db).await <= before && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             redis.restart();
