@@ -329,6 +329,44 @@ async fn a_grown_transcript_is_processed_again_and_a_stable_one_is_not_read(pool
 }
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn a_catch_up_looks_at_sessions_changed_since_the_last_full_run_began(pool: PgPool) {
+    let world = World::new(pool);
+    world.session("first", fixture(PORT)).await;
+    let probe = Probe::new("", "");
+    let processors = world.processors(vec![probe.clone()]);
+    // Before any full run, a catch-up looks at every session.
+    assert_eq!(processors.catch_up("probe").await.unwrap().processed, 1);
+    assert_eq!(processors.run("probe").await.unwrap().scanned, 0);
+    // Parsed after the full run began: caught up at once.
+    world.session("new", fixture(COVERAGE)).await;
+    let caught = processors.catch_up("probe").await.unwrap();
+    assert_eq!((caught.scanned, caught.processed), (1, 1), "{caught:?}");
+    // A session whose last change is older than the full run's start (less a minute) is not
+    // a catch-up's to look for (an index read instead of every session); the next full run
+    // takes it.
+    world.session("slipped", fixture(COVERAGE)).await;
+    sqlx::query("UPDATE sessions SET updated_at = now() - interval '1 hour' WHERE id = 'slipped'")
+        .execute(&world.pool)
+        .await
+        .unwrap();
+    let caught = processors.catch_up("probe").await.unwrap();
+    assert_eq!(caught.scanned, 0, "{caught:?}");
+    let run = processors.run("probe").await.unwrap();
+    assert_eq!((run.scanned, run.processed), (1, 1), "{run:?}");
+    // The mark is where the last full run began.
+    let (swept, started): (
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) = sqlx::query_as(
+        "SELECT swept_at, run_started_at FROM processor_runs WHERE processor_name = 'probe'",
+    )
+    .fetch_one(&world.pool)
+    .await
+    .unwrap();
+    assert!(swept.is_some() && swept == started, "{swept:?} {started:?}");
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn the_admin_route_runs_a_processor_once_at_a_time(pool: PgPool) {
     let world = World::new(pool.clone());
     world.session("s1", fixture(COVERAGE)).await;

@@ -62,16 +62,19 @@ impl Processors {
     pub async fn run(&self, name: &str) -> Result<RunSummary, RunError> {
         let (processor, lock) = self.claim(name, false).await?;
         self.record_start(name).await?;
-        let outcome = self.sweep(processor, true).await;
-        self.record_end(name, &outcome).await?;
+        let outcome = self.sweep(processor, Sweep::Every).await;
+        self.record_end(name, &outcome, true).await?;
         lock.release().await;
         outcome
     }
 
     /// Brings `name` up to date before a report reads what it made: waits (up to
     /// [`CATCH_UP_WAIT`]) for a run under way anywhere, then processes the sessions that are
-    /// new or changed since it last saw them. Sessions that failed before are left to the
-    /// scheduler's retries, so asking twice with nothing new does no processing at all.
+    /// new or changed since it last saw them. Only sessions changed since the last run through
+    /// every session began are looked at (an index read, not a read of every session: a search
+    /// asks each time); one that slipped past is the next scheduled run's. Sessions that failed
+    /// before are left to the scheduler's retries, so asking twice with nothing new does no
+    /// processing at all.
     pub async fn catch_up(&self, name: &str) -> Result<RunSummary, RunError> {
         let processor = Arc::clone(
             self.get(name)
@@ -87,9 +90,9 @@ impl Processors {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let outcome = self.sweep(processor, false).await;
+        let outcome = self.sweep(processor, Sweep::ChangedSinceLastSweep).await;
         if !matches!(outcome, Ok(summary) if summary.scanned == 0) {
-            self.record_end(name, &outcome).await?;
+            self.record_end(name, &outcome, false).await?;
         }
         lock.release().await;
         outcome
@@ -133,8 +136,9 @@ impl Processors {
 
     async fn record_start(&self, name: &str) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO processor_runs (processor_name, running) VALUES ($1, true) \
-             ON CONFLICT (processor_name) DO UPDATE SET running = true",
+            "INSERT INTO processor_runs (processor_name, running, run_started_at) \
+             VALUES ($1, true, now()) \
+             ON CONFLICT (processor_name) DO UPDATE SET running = true, run_started_at = now()",
         )
         .bind(name)
         .execute(&self.pool)
@@ -142,10 +146,13 @@ impl Processors {
         Ok(())
     }
 
+    /// Records how a run ended; `every`: it went through every session, and if it ended
+    /// without error, a catch-up need only look at sessions changed since it began.
     async fn record_end(
         &self,
         name: &str,
         outcome: &Result<RunSummary, RunError>,
+        every: bool,
     ) -> Result<(), sqlx::Error> {
         let result = match outcome {
             Ok(summary) => serde_json::to_value(summary).unwrap_or_default(),
@@ -155,10 +162,13 @@ impl Processors {
             "INSERT INTO processor_runs (processor_name, running, last_run_at, last_result) \
              VALUES ($1, false, now(), $2) \
              ON CONFLICT (processor_name) DO UPDATE SET running = false, \
-                 last_run_at = now(), last_result = $2",
+                 last_run_at = now(), last_result = $2, \
+                 swept_at = CASE WHEN $3 THEN processor_runs.run_started_at \
+                                 ELSE processor_runs.swept_at END",
         )
         .bind(name)
         .bind(result)
+        .bind(every && outcome.is_ok())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -184,12 +194,11 @@ impl Processors {
         }
     }
 
-    /// Processes the sessions `processor` has not seen as they are (and, with `retry_failed`,
-    /// those whose last attempt failed and are not parked).
+    /// Processes the sessions `processor` has not seen as they are, of those `sweep` takes.
     async fn sweep(
         &self,
         processor: Arc<dyn Processor>,
-        retry_failed: bool,
+        sweep: Sweep,
     ) -> Result<RunSummary, RunError> {
         let name = processor.name();
         type Candidate = (String, String, Option<String>, String, Option<String>, bool);
@@ -199,6 +208,9 @@ impl Processors {
              FROM sessions s \
              LEFT JOIN processor_state p ON p.processor_name = $1 AND p.session_id = s.id \
              WHERE s.parse_status = 'completed' AND s.transcript_sha256 IS NOT NULL \
+               AND (NOT $4 OR s.updated_at > coalesce( \
+                        (SELECT r.swept_at FROM processor_runs r WHERE r.processor_name = $1), \
+                        '-infinity') - interval '1 minute') \
                AND (p.session_id IS NULL \
                     OR (p.attempts < $2 AND (s.updated_at > p.seen_at OR ($3 AND p.attempts > 0))) \
                     OR (p.attempts >= $2 AND s.updated_at > p.seen_at \
@@ -207,7 +219,10 @@ impl Processors {
         )
         .bind(name)
         .bind(MAX_ATTEMPTS)
-        .bind(retry_failed)
+        .bind(sweep == Sweep::Every)
+        .bind(sweep == Sweep::ChangedSinceLastSweep)
+        // Planned for its values each time: the index on `updated_at` serves a catch-up.
+        .persistent(false)
         .fetch_all(&self.pool)
         .await?;
         let mut summary = RunSummary::default();
@@ -299,6 +314,15 @@ impl Processors {
         }
         Ok(())
     }
+}
+
+/// The sessions a sweep looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sweep {
+    /// Every session, and those whose last attempt failed are retried (unless parked).
+    Every,
+    /// Those changed since the last sweep of every session began; none is retried.
+    ChangedSinceLastSweep,
 }
 
 fn panic_text(e: tokio::task::JoinError) -> String {
