@@ -5,7 +5,8 @@
 # ingest rate of each, how long after ingest every session was searchable, the index's size, and
 # the latency (p50, p95, max) of 100 searches through the API, twice: single words of every
 # frequency, two and three words, phrases, identifiers and paths. QUICK=1: 40 sessions (CI: it
-# must work).
+# must work). SEARCHES_ONLY=1: only the searches, on the database a full run left (to compare
+# builds of the search without ingesting again). BIN picks another sessionflow binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh >/dev/null
@@ -19,8 +20,11 @@ corpus=target/bench-search-$sessions
 # Quick runs (CI) keep to databases of their own: a full run's stay for a look afterwards.
 suffix=$([ -n "${QUICK:-}" ] && echo _quick || true)
 
-cargo build --release --locked --quiet || exit 1
-bin=$CARGO_TARGET_DIR/release/sessionflow
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --locked --quiet || exit 1
+  BIN=$CARGO_TARGET_DIR/release/sessionflow
+fi
+bin=$BIN
 if [ ! -d "$corpus/projects" ]; then
   "$bin" gen-corpus --sessions "$sessions" --seed 17 --out "$corpus/projects" || exit 1
   find "$corpus/projects" -type f -exec touch -d '1 hour ago' {} +
@@ -38,11 +42,7 @@ ingest() {
   [ -n "$daemon" ] && { kill $daemon; wait $daemon 2>/dev/null; }
   sql postgres "DROP DATABASE IF EXISTS $database WITH (FORCE)"
   rm -rf "target/bench-search-blobs$suffix"
-  DATABASE_URL=postgres://postgres@127.0.0.1/$database SESSIONFLOW_API_KEY=$key \
-    SESSIONFLOW_LISTEN=127.0.0.1:$port SESSIONFLOW_BLOB=target/bench-search-blobs$suffix \
-    SESSIONFLOW_PROCESSOR_INTERVALS=$2 REDIS_URL= "$bin" daemon 2>/dev/null &
-  daemon=$!
-  for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+  serve "$1" "$2"
   local start end
   start=$(date +%s.%N)
   "$bin" backfill "$corpus/projects" --server "http://127.0.0.1:$port" --api-key "$key" \
@@ -51,25 +51,39 @@ ingest() {
   python3 -c "w=$end-$start; print(f'$1: ingest {w:.1f} s, {$sessions/w:.1f} sessions/s')"
 }
 
-ingest without_search search=24h
-ingest with_search ""
+# serve NAME INTERVALS: a daemon on NAME's database, once it answers.
+serve() {
+  DATABASE_URL=postgres://postgres@127.0.0.1/sessionflow_bench_search_$1$suffix \
+    SESSIONFLOW_API_KEY=$key SESSIONFLOW_LISTEN=127.0.0.1:$port \
+    SESSIONFLOW_BLOB=target/bench-search-blobs$suffix SESSIONFLOW_PROCESSOR_INTERVALS=$2 \
+    REDIS_URL= "$bin" daemon 2>/dev/null &
+  daemon=$!
+  for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+}
+
 database=sessionflow_bench_search_with_search$suffix
-start=$(date +%s.%N)
-total=$(sql "$database" "SELECT count(*) FROM sessions WHERE lifecycle = 'summarized'")
-searchable() { sql "$database" "SELECT count(*) FROM processor_state WHERE processor_name = 'search' AND processed_at IS NOT NULL"; }
-for _ in $(seq 7200); do [ "$(searchable)" -ge "$total" ] && break; sleep 0.5; done
-[ "$(searchable)" -ge "$total" ] || { echo "sessions still not searchable after an hour"; exit 1; }
-end=$(date +%s.%N)
-python3 -c "print(f'every one of $total sessions searchable {$end-$start:.1f} s after ingest ended')"
-sql "$database" "ANALYZE search_entries"
-sql "$database" "SELECT format('messages %s, blocks %s, search entries %s; search_entries %s (its table %s, word index %s, time index %s); content_blocks %s',
-    (SELECT count(*) FROM transcript_messages), (SELECT count(*) FROM content_blocks),
-    (SELECT count(*) FROM search_entries),
-    pg_size_pretty(pg_total_relation_size('search_entries')),
-    pg_size_pretty(pg_table_size('search_entries')),
-    pg_size_pretty(pg_relation_size('search_entries_terms_idx')),
-    pg_size_pretty(pg_relation_size('search_entries_newest_idx')),
-    pg_size_pretty(pg_total_relation_size('content_blocks')))"
+if [ -n "${SEARCHES_ONLY:-}" ]; then
+  serve with_search ""
+else
+  ingest without_search search=24h
+  ingest with_search ""
+  start=$(date +%s.%N)
+  total=$(sql "$database" "SELECT count(*) FROM sessions WHERE lifecycle = 'summarized'")
+  searchable() { sql "$database" "SELECT count(*) FROM processor_state WHERE processor_name = 'search' AND processed_at IS NOT NULL"; }
+  for _ in $(seq 7200); do [ "$(searchable)" -ge "$total" ] && break; sleep 0.5; done
+  [ "$(searchable)" -ge "$total" ] || { echo "sessions still not searchable after an hour"; exit 1; }
+  end=$(date +%s.%N)
+  python3 -c "print(f'every one of $total sessions searchable {$end-$start:.1f} s after ingest ended')"
+  sql "$database" "ANALYZE search_entries"
+  sql "$database" "SELECT format('messages %s, blocks %s, search entries %s; search_entries %s (its table %s, word index %s, time index %s); content_blocks %s',
+      (SELECT count(*) FROM transcript_messages), (SELECT count(*) FROM content_blocks),
+      (SELECT count(*) FROM search_entries),
+      pg_size_pretty(pg_total_relation_size('search_entries')),
+      pg_size_pretty(pg_table_size('search_entries')),
+      pg_size_pretty(pg_relation_size('search_entries_terms_idx')),
+      pg_size_pretty(pg_relation_size('search_entries_newest_idx')),
+      pg_size_pretty(pg_total_relation_size('content_blocks')))"
+fi
 
 # 100 searches: words drawn from the corpus's own text (half by frequency, half from its
 # distinct words, so mostly rare), pairs and triples, phrases, identifiers and paths.

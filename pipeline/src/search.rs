@@ -2,7 +2,7 @@
 //! `-exclude`, `or`) run against the `search_entries` index the [`search`
 //! processor](crate::processors::search) keeps, ranked, filtered, paged, each hit with a
 //! highlighted snippet. The newest [`CANDIDATES`] matches are ranked, so a common word costs
-//! no more than a rare one.
+//! no more than a rare one (for a phrase of common words, those found within [`READ_BUDGET`]).
 //!
 //! Code is found as it is written: documents and queries are both split into words at every
 //! character that is not a letter or a digit, and a query word holding such characters becomes a
@@ -25,7 +25,13 @@ pub const CANDIDATES: i64 = 200;
 
 /// Entries read newest first, at most, looking for [`CANDIDATES`] matches before the word index
 /// is asked (see [`candidates`]).
-pub const WINDOW: i64 = 5_000;
+pub const WINDOW: i64 = 2_000;
+
+/// Entries that match a phrase's words in any order read at most, beyond the window, to tell
+/// which hold the phrase (only reading them tells): when the newest [`CANDIDATES`] matches
+/// would take more, the newest found within it are ranked — at least a page's worth, reading
+/// on until then. So a phrase of the commonest words costs about what a rare one does.
+pub const READ_BUDGET: i64 = 4_000;
 
 /// Hits per page by default, and at most.
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -62,12 +68,17 @@ pub struct Query {
     pub tsquery: String,
     /// The words to highlight (those not excluded), lower-cased.
     pub words: Vec<String>,
+    /// For a query with a phrase: the same query with each phrase's words in any order and
+    /// the excluded phrases left out. The word index finds the entries that match it, and only
+    /// reading them tells which hold the phrase.
+    pub loose: Option<String>,
 }
 
 impl Query {
     /// Reads `q`; `None` when it holds no word to look for.
     pub fn parse(q: &str) -> Option<Query> {
-        let (mut parts, mut words) = (Vec::new(), Vec::new());
+        let (mut parts, mut words, mut loose) = (Vec::new(), Vec::new(), Vec::new());
+        let mut phrases = false;
         let mut rest = q.trim_start();
         while !rest.is_empty() {
             let negated = rest.starts_with('-');
@@ -91,18 +102,29 @@ impl Query {
             }
             if !quoted && !negated && indexed == "or" && term.eq_ignore_ascii_case("or") {
                 parts.push("or".to_owned());
+                loose.push("or".to_owned());
                 continue;
             }
-            let several = indexed.contains(' ');
+            let phrase = indexed.contains(' ') || quoted;
+            phrases |= phrase;
             if !negated {
                 words.extend(indexed.split(' ').map(str::to_owned));
             }
-            let sign = if negated { "-" } else { "" };
-            parts.push(if several || quoted {
-                format!("{sign}\"{indexed}\"")
-            } else {
-                format!("{sign}{indexed}")
-            });
+            match (phrase, negated) {
+                (true, true) => parts.push(format!("-\"{indexed}\"")),
+                (true, false) => {
+                    parts.push(format!("\"{indexed}\""));
+                    loose.push(indexed);
+                }
+                (false, true) => {
+                    parts.push(format!("-{indexed}"));
+                    loose.push(format!("-{indexed}"));
+                }
+                (false, false) => {
+                    parts.push(indexed.clone());
+                    loose.push(indexed);
+                }
+            }
         }
         // `or` joins two terms: at the ends it is a word like any other.
         while parts.first().is_some_and(|p| p == "or") {
@@ -121,8 +143,23 @@ impl Query {
         Some(Query {
             tsquery: parts.join(" "),
             words,
+            loose: phrases.then(|| joined_terms(&loose)),
         })
     }
+}
+
+/// `terms` joined, without an `or` that joins nothing (at either end, or after another).
+fn joined_terms(terms: &[String]) -> String {
+    let mut kept: Vec<&str> = Vec::with_capacity(terms.len());
+    for term in terms {
+        if term != "or" || kept.last().is_some_and(|last| *last != "or") {
+            kept.push(term);
+        }
+    }
+    while kept.last() == Some(&"or") {
+        kept.pop();
+    }
+    kept.join(" ")
 }
 
 /// A search: the query and its filters.
@@ -370,29 +407,59 @@ async fn candidates(
     request: &Request,
     query: &Query,
 ) -> Result<Candidates, SearchError> {
-    // The window's matches, and its first and last entries (`place` 1 and WINDOW) as markers.
-    let window = format!(
-        "SELECT session_id, message_ordinal, block_order, \"timestamp\", hit, place FROM ( \
-             SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\", \
-                    {WORDS} AS hit, \
-                    row_number() OVER (ORDER BY e.\"timestamp\" DESC NULLS LAST) AS place \
-             FROM search_entries e WHERE {FILTERS} \
-             ORDER BY e.\"timestamp\" DESC NULLS LAST LIMIT $10) w \
-         WHERE hit OR place = 1 OR place = $10 LIMIT $9 + 1"
+    // The window's matches, and its first and last entries (`place` 1 and WINDOW) as markers;
+    // for a query with a phrase, also how many entries of the window match it loosely.
+    let window = if query.loose.is_some() {
+        format!(
+            "SELECT session_id, message_ordinal, block_order, \"timestamp\", hit, place, loose \
+             FROM ( \
+                 SELECT w.*, count(*) FILTER (WHERE w.loosely) OVER () AS loose FROM ( \
+                     SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\", \
+                            {WORDS} AS hit, \
+                            e.terms @@ websearch_to_tsquery('simple', $11) AS loosely, \
+                            row_number() OVER (ORDER BY e.\"timestamp\" DESC NULLS LAST) \
+                                AS place \
+                     FROM search_entries e WHERE {FILTERS} \
+                     ORDER BY e.\"timestamp\" DESC NULLS LAST LIMIT $10) w) w \
+             WHERE hit OR place = 1 OR place = $10 LIMIT $9 + 1"
+        )
+    } else {
+        format!(
+            "SELECT session_id, message_ordinal, block_order, \"timestamp\", hit, place, \
+                    NULL::bigint \
+             FROM ( \
+                 SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\", \
+                        {WORDS} AS hit, \
+                        row_number() OVER (ORDER BY e.\"timestamp\" DESC NULLS LAST) AS place \
+                 FROM search_entries e WHERE {FILTERS} \
+                 ORDER BY e.\"timestamp\" DESC NULLS LAST LIMIT $10) w \
+             WHERE hit OR place = 1 OR place = $10 LIMIT $9 + 1"
+        )
+    };
+    /// An entry of the window: its key, time, whether it matches, its place, and how many
+    /// entries of the window match loosely.
+    type WindowRow = (
+        String,
+        i32,
+        i32,
+        Option<DateTime<Utc>>,
+        bool,
+        i64,
+        Option<i64>,
     );
-    /// An entry of the window: its key, time, whether it matches, and its place.
-    type WindowRow = (String, i32, i32, Option<DateTime<Utc>>, bool, i64);
-    let rows: Vec<WindowRow> = matching(window, request, query)
-        .bind(WINDOW)
-        .fetch_all(pool)
-        .await?;
+    let mut statement = matching(window, request, query).bind(WINDOW);
+    if let Some(loose) = &query.loose {
+        statement = statement.bind(loose);
+    }
+    let rows: Vec<WindowRow> = statement.fetch_all(pool).await?;
     let newest = rows.iter().find(|r| r.5 == 1).and_then(|r| r.3);
     // Present when the window was read to its end and more entries may lie before it.
     let edge = rows.iter().find(|r| r.5 == WINDOW).map(|r| r.3);
+    let loose = rows.first().and_then(|r| r.6);
     let mut found: Vec<Entry> = rows
         .into_iter()
         .filter(|r| r.4)
-        .map(|(session, ordinal, block, at, _, _)| (session, ordinal, block, at))
+        .map(|(session, ordinal, block, at, ..)| (session, ordinal, block, at))
         .collect();
     let Some(edge) = edge else {
         return Ok(Candidates::from(found));
@@ -409,11 +476,17 @@ async fn candidates(
     .execute(&mut *tx)
     .await?;
     let mut older_than = None;
+    // Whether fewer matches are ranked than could be, to keep within the budget.
+    let mut cut_short = false;
     if let (Some(edge), Some(newest), hits @ 1..) = (edge, newest, found.len() as i64) {
         // The window's time holds `hits` matches; the rest should be in the time before it
-        // that many windows long (twice, to be safe).
+        // that many windows long (twice, to be safe) — but no longer than the time whose loose
+        // matches can be read within the budget.
         let window_time = (newest - edge).max(chrono::Duration::minutes(1));
-        let windows = (2.0 * (CANDIDATES - hits) as f64 / hits as f64).clamp(1.0, 1_000.0);
+        let wanted = 2.0 * (CANDIDATES - hits) as f64 / hits as f64;
+        let affordable = loose.map_or(f64::MAX, |loose| READ_BUDGET as f64 / loose.max(1) as f64);
+        cut_short = affordable < wanted;
+        let windows = wanted.min(affordable).clamp(0.1, 1_000.0);
         let span = chrono::Duration::milliseconds(
             (window_time.num_milliseconds() as f64 * windows) as i64,
         );
@@ -436,7 +509,9 @@ async fn candidates(
         add(&mut found, more);
         older_than = Some(from);
     }
-    if (found.len() as i64) < CANDIDATES {
+    // Every older match, unless the budget cut the search short with a page's worth found.
+    let enough = if cut_short { request.limit } else { CANDIDATES };
+    if (found.len() as i64) < enough {
         let every = format!(
             "SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\" \
              FROM search_entries e \
@@ -607,6 +682,21 @@ mod tests {
         assert_eq!(q("redis or").as_deref(), Some("redis"));
         assert_eq!(q("  ;; \"\" -").as_deref(), None);
         assert_eq!(q("-only").as_deref(), None, "nothing to look for");
+        let loose = |text: &str| Query::parse(text).and_then(|q| q.loose);
+        assert_eq!(
+            loose("flaky -test or redis"),
+            None,
+            "no phrase: nothing to loosen"
+        );
+        assert_eq!(loose("parse_bytes").as_deref(), Some("parse bytes"));
+        assert_eq!(
+            loose("\"exact Phrase\" -skip -\"not this\" or E0382").as_deref(),
+            Some("exact phrase -skip or e0382")
+        );
+        assert_eq!(
+            loose("-\"not this\" or redis or -\"nor that\"").as_deref(),
+            Some("redis")
+        );
         let words = Query::parse("parse_bytes -skip \"Exact phrase\"")
             .unwrap()
             .words;

@@ -15,7 +15,7 @@ use sessionflow_pipeline::events::{EventProcessor, HandlerRegistry};
 use sessionflow_pipeline::processors::Processors;
 use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
 use sessionflow_pipeline::runner::Stages;
-use sessionflow_pipeline::search::{CANDIDATES, WINDOW};
+use sessionflow_pipeline::search::{CANDIDATES, READ_BUDGET, WINDOW};
 use sessionflow_protocol::ids::Id;
 use sessionflow_protocol::keys::Role;
 use sessionflow_protocol::search::SearchPage;
@@ -474,4 +474,84 @@ async fn the_newest_matches_are_ranked_and_until_reaches_older_ones(pool: PgPool
         assert_eq!(older.len() as i64, matches - candidates, "{word}");
         assert!(older.iter().all(|&o| o < oldest), "{word}: {older:?}");
     }
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn a_phrase_of_common_words_ranks_its_newest_matches_within_the_budget(pool: PgPool) {
+    let _blobs = indexed(&pool).await;
+    let url = serve(&pool).await;
+    // Entries an hour apart, oldest first: every one says "beta alpha" (the phrase's words in
+    // any order), every 100th "alpha beta" as well. The window holds a few of the phrase's
+    // matches and a window's worth of entries to read to find each few more.
+    let all = 4 * WINDOW;
+    sqlx::query(
+        "INSERT INTO search_entries (session_id, message_ordinal, block_order, workspace_id, \
+                                     \"timestamp\", role, kind, terms) \
+         SELECT 's2', 1000 + n, 0, 'w2', at, 'user', 'text', \
+                to_tsvector('simple', 'beta alpha' \
+                    || CASE WHEN n % 100 = 0 THEN ' and alpha beta' ELSE '' END) \
+                || search_time_words(at) \
+         FROM generate_series(0, $1 - 1) n, \
+              LATERAL (SELECT timestamptz '2025-01-01 00:00:00+00' + n * interval '1 hour') t(at)",
+    )
+    .bind(all)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE search_entries")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let read_all = |filters: Vec<(&'static str, String)>| {
+        let url = url.clone();
+        async move {
+            let mut hits = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut query: Vec<(&str, &str)> = vec![("q", "\"alpha beta\""), ("limit", "20")];
+                query.extend(filters.iter().map(|(k, v)| (*k, v.as_str())));
+                if let Some(cursor) = &cursor {
+                    query.push(("cursor", cursor));
+                }
+                let page = search(&url, &query).await;
+                hits.extend(page.hits.into_iter().map(|h| h.message_ordinal));
+                assert!(hits.len() as i64 <= CANDIDATES, "pages go on");
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break hits,
+                }
+            }
+        }
+    };
+    let newest_first: Vec<i64> = (0..all)
+        .rev()
+        .filter(|n| n % 100 == 0)
+        .map(|n| 1_000 + n)
+        .collect();
+    let hits = read_all(Vec::new()).await;
+    let distinct: BTreeSet<i64> = hits.iter().copied().collect();
+    assert_eq!(distinct.len(), hits.len(), "no hit twice");
+    // Within the budget: more than the window's own and at least a page, not all there are.
+    let in_window = (WINDOW / 100) as usize;
+    assert!(
+        hits.len() > in_window && hits.len() >= 20 && (hits.len() as i64) < CANDIDATES,
+        "{} hits ({in_window} in the window, budget {READ_BUDGET})",
+        hits.len()
+    );
+    let expected: BTreeSet<i64> = newest_first[..hits.len()].iter().copied().collect();
+    assert_eq!(distinct, expected, "the newest matches");
+    // The older ones are there for a search that reaches back to them.
+    let oldest = *hits.iter().min().unwrap();
+    let until = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap()
+        + chrono::Duration::hours(oldest - 1_000);
+    let older = read_all(vec![("until", until.to_rfc3339())]).await;
+    assert!(
+        !older.is_empty() && older.iter().all(|&o| o < oldest),
+        "{older:?}"
+    );
+    assert_eq!(
+        older.iter().max(),
+        newest_first.get(hits.len()),
+        "next in time"
+    );
 }

@@ -41,7 +41,8 @@ pub struct SearchQuery {
 }
 
 /// The blocks that match, best first, each with its session, place and a highlighted snippet.
-/// The newest 200 matches are ranked (narrow with `since`, `until` or other filters to reach
+/// The newest 200 matches are ranked — for a phrase of common words, the newest found within a
+/// read budget, at least a page's worth (narrow with `since`, `until` or other filters to reach
 /// older ones).
 #[utoipa::path(
     get,
