@@ -2,7 +2,10 @@
 # Backfill of SESSIONS (default 2 000) generated sessions (~440 MB) into a local release daemon
 # on a fresh database: wall time, sessions/s, and how the time splits between sending and
 # waiting for the server's pipeline (printed by backfill itself). BIN picks another sessionflow
-# binary (to compare builds in one sitting). QUICK=1: 60 sessions (CI: it must still work).
+# binary (to compare builds in one sitting); BLOBS another folder for the blob store (one on
+# tmpfs: an ext4 without a journal makes file creation scan the inodes freed in the last 30 s,
+# such as the previous run's blobs); EXTRA_ENV more of the daemon's settings (NAME=value …).
+# QUICK=1: 60 sessions (CI: it must still work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh >/dev/null
@@ -24,10 +27,11 @@ if [ ! -d "$corpus/projects" ]; then
 fi
 echo "corpus: $(find "$corpus/projects" -name '*.jsonl' | wc -l) files, $(du -sm "$corpus/projects" | cut -f1) MB"
 psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $database WITH (FORCE)"
-rm -rf target/bench-backfill-blobs
+blobs=${BLOBS:-target/bench-backfill-blobs}
+rm -rf "$blobs"
 DATABASE_URL=postgres://postgres@127.0.0.1/$database SESSIONFLOW_API_KEY=$key \
-  SESSIONFLOW_LISTEN=127.0.0.1:$port SESSIONFLOW_BLOB=target/bench-backfill-blobs \
-  REDIS_URL= "$bin" daemon 2>/dev/null &
+  SESSIONFLOW_LISTEN=127.0.0.1:$port SESSIONFLOW_BLOB="$blobs" \
+  REDIS_URL= env ${EXTRA_ENV:-} "$bin" daemon 2>/dev/null &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null' EXIT
 until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; do sleep 0.2; done

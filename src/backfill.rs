@@ -50,7 +50,7 @@ pub struct Args {
 }
 
 /// How often the processing is checked.
-pub const POLL_EVERY: Duration = Duration::from_secs(3);
+pub const POLL_EVERY: Duration = Duration::from_secs(1);
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;

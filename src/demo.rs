@@ -144,7 +144,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         let followed = backfill::follow(
             &client,
             &follow,
-            POLL_EVERY.min(Duration::from_secs(1)),
+            POLL_EVERY,
             Duration::from_secs(600),
             async {
                 let _ = tokio::signal::ctrl_c().await;

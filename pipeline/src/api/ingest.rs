@@ -116,6 +116,9 @@ pub async fn ingest(
     let owners: Vec<(String, String)> =
         sqlx::query_as("SELECT id, workspace_id FROM sessions WHERE id = ANY($1)")
             .bind(&ids)
+            // Planned for these ids each time (a plan kept from when the table was small
+            // would read all of it).
+            .persistent(false)
             .fetch_all(state.store.pool())
             .await
             .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;

@@ -70,6 +70,9 @@ pub async fn batch_status(
     .bind(&request.session_ids)
     // Sessions of workspaces the key does not cover are not found, like unknown ones.
     .bind(&principal.workspaces)
+    // Planned for these ids each time: a plan kept from when the table was small reads all of
+    // it (a sequential scan) however large it grows.
+    .persistent(false)
     .fetch_all(state.store.pool())
     .await
     .map_err(|e| ApiError::Unavailable(format!("database unavailable: {e}")))?;

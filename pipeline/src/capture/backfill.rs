@@ -362,7 +362,10 @@ pub async fn follow(
     progress: &dyn Progress,
 ) -> Followed {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut statuses = BTreeMap::new();
+    let mut statuses: BTreeMap<String, SessionStatus> = BTreeMap::new();
+    // Asked about until they are summarized or failed (a parsed one is done waiting for, but
+    // still reported as summarized once it is).
+    let mut pending: Vec<String> = ids.to_vec();
     let mut tick = tokio::time::interval(every);
     tokio::pin!(stop);
     let end = loop {
@@ -371,10 +374,15 @@ pub async fn follow(
             () = tokio::time::sleep_until(deadline) => break WaitEnd::TimedOut,
             () = &mut stop => break WaitEnd::Interrupted,
         }
-        match client.statuses(ids).await {
-            Ok(now) => statuses = now,
+        match client.statuses(&pending).await {
+            Ok(now) => statuses.extend(now),
             Err(e) => tracing::warn!("checking on the sessions failed (retrying): {e}"),
         }
+        pending.retain(|id| {
+            !statuses.get(id).is_some_and(|s| {
+                matches!(s.lifecycle.as_str(), "summarized" | "archived" | "failed")
+            })
+        });
         let counts = Processing::of(ids.len(), &statuses);
         progress.processing(&counts);
         if counts.pending == 0 {

@@ -414,9 +414,16 @@ async fn record_places(
     .execute(&mut **tx)
     .await?;
     let (device_ids, device_workspaces): (Vec<&str>, Vec<&str>) = devices.into_iter().unzip();
+    // A known device's last sighting is kept to the minute: its row is then locked (until this
+    // transaction commits) by one batch a minute, not by every batch, which would make a
+    // device's batches wait for each other (a backfill sends from one device over many
+    // connections). A new device's row is not seen by the update: it was just written.
     sqlx::query(
-        "INSERT INTO devices (id, workspace_id) SELECT * FROM UNNEST($1::text[], $2::text[]) \
-         ON CONFLICT (id) DO UPDATE SET last_seen_at = now()",
+        "WITH new AS ( \
+             INSERT INTO devices (id, workspace_id) \
+             SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT (id) DO NOTHING) \
+         UPDATE devices SET last_seen_at = now() \
+         WHERE id = ANY($1) AND last_seen_at < now() - interval '1 minute'",
     )
     .bind(&device_ids)
     .bind(&device_workspaces)
