@@ -480,9 +480,10 @@ async fn the_newest_matches_are_ranked_and_until_reaches_older_ones(pool: PgPool
 async fn a_phrase_of_common_words_ranks_its_newest_matches_within_the_budget(pool: PgPool) {
     let _blobs = indexed(&pool).await;
     let url = serve(&pool).await;
-    // Entries an hour apart, oldest first: every one says "beta alpha" (the phrase's words in
-    // any order), every 100th "alpha beta" as well. The window holds a few of the phrase's
-    // matches and a window's worth of entries to read to find each few more.
+    // Entries an hour apart, oldest first and newer than the fixtures': every one says "beta
+    // alpha" (the phrase's words in any order), every 100th "alpha beta" as well. The window
+    // holds a few of the phrase's matches and a window's worth of entries to read to find each
+    // few more.
     let all = 4 * WINDOW;
     sqlx::query(
         "INSERT INTO search_entries (session_id, message_ordinal, block_order, workspace_id, \
@@ -492,7 +493,7 @@ async fn a_phrase_of_common_words_ranks_its_newest_matches_within_the_budget(poo
                     || CASE WHEN n % 100 = 0 THEN ' and alpha beta' ELSE '' END) \
                 || search_time_words(at) \
          FROM generate_series(0, $1 - 1) n, \
-              LATERAL (SELECT timestamptz '2025-01-01 00:00:00+00' + n * interval '1 hour') t(at)",
+              LATERAL (SELECT timestamptz '2030-01-01 00:00:00+00' + n * interval '1 hour') t(at)",
     )
     .bind(all)
     .execute(&pool)
@@ -542,7 +543,7 @@ async fn a_phrase_of_common_words_ranks_its_newest_matches_within_the_budget(poo
     assert_eq!(distinct, expected, "the newest matches");
     // The older ones are there for a search that reaches back to them.
     let oldest = *hits.iter().min().unwrap();
-    let until = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap()
+    let until = chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z").unwrap()
         + chrono::Duration::hours(oldest - 1_000);
     let older = read_all(vec![("until", until.to_rfc3339())]).await;
     assert!(
