@@ -485,8 +485,9 @@ async fn candidates(
         let window_time = (newest - edge).max(chrono::Duration::minutes(1));
         let wanted = 2.0 * (CANDIDATES - hits) as f64 / hits as f64;
         let affordable = loose.map_or(f64::MAX, |loose| READ_BUDGET as f64 / loose.max(1) as f64);
+        let wanted = wanted.clamp(1.0, 1_000.0);
         cut_short = affordable < wanted;
-        let windows = wanted.min(affordable).clamp(0.1, 1_000.0);
+        let windows = wanted.min(affordable.max(0.1));
         let span = chrono::Duration::milliseconds(
             (window_time.num_milliseconds() as f64 * windows) as i64,
         );

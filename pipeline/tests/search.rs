@@ -183,6 +183,33 @@ async fn search(url: &str, query: &[(&str, &str)]) -> SearchPage {
 }
 
 /// Each hit as `session:kind`.
+/// Every page of a search for `q` (`limit` hits a page, with `filters`), following the cursor:
+/// the hits' message ordinals in order, at most `most` (pages that go on fail the test).
+async fn read_pages(
+    url: &str,
+    q: &str,
+    limit: &str,
+    filters: &[(&str, String)],
+    most: i64,
+) -> Vec<i64> {
+    let mut hits = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query: Vec<(&str, &str)> = vec![("q", q), ("limit", limit)];
+        query.extend(filters.iter().map(|(k, v)| (*k, v.as_str())));
+        if let Some(cursor) = &cursor {
+            query.push(("cursor", cursor));
+        }
+        let page = search(url, &query).await;
+        hits.extend(page.hits.into_iter().map(|h| h.message_ordinal));
+        assert!(hits.len() as i64 <= most, "pages go on");
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return hits,
+        }
+    }
+}
+
 fn found(page: &SearchPage) -> BTreeSet<String> {
     page.hits
         .iter()
@@ -426,24 +453,7 @@ async fn the_newest_matches_are_ranked_and_until_reaches_older_ones(pool: PgPool
         .unwrap();
     let read_all = |word: &'static str, filters: Vec<(&'static str, String)>| {
         let url = url.clone();
-        async move {
-            let mut hits = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let mut query: Vec<(&str, &str)> = vec![("q", word), ("limit", "100")];
-                query.extend(filters.iter().map(|(k, v)| (*k, v.as_str())));
-                if let Some(cursor) = &cursor {
-                    query.push(("cursor", cursor));
-                }
-                let page = search(&url, &query).await;
-                hits.extend(page.hits.into_iter().map(|h| h.message_ordinal));
-                assert!(hits.len() as i64 <= 2 * candidates, "pages go on");
-                match page.next_cursor {
-                    Some(next) => cursor = Some(next),
-                    None => break hits,
-                }
-            }
-        }
+        async move { read_pages(&url, word, "100", &filters, 2 * candidates).await }
     };
     let sparse = read_all("sparse", Vec::new()).await;
     let every_150th: BTreeSet<i64> = (0..all).step_by(150).map(|n| 1_000 + n).collect();
@@ -505,24 +515,7 @@ async fn a_phrase_of_common_words_ranks_its_newest_matches_within_the_budget(poo
         .unwrap();
     let read_all = |filters: Vec<(&'static str, String)>| {
         let url = url.clone();
-        async move {
-            let mut hits = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let mut query: Vec<(&str, &str)> = vec![("q", "\"alpha beta\""), ("limit", "20")];
-                query.extend(filters.iter().map(|(k, v)| (*k, v.as_str())));
-                if let Some(cursor) = &cursor {
-                    query.push(("cursor", cursor));
-                }
-                let page = search(&url, &query).await;
-                hits.extend(page.hits.into_iter().map(|h| h.message_ordinal));
-                assert!(hits.len() as i64 <= CANDIDATES, "pages go on");
-                match page.next_cursor {
-                    Some(next) => cursor = Some(next),
-                    None => break hits,
-                }
-            }
-        }
+        async move { read_pages(&url, "\"alpha beta\"", "20", &filters, CANDIDATES).await }
     };
     let newest_first: Vec<i64> = (0..all)
         .rev()
