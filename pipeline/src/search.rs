@@ -409,33 +409,27 @@ async fn candidates(
 ) -> Result<Candidates, SearchError> {
     // The window's matches, and its first and last entries (`place` 1 and WINDOW) as markers;
     // for a query with a phrase, also how many entries of the window match it loosely.
-    let window = if query.loose.is_some() {
+    let newest = |loosely: &str| {
         format!(
-            "SELECT session_id, message_ordinal, block_order, \"timestamp\", hit, place, loose \
-             FROM ( \
-                 SELECT w.*, count(*) FILTER (WHERE w.loosely) OVER () AS loose FROM ( \
-                     SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\", \
-                            {WORDS} AS hit, \
-                            e.terms @@ websearch_to_tsquery('simple', $11) AS loosely, \
-                            row_number() OVER (ORDER BY e.\"timestamp\" DESC NULLS LAST) \
-                                AS place \
-                     FROM search_entries e WHERE {FILTERS} \
-                     ORDER BY e.\"timestamp\" DESC NULLS LAST LIMIT $10) w) w \
-             WHERE hit OR place = 1 OR place = $10 LIMIT $9 + 1"
-        )
-    } else {
-        format!(
-            "SELECT session_id, message_ordinal, block_order, \"timestamp\", hit, place, \
-                    NULL::bigint \
-             FROM ( \
-                 SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\", \
-                        {WORDS} AS hit, \
-                        row_number() OVER (ORDER BY e.\"timestamp\" DESC NULLS LAST) AS place \
-                 FROM search_entries e WHERE {FILTERS} \
-                 ORDER BY e.\"timestamp\" DESC NULLS LAST LIMIT $10) w \
-             WHERE hit OR place = 1 OR place = $10 LIMIT $9 + 1"
+            "SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\", \
+                    {WORDS} AS hit, {loosely} \
+                    row_number() OVER (ORDER BY e.\"timestamp\" DESC NULLS LAST) AS place \
+             FROM search_entries e WHERE {FILTERS} \
+             ORDER BY e.\"timestamp\" DESC NULLS LAST LIMIT $10"
         )
     };
+    // Counting the loose matches reads the whole window: only a phrase needs it.
+    let counted = match query.loose {
+        Some(_) => format!(
+            "SELECT w.*, count(*) FILTER (WHERE w.loosely) OVER () AS loose FROM ({}) w",
+            newest("e.terms @@ websearch_to_tsquery('simple', $11) AS loosely,")
+        ),
+        None => format!("SELECT w.*, NULL::bigint AS loose FROM ({}) w", newest("")),
+    };
+    let window = format!(
+        "SELECT session_id, message_ordinal, block_order, \"timestamp\", hit, place, loose \
+         FROM ({counted}) w WHERE hit OR place = 1 OR place = $10 LIMIT $9 + 1"
+    );
     /// An entry of the window: its key, time, whether it matches, its place, and how many
     /// entries of the window match loosely.
     type WindowRow = (
