@@ -48,7 +48,7 @@ pub struct Args {
     /// Where the previous page ended (its `next_cursor`).
     #[arg(long)]
     cursor: Option<String>,
-    /// The page as JSON: `{"hits": [...], "next_cursor": ...}`.
+    /// The page as JSON: `{"hits": [...], "next_cursor": ..., "searched_to": ...}`.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -130,9 +130,9 @@ fn api_path(request: &Request) -> String {
 fn print_table(page: &SearchPage, bold: bool) {
     if page.hits.is_empty() {
         println!("Nothing found.");
-        return;
+    } else {
+        println!("{:<16} {:<20} {:<14} snippet", "when", "project", "session");
     }
-    println!("{:<16} {:<20} {:<14} snippet", "when", "project", "session");
     for hit in &page.hits {
         println!(
             "{:<16} {:<20} {:<14} {}",
@@ -145,6 +145,13 @@ fn print_table(page: &SearchPage, bold: bool) {
     }
     if let Some(cursor) = &page.next_cursor {
         eprintln!("more: --cursor '{cursor}'");
+    }
+    if let Some(to) = page.searched_to {
+        eprintln!(
+            "searched back to {}; older: --until {}",
+            to.format("%Y-%m-%d %H:%M"),
+            to.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        );
     }
 }
 

@@ -2,8 +2,9 @@
 //! to a daemon of the test's own appear in `GET /api/usage` and `/api/tools` (and in
 //! `sessionflow usage`/`tools`, with and without `--server`) right after they are processed,
 //! with no processor run asked for; by device and by workspace, a response copied onto a
-//! second device counts once, for the device of the session that first holds it. And the API
-//! reference describes every route the server serves.
+//! second device counts once, for the device of the session that first holds it;
+//! `sessionflow search` prints what `GET /api/search` answers, as JSON and as a table. And the
+//! API reference describes every route the server serves.
 
 mod common;
 #[path = "common/daemon.rs"]
@@ -277,6 +278,46 @@ async fn reports_are_current_and_count_a_copied_response_once_across_devices() {
         ),
         tools
     );
+
+    // Search: from the database (which brings the search processor up to date first; the
+    // server's runs every few seconds) and through the server, the same page. The table gives
+    // when, project, session and the snippet with the match marked.
+    let search = ["search", "coverage", "--limit", "5", "--json"];
+    let found = sessionflow(&search, &database, blobs.path());
+    assert_eq!(found["hits"].as_array().unwrap().len(), 5, "{found}");
+    let (status, through_api) = server.get("/api/search?q=coverage&limit=5").await;
+    assert_eq!((status, &through_api), (200, &found));
+    let remote = [&search[..], &["--server", &daemon.url, "--api-key", KEY]].concat();
+    assert_eq!(sessionflow(&remote, &database, blobs.path()), found);
+    let table = Command::new(env!("CARGO_BIN_EXE_sessionflow"))
+        .args(&search[..4])
+        .env("DATABASE_URL", url_for(&database))
+        .env("SESSIONFLOW_BLOB", blobs.path())
+        .env_remove("SESSIONFLOW_SERVER")
+        .env_remove("SESSIONFLOW_API_KEY")
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&table.stdout),
+        String::from_utf8_lossy(&table.stderr),
+    );
+    assert!(table.status.success(), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("when ") && lines[0].ends_with("snippet"),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 6, "{out}");
+    let first = &found["hits"][0];
+    let session = first["session_id"].as_str().unwrap();
+    assert!(lines[1].contains(&session[..8.min(session.len())]), "{out}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.to_lowercase().contains("*coverage*")),
+        "{out}"
+    );
+    assert!(err.contains("more: --cursor"), "{err}");
 
     // Bad requests say what is wrong.
     let (status, body) = server.get("/api/usage?by=weekly").await;

@@ -2,7 +2,8 @@
 //! `-exclude`, `or`) run against the `search_entries` index the [`search`
 //! processor](crate::processors::search) keeps, ranked, filtered, paged, each hit with a
 //! highlighted snippet. The newest [`CANDIDATES`] matches are ranked, so a common word costs
-//! no more than a rare one (for a phrase of common words, those found within [`READ_BUDGET`]).
+//! no more than a rare one (for a phrase of common words, those found within [`READ_BUDGET`],
+//! the page saying how far back that reached).
 //!
 //! Code is found as it is written: documents and queries are both split into words at every
 //! character that is not a letter or a digit, and a query word holding such characters becomes a
@@ -28,10 +29,11 @@ pub const CANDIDATES: i64 = 200;
 pub const WINDOW: i64 = 2_000;
 
 /// Entries that match a phrase's words in any order read at most, beyond the window, to tell
-/// which hold the phrase (only reading them tells): when the newest [`CANDIDATES`] matches
-/// would take more, the newest found within it are ranked — at least a page's worth, reading
-/// on until then. So a phrase of the commonest words costs about what a rare one does.
-pub const READ_BUDGET: i64 = 4_000;
+/// which hold the phrase (only reading them tells): when the newest [`CANDIDATES`] matches lie
+/// further back, those found within it are ranked and the page says how far back the search
+/// reached (`searched_to`; `until` set to it goes on). So a phrase of the commonest words, or
+/// one that is rare although its words are not, costs about what a rare word does.
+pub const READ_BUDGET: i64 = 2_000;
 
 /// Hits per page by default, and at most.
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -336,7 +338,11 @@ pub async fn search(pool: &PgPool, request: &Request) -> Result<SearchPage, Sear
             }
         })
         .collect();
-    Ok(SearchPage { hits, next_cursor })
+    Ok(SearchPage {
+        hits,
+        next_cursor,
+        searched_to: candidates.searched_to,
+    })
 }
 
 /// The entries a search ranks, as parallel columns of their keys.
@@ -345,6 +351,8 @@ struct Candidates {
     sessions: Vec<String>,
     ordinals: Vec<i32>,
     blocks: Vec<i32>,
+    /// How far back matches were looked for, when not to the first entry.
+    searched_to: Option<DateTime<Utc>>,
 }
 
 /// A search's words (`$1`), as a condition on an entry `e`.
@@ -398,6 +406,9 @@ where
 ///    those matches are read;
 /// 3. when still not enough (or none matched in the window: a rare word), the word index gives
 ///    every older match, and the newest are kept: quick for a rare word.
+///
+/// A query with a phrase takes steps 2 and 3 in spans within [`READ_BUDGET`] instead
+/// ([`older_phrase_matches`]): the word index cannot tell which entries hold a phrase.
 ///
 /// Postgres' planner chooses between the time and the word index itself from its estimate of
 /// how common the words are, but an estimate can be wrong by a factor of ten either way, and so
@@ -456,11 +467,20 @@ async fn candidates(
         .map(|(session, ordinal, block, at, ..)| (session, ordinal, block, at))
         .collect();
     let Some(edge) = edge else {
-        return Ok(Candidates::from(found));
+        return Ok(Candidates::newest(found, None));
     };
     if found.len() as i64 >= CANDIDATES {
-        return Ok(Candidates::from(found));
+        return Ok(Candidates::newest(found, None));
     }
+    // The first entry with a time, where a phrase's spans end (read along the time index).
+    let first: Option<DateTime<Utc>> = match query.loose {
+        Some(_) => {
+            sqlx::query_scalar("SELECT min(\"timestamp\") FROM search_entries")
+                .fetch_one(pool)
+                .await?
+        }
+        None => None,
+    };
     let mut tx = pool.begin().await?;
     // Bitmap scans of the word index only, for this transaction.
     sqlx::query(
@@ -469,21 +489,81 @@ async fn candidates(
     )
     .execute(&mut *tx)
     .await?;
+    let seen = Seen {
+        newest,
+        edge,
+        hits: found.len() as i64,
+        loose: loose.unwrap_or(0),
+    };
+    let searched_to = match (&query.loose, edge) {
+        (Some(loose), Some(edge)) => {
+            let span = (first, edge);
+            older_phrase_matches(&mut tx, request, query, loose, seen, span, &mut found).await?
+        }
+        // Every entry with a time was in the window: those without one are left.
+        (Some(_), None) => {
+            let more = matching(timeless(), request, query)
+                .fetch_all(&mut *tx)
+                .await?;
+            add(&mut found, more);
+            None
+        }
+        (None, _) => {
+            older_word_matches(&mut tx, request, query, seen, &mut found).await?;
+            None
+        }
+    };
+    tx.rollback().await?;
+    Ok(Candidates::newest(found, searched_to))
+}
+
+/// What the window showed: its newest and last entries' times, how many of its entries match,
+/// and how many match a phrase's words in any order.
+#[derive(Clone, Copy)]
+struct Seen {
+    newest: Option<DateTime<Utc>>,
+    edge: Option<DateTime<Utc>>,
+    hits: i64,
+    loose: i64,
+}
+
+impl Seen {
+    /// The window's time (a minute at least, so that entries of one moment spread out).
+    fn window_time(&self) -> chrono::Duration {
+        match (self.newest, self.edge) {
+            (Some(newest), Some(edge)) => (newest - edge).max(chrono::Duration::minutes(1)),
+            _ => chrono::Duration::minutes(1),
+        }
+    }
+}
+
+/// The entries without a time that match (none holds time words): read first, then checked.
+fn timeless() -> String {
+    format!(
+        "WITH timeless AS MATERIALIZED ( \
+             SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\", e.terms \
+             FROM search_entries e WHERE e.\"timestamp\" IS NULL AND {FILTERS}) \
+         SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\" \
+         FROM timeless e WHERE {WORDS} LIMIT $9"
+    )
+}
+
+/// Steps 2 and 3 of [`candidates`] for words (no phrase): the word index tells which entries
+/// match without reading them, so every older match is cheap to find.
+async fn older_word_matches(
+    tx: &mut sqlx::PgConnection,
+    request: &Request,
+    query: &Query,
+    seen: Seen,
+    found: &mut Vec<Entry>,
+) -> Result<(), SearchError> {
     let mut older_than = None;
-    // Whether fewer matches are ranked than could be, to keep within the budget.
-    let mut cut_short = false;
-    if let (Some(edge), Some(newest), hits @ 1..) = (edge, newest, found.len() as i64) {
+    if let (Some(edge), Some(_), hits @ 1..) = (seen.edge, seen.newest, seen.hits) {
         // The window's time holds `hits` matches; the rest should be in the time before it
-        // that many windows long (twice, to be safe) — but no longer than the time whose loose
-        // matches can be read within the budget.
-        let window_time = (newest - edge).max(chrono::Duration::minutes(1));
-        let wanted = 2.0 * (CANDIDATES - hits) as f64 / hits as f64;
-        let affordable = loose.map_or(f64::MAX, |loose| READ_BUDGET as f64 / loose.max(1) as f64);
-        let wanted = wanted.clamp(1.0, 1_000.0);
-        cut_short = affordable < wanted;
-        let windows = wanted.min(affordable.max(0.1));
+        // that many windows long (twice, to be safe).
+        let windows = (2.0 * (CANDIDATES - hits) as f64 / hits as f64).clamp(1.0, 1_000.0);
         let span = chrono::Duration::milliseconds(
-            (window_time.num_milliseconds() as f64 * windows) as i64,
+            (seen.window_time().num_milliseconds() as f64 * windows) as i64,
         );
         let from = edge
             .checked_sub_signed(span)
@@ -501,12 +581,10 @@ async fn candidates(
             .bind(edge)
             .fetch_all(&mut *tx)
             .await?;
-        add(&mut found, more);
+        add(found, more);
         older_than = Some(from);
     }
-    // Every older match, unless the budget cut the search short with a page's worth found.
-    let enough = if cut_short { request.limit } else { CANDIDATES };
-    if (found.len() as i64) < enough {
+    if (found.len() as i64) < CANDIDATES {
         let every = format!(
             "SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\" \
              FROM search_entries e \
@@ -519,10 +597,96 @@ async fn candidates(
             .bind(older_than)
             .fetch_all(&mut *tx)
             .await?;
-        add(&mut found, more);
+        add(found, more);
     }
-    tx.rollback().await?;
-    Ok(Candidates::from(found))
+    Ok(())
+}
+
+/// Spans of time [`older_phrase_matches`] reads at most.
+const SPANS: usize = 8;
+
+/// Steps 2 and 3 of [`candidates`] for a query with a phrase, whose matches only reading tells:
+/// the time before the window is read newest first, span by span, each span as long as should
+/// hold the matches still wanted but no longer than should hold what is left of
+/// [`READ_BUDGET`] in entries that match `loose` (the phrase's words in any order) — both
+/// estimated from what the window and the spans before showed, the word index narrowed to the
+/// span by the entries' time words. Ends with the newest [`CANDIDATES`] matches, at the first
+/// entry, or when the budget is spent: then the time it reached, every entry since looked at.
+async fn older_phrase_matches(
+    tx: &mut sqlx::PgConnection,
+    request: &Request,
+    query: &Query,
+    loose: &str,
+    seen: Seen,
+    (first, edge): (Option<DateTime<Utc>>, DateTime<Utc>),
+    found: &mut Vec<Entry>,
+) -> Result<Option<DateTime<Utc>>, SearchError> {
+    // The span's matches (the newest CANDIDATES), and how many entries match loosely: on every
+    // row, and on a row of its own (`place` 1) when none matches.
+    let span = format!(
+        "SELECT session_id, message_ordinal, block_order, \"timestamp\", hit, loose FROM ( \
+             SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\", \
+                    {WORDS} AS hit, count(*) OVER () AS loose, row_number() OVER () AS place \
+             FROM search_entries e \
+             WHERE e.terms @@ (websearch_to_tsquery('simple', $13) && $10::tsquery) \
+               AND e.\"timestamp\" >= $11 AND e.\"timestamp\" <= $12 AND {FILTERS}) s \
+         WHERE hit OR place = 1 ORDER BY hit DESC, \"timestamp\" DESC LIMIT $9 + 1"
+    );
+    type SpanRow = (String, i32, i32, Option<DateTime<Utc>>, bool, i64);
+    let floor = first.max(request.since).unwrap_or(edge);
+    // What has been read: the time, how many entries of it match, and loosely.
+    let mut time = seen.window_time();
+    let (mut hits, mut read, mut read_beyond) = (seen.hits, seen.loose, 0);
+    let mut to = edge;
+    for _ in 0..SPANS {
+        let wanted = CANDIDATES - found.len() as i64;
+        let left = READ_BUDGET - read_beyond;
+        if wanted <= 0 {
+            return Ok(None);
+        }
+        if left <= 0 {
+            return Ok(Some(to));
+        }
+        // Long enough for twice the matches wanted, no longer than the budget affords, at
+        // the densities seen so far (at least one match and one loose match: a phrase or
+        // words not seen yet are rare, and a span reaches far back).
+        let per_ms = |n: i64| n.max(1) as f64 / time.num_milliseconds().max(1) as f64;
+        let length = (2.0 * wanted as f64 / per_ms(hits)).min(left as f64 / per_ms(read));
+        let length = chrono::Duration::milliseconds(length.clamp(60_000.0, 1e15) as i64);
+        // What would be left before the span, if less than half a span, is read with it.
+        let from = to
+            .checked_sub_signed(length + length / 2)
+            .map_or(floor, |from| from.max(floor));
+        let from = if from > floor { to - length } else { from };
+        let rows: Vec<SpanRow> = matching(span.clone(), request, query)
+            .bind(time_words(from.date_naive(), to.date_naive()).join(" | "))
+            .bind(from)
+            .bind(to)
+            .bind(loose)
+            .fetch_all(&mut *tx)
+            .await?;
+        let loosely = rows.first().map_or(0, |r| r.5);
+        let more: Vec<Entry> = rows
+            .into_iter()
+            .filter(|r| r.4)
+            .map(|(session, ordinal, block, at, ..)| (session, ordinal, block, at))
+            .collect();
+        hits += more.len() as i64;
+        read += loosely;
+        read_beyond += loosely;
+        time += to - from;
+        add(found, more);
+        if from <= floor {
+            // Back to the first entry: those without a time are left.
+            let more = matching(timeless(), request, query)
+                .fetch_all(&mut *tx)
+                .await?;
+            add(found, more);
+            return Ok(None);
+        }
+        to = from;
+    }
+    Ok((CANDIDATES > found.len() as i64).then_some(to))
 }
 
 /// Adds to `found` the entries of `more` it does not hold yet (a step may find again the
@@ -538,13 +702,16 @@ fn add(found: &mut Vec<Entry>, more: Vec<Entry>) {
     );
 }
 
-impl From<Vec<Entry>> for Candidates {
-    /// The newest [`CANDIDATES`] of `found`.
-    fn from(mut found: Vec<Entry>) -> Candidates {
+impl Candidates {
+    /// The newest [`CANDIDATES`] of `found`, and how far back they were looked for.
+    fn newest(mut found: Vec<Entry>, searched_to: Option<DateTime<Utc>>) -> Candidates {
         // Newest first, those without a time last.
         found.sort_by_key(|entry| std::cmp::Reverse(entry.3));
         found.truncate(CANDIDATES as usize);
-        let mut candidates = Candidates::default();
+        let mut candidates = Candidates {
+            searched_to,
+            ..Candidates::default()
+        };
         for (session, ordinal, block, _) in found {
             candidates.sessions.push(session);
             candidates.ordinals.push(ordinal);
@@ -554,14 +721,99 @@ impl From<Vec<Entry>> for Candidates {
     }
 }
 
+/// Time words a span is covered by at most (see [`time_words`]): the word index checks every
+/// word of a query for every entry it considers, so fifty days' words cost it more than the
+/// entries they would leave out.
+pub const TIME_WORDS: usize = 8;
+
 /// The time words that cover the days `from` to `to` (both included, UTC), as a tsquery's
 /// terms: whole years as `~y2026`, whole months as `~m202611`, other days as `~d20261130`.
 /// Each entry holds the three of its time (`search_time_words` in the schema), so the word index
 /// can keep to a span without reading the entries outside it. No document word looks like one:
 /// documents are split at every character that is not a letter or digit.
+///
+/// At most [`TIME_WORDS`] (or a word a year, for a span of more years than that): the fewest
+/// words that cover the days exactly, then, while too many, the days (or months) at one end
+/// become their month (or year) — the end that adds the less time. So the words may cover more
+/// than the span (a query keeps to it by the entries' times).
 pub fn time_words(from: chrono::NaiveDate, to: chrono::NaiveDate) -> Vec<String> {
+    let mut units = exact_cover(from, to);
+    while units.len() > TIME_WORDS {
+        let widened = |run: &[Unit]| -> Option<(Unit, i64)> {
+            let parent = run.first()?.parent()?;
+            let covered: i64 = run.iter().map(Unit::days).sum();
+            Some((parent, parent.days() - covered))
+        };
+        let head = units
+            .iter()
+            .take_while(|u| u.0 == units[0].0 && u.parent() == units[0].parent())
+            .count();
+        let last = units[units.len() - 1];
+        let tail = units
+            .iter()
+            .rev()
+            .take_while(|u| u.0 == last.0 && u.parent() == last.parent())
+            .count();
+        let at_head = widened(&units[..head]);
+        let at_tail = widened(&units[units.len() - tail..]);
+        match (at_head, at_tail) {
+            (Some((parent, added)), tail_widened)
+                if tail_widened.is_none_or(|(_, other)| added <= other) =>
+            {
+                units.drain(..head);
+                units.insert(0, parent);
+            }
+            (_, Some((parent, _))) => {
+                units.truncate(units.len() - tail);
+                units.push(parent);
+            }
+            // Whole years at both ends: no coarser word.
+            (_, None) => break,
+        }
+    }
+    units.iter().map(Unit::word).collect()
+}
+
+/// A year, a month or a day: its level (0, 1, 2) and its first day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Unit(u8, chrono::NaiveDate);
+
+impl Unit {
+    fn parent(&self) -> Option<Unit> {
+        use chrono::Datelike;
+        let Unit(level, day) = *self;
+        match level {
+            2 => Some(Unit(1, day.with_day(1)?)),
+            1 => Some(Unit(0, day.with_ordinal(1)?)),
+            _ => None,
+        }
+    }
+
+    fn days(&self) -> i64 {
+        use chrono::{Datelike, Months};
+        let Unit(level, day) = *self;
+        let next = match level {
+            0 => day.with_year(day.year() + 1),
+            1 => day.checked_add_months(Months::new(1)),
+            _ => day.succ_opt(),
+        };
+        next.map_or(1, |next| (next - day).num_days())
+    }
+
+    fn word(&self) -> String {
+        let Unit(level, day) = *self;
+        match level {
+            0 => format!("'~y{}'", day.format("%Y")),
+            1 => format!("'~m{}'", day.format("%Y%m")),
+            _ => format!("'~d{}'", day.format("%Y%m%d")),
+        }
+    }
+}
+
+/// The fewest years, months and days that cover `from` to `to` exactly, oldest first.
+fn exact_cover(from: chrono::NaiveDate, to: chrono::NaiveDate) -> Vec<Unit> {
     use chrono::{Datelike, Months, NaiveDate};
-    let mut words = Vec::new();
+    let mut units = Vec::new();
     let mut day = from;
     while day <= to {
         let next_year = NaiveDate::from_ymd_opt(day.year() + 1, 1, 1);
@@ -570,23 +822,23 @@ pub fn time_words(from: chrono::NaiveDate, to: chrono::NaiveDate) -> Vec<String>
             && let Some(next) = next_year
             && next.pred_opt().is_some_and(|last| last <= to)
         {
-            words.push(format!("'~y{}'", day.format("%Y")));
+            units.push(Unit(0, day));
             day = next;
         } else if day.day() == 1
             && let Some(next) = next_month
             && next.pred_opt().is_some_and(|last| last <= to)
         {
-            words.push(format!("'~m{}'", day.format("%Y%m")));
+            units.push(Unit(1, day));
             day = next;
         } else {
-            words.push(format!("'~d{}'", day.format("%Y%m%d")));
+            units.push(Unit(2, day));
             match day.succ_opt() {
                 Some(next) => day = next,
                 None => break,
             }
         }
     }
-    words
+    units
 }
 
 /// About [`SNIPPET_CHARS`] characters of `text` around the first of `words` it holds (its
@@ -721,6 +973,52 @@ mod tests {
             ["'~d20261105'"]
         );
         assert!(time_words(day(2026, 11, 6), day(2026, 11, 5)).is_empty());
+        // Fifty days' words are too many: the end that adds the less time widens first.
+        assert_eq!(
+            time_words(day(2030, 4, 7), day(2034, 2, 12)),
+            [
+                "'~y2030'",
+                "'~y2031'",
+                "'~y2032'",
+                "'~y2033'",
+                "'~m203401'",
+                "'~m203402'"
+            ]
+        );
+        assert_eq!(
+            time_words(day(2030, 4, 28), day(2030, 6, 20)),
+            [
+                "'~d20300428'",
+                "'~d20300429'",
+                "'~d20300430'",
+                "'~m203005'",
+                "'~m203006'"
+            ]
+        );
+    }
+
+    proptest::proptest! {
+        /// However long, a span's words are few and cover every day of it.
+        #[test]
+        fn time_words_are_few_and_cover_the_span(start in 0i64..20_000, length in 0i64..5_000) {
+            let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap();
+            let from = epoch + chrono::Duration::days(start);
+            let to = from + chrono::Duration::days(length);
+            let words = time_words(from, to);
+            let years = (chrono::Datelike::year(&to) - chrono::Datelike::year(&from) + 1) as usize;
+            proptest::prop_assert!(!words.is_empty(), "{from} to {to}");
+            proptest::prop_assert!(words.len() <= TIME_WORDS.max(years), "{words:?}");
+            let mut day = from;
+            while day <= to {
+                let own = [
+                    format!("'~y{}'", day.format("%Y")),
+                    format!("'~m{}'", day.format("%Y%m")),
+                    format!("'~d{}'", day.format("%Y%m%d")),
+                ];
+                proptest::prop_assert!(own.iter().any(|w| words.contains(w)), "{day}: {words:?}");
+                day = day.succ_opt().unwrap();
+            }
+        }
     }
 
     #[test]

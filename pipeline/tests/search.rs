@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sessionflow_pipeline::api::{ApiState, Ingest, MAX_TRANSCRIPT, router};
 use sessionflow_pipeline::capture::client::encode;
@@ -182,18 +183,19 @@ async fn search(url: &str, query: &[(&str, &str)]) -> SearchPage {
     serde_json::from_value(body).unwrap()
 }
 
-/// Each hit as `session:kind`.
 /// Every page of a search for `q` (`limit` hits a page, with `filters`), following the cursor:
-/// the hits' message ordinals in order, at most `most` (pages that go on fail the test).
+/// the hits' message ordinals in order, at most `most` (pages that go on fail the test), and
+/// how far back they were looked for (the same on every page).
 async fn read_pages(
     url: &str,
     q: &str,
     limit: &str,
     filters: &[(&str, String)],
     most: i64,
-) -> Vec<i64> {
+) -> (Vec<i64>, Option<DateTime<Utc>>) {
     let mut hits = Vec::new();
     let mut cursor: Option<String> = None;
+    let mut reached = None;
     loop {
         let mut query: Vec<(&str, &str)> = vec![("q", q), ("limit", limit)];
         query.extend(filters.iter().map(|(k, v)| (*k, v.as_str())));
@@ -201,15 +203,23 @@ async fn read_pages(
             query.push(("cursor", cursor));
         }
         let page = search(url, &query).await;
+        if cursor.is_some() {
+            assert_eq!(
+                page.searched_to, reached,
+                "{q}: the same reach on every page"
+            );
+        }
+        reached = page.searched_to;
         hits.extend(page.hits.into_iter().map(|h| h.message_ordinal));
         assert!(hits.len() as i64 <= most, "pages go on");
         match page.next_cursor {
             Some(next) => cursor = Some(next),
-            None => return hits,
+            None => return (hits, reached),
         }
     }
 }
 
+/// Each hit as `session:kind`.
 fn found(page: &SearchPage) -> BTreeSet<String> {
     page.hits
         .iter()
@@ -453,7 +463,14 @@ async fn the_newest_matches_are_ranked_and_until_reaches_older_ones(pool: PgPool
         .unwrap();
     let read_all = |word: &'static str, filters: Vec<(&'static str, String)>| {
         let url = url.clone();
-        async move { read_pages(&url, word, "100", &filters, 2 * candidates).await }
+        async move {
+            let (hits, reached) = read_pages(&url, word, "100", &filters, 2 * candidates).await;
+            assert_eq!(
+                reached, None,
+                "{word}: words are looked for back to the first entry"
+            );
+            hits
+        }
     };
     let sparse = read_all("sparse", Vec::new()).await;
     let every_150th: BTreeSet<i64> = (0..all).step_by(150).map(|n| 1_000 + n).collect();
@@ -487,25 +504,35 @@ async fn the_newest_matches_are_ranked_and_until_reaches_older_ones(pool: PgPool
 }
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
-async fn a_phrase_of_common_words_ranks_its_newest_matches_within_the_budget(pool: PgPool) {
+async fn a_phrase_of_common_words_is_looked_for_within_the_budget_and_until_goes_on(pool: PgPool) {
     let _blobs = indexed(&pool).await;
     let url = serve(&pool).await;
     // Entries an hour apart, oldest first and newer than the fixtures': every one says "beta
-    // alpha" (the phrase's words in any order), every 100th "alpha beta" as well. The window
-    // holds a few of the phrase's matches and a window's worth of entries to read to find each
-    // few more.
+    // alpha" and "delta gamma" (each phrase's words in any order); every 100th "alpha beta" as
+    // well, and only the oldest "gamma delta". The window holds a few of the first phrase's
+    // matches and none of the second's, and each is found only by reading entries that hold
+    // its words: more of them than the budget allows in one search.
     let all = 4 * WINDOW;
+    assert!(
+        all - WINDOW > READ_BUDGET,
+        "more to read than one search may"
+    );
+    let start = chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
     sqlx::query(
         "INSERT INTO search_entries (session_id, message_ordinal, block_order, workspace_id, \
                                      \"timestamp\", role, kind, terms) \
          SELECT 's2', 1000 + n, 0, 'w2', at, 'user', 'text', \
-                to_tsvector('simple', 'beta alpha' \
-                    || CASE WHEN n % 100 = 0 THEN ' and alpha beta' ELSE '' END) \
+                to_tsvector('simple', 'beta alpha delta gamma' \
+                    || CASE WHEN n % 100 = 0 THEN ' and alpha beta' ELSE '' END \
+                    || CASE WHEN n = 0 THEN ' and gamma delta' ELSE '' END) \
                 || search_time_words(at) \
          FROM generate_series(0, $1 - 1) n, \
-              LATERAL (SELECT timestamptz '2030-01-01 00:00:00+00' + n * interval '1 hour') t(at)",
+              LATERAL (SELECT $2 + n * interval '1 hour') t(at)",
     )
     .bind(all)
+    .bind(start)
     .execute(&pool)
     .await
     .unwrap();
@@ -513,39 +540,77 @@ async fn a_phrase_of_common_words_ranks_its_newest_matches_within_the_budget(poo
         .execute(&pool)
         .await
         .unwrap();
-    let read_all = |filters: Vec<(&'static str, String)>| {
+    let time = |ordinal: i64| start + chrono::Duration::hours(ordinal - 1_000);
+    // A search and the next ones, each `until` where the one before reached: the hits of each,
+    // and their reach.
+    let follow = |phrase: &'static str| {
         let url = url.clone();
-        async move { read_pages(&url, "\"alpha beta\"", "20", &filters, CANDIDATES).await }
+        async move {
+            let mut searches = Vec::new();
+            let mut until: Option<DateTime<Utc>> = None;
+            loop {
+                let filters: Vec<(&str, String)> =
+                    until.iter().map(|u| ("until", u.to_rfc3339())).collect();
+                let (hits, reached) = read_pages(&url, phrase, "20", &filters, CANDIDATES).await;
+                searches.push((hits, reached));
+                assert!(
+                    searches.len() <= 10,
+                    "{phrase}: the searches go on: {searches:?}"
+                );
+                match reached {
+                    Some(reached) => {
+                        assert!(until.is_none_or(|u| reached < u), "{phrase}: back in time");
+                        until = Some(reached);
+                    }
+                    None => return searches,
+                }
+            }
+        }
     };
+
+    let searches = follow("\"alpha beta\"").await;
     let newest_first: Vec<i64> = (0..all)
         .rev()
         .filter(|n| n % 100 == 0)
         .map(|n| 1_000 + n)
         .collect();
-    let hits = read_all(Vec::new()).await;
-    let distinct: BTreeSet<i64> = hits.iter().copied().collect();
-    assert_eq!(distinct.len(), hits.len(), "no hit twice");
-    // Within the budget: more than the window's own and at least a page, not all there are.
+    let (hits, reached) = &searches[0];
+    let reached = reached.expect("the budget ends the first search");
+    // The first search: more than the window's own and fewer than are ranked — every match
+    // from the time it reached on, newest first, and none older.
     let in_window = (WINDOW / 100) as usize;
     assert!(
-        hits.len() > in_window && hits.len() >= 20 && (hits.len() as i64) < CANDIDATES,
+        hits.len() > in_window && (hits.len() as i64) < CANDIDATES,
         "{} hits ({in_window} in the window, budget {READ_BUDGET})",
         hits.len()
     );
-    let expected: BTreeSet<i64> = newest_first[..hits.len()].iter().copied().collect();
-    assert_eq!(distinct, expected, "the newest matches");
-    // The older ones are there for a search that reaches back to them.
-    let oldest = *hits.iter().min().unwrap();
-    let until = chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z").unwrap()
-        + chrono::Duration::hours(oldest - 1_000);
-    let older = read_all(vec![("until", until.to_rfc3339())]).await;
-    assert!(
-        !older.is_empty() && older.iter().all(|&o| o < oldest),
-        "{older:?}"
-    );
+    let since_reached: Vec<i64> = newest_first
+        .iter()
+        .copied()
+        .filter(|&o| time(o) >= reached)
+        .collect();
     assert_eq!(
-        older.iter().max(),
-        newest_first.get(hits.len()),
-        "next in time"
+        hits.iter().copied().collect::<BTreeSet<_>>(),
+        since_reached.iter().copied().collect::<BTreeSet<_>>(),
+        "every match since {reached}, and only those"
     );
+    // Searched on, `until` where each search reached: every match, once, newest first.
+    let every: Vec<i64> = searches
+        .iter()
+        .flat_map(|(hits, _)| {
+            let mut hits = hits.clone();
+            hits.sort_unstable_by(|a, b| b.cmp(a));
+            hits
+        })
+        .collect();
+    assert_eq!(every, newest_first);
+    assert!(searches.len() >= 2, "{searches:?}");
+
+    // A phrase none of the newest entries holds, whose words all of them hold: each search reads
+    // within the budget, and the searches reach its one match, at the first entry.
+    let searches = follow("\"gamma delta\"").await;
+    assert!(searches.len() >= 2, "within the budget: {searches:?}");
+    let found: Vec<i64> = searches.iter().flat_map(|(hits, _)| hits.clone()).collect();
+    assert_eq!(found, [1_000]);
+    assert!(searches[0].0.is_empty(), "{searches:?}");
 }

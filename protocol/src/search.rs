@@ -12,6 +12,10 @@ pub struct SearchPage {
     pub hits: Vec<SearchHit>,
     /// For the next page (`cursor=`); none on the last.
     pub next_cursor: Option<String>,
+    /// Set when older matches were not looked for: a phrase of common words is checked in only
+    /// so many entries, newest first, and this is the time the search reached. The pages hold
+    /// the matches from then on; `until` set to it searches the time before.
+    pub searched_to: Option<DateTime<Utc>>,
 }
 
 /// One block that matches: where it is, and a piece of it around the match.

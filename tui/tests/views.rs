@@ -671,6 +671,8 @@ fn hits(query: &str) -> SearchPage {
             ),
         ],
         next_cursor: None,
+        // A phrase of common words looked for back to a time only.
+        searched_to: Some(at("2026-10-01T08:30:00Z")),
     }
 }
 

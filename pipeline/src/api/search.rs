@@ -41,9 +41,10 @@ pub struct SearchQuery {
 }
 
 /// The blocks that match, best first, each with its session, place and a highlighted snippet.
-/// The newest 200 matches are ranked — for a phrase of common words, the newest found within a
-/// read budget, at least a page's worth (narrow with `since`, `until` or other filters to reach
-/// older ones).
+/// The newest 200 matches are ranked (`until` reaches older ones). A phrase is checked in a
+/// bounded number of the entries that hold its words, newest first: when its newest 200
+/// matches lie further back, the page's `searched_to` says how far back the search reached,
+/// and a search with `until` set to it goes on.
 #[utoipa::path(
     get,
     path = "/api/search",

@@ -28,8 +28,13 @@ pub(super) fn draw_search(frame: &mut Frame, app: &App, area: Rect) {
             return;
         }
     };
+    // A phrase of common words is looked for back to a time only.
+    let reached = page.searched_to.map_or(String::new(), |to| {
+        format!(" · searched back to {}", to.format("%Y-%m-%d %H:%M"))
+    });
     if page.hits.is_empty() {
-        frame.render_widget(Paragraph::new("nothing found").block(block), area);
+        let text = format!("nothing found{reached}");
+        frame.render_widget(Paragraph::new(text).block(block), area);
         return;
     }
     let header = Row::new(["when", "project", "session", "kind", "snippet"])
@@ -82,7 +87,10 @@ pub(super) fn draw_search(frame: &mut Frame, app: &App, area: Rect) {
     .header(header)
     .block(
         block
-            .title_bottom(format!(" {} hits{more} · Enter opens ", page.hits.len()))
+            .title_bottom(format!(
+                " {} hits{more}{reached} · Enter opens ",
+                page.hits.len()
+            ))
             .border_style(Style::default().fg(Color::Reset)),
     );
     frame.render_widget(table, area);
