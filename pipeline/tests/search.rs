@@ -568,6 +568,23 @@ async fn a_phrase_of_common_words_is_looked_for_within_the_budget_and_until_goes
         }
     };
 
+    // A span the budget covers is searched to its start.
+    let since = time(1_000 + all - 3 * WINDOW / 2);
+    let (hits, reached) = read_pages(
+        &url,
+        "\"alpha beta\"",
+        "100",
+        &[("since", since.to_rfc3339())],
+        CANDIDATES,
+    )
+    .await;
+    assert_eq!(reached, None, "searched back to {since}");
+    let expected: BTreeSet<i64> = (0..all)
+        .filter(|n| n % 100 == 0 && time(1_000 + n) >= since)
+        .map(|n| 1_000 + n)
+        .collect();
+    assert_eq!(hits.into_iter().collect::<BTreeSet<_>>(), expected);
+
     let searches = follow("\"alpha beta\"").await;
     let newest_first: Vec<i64> = (0..all)
         .rev()
