@@ -137,7 +137,8 @@ impl Server {
     }
 }
 
-fn sessionflow(args: &[&str], database: &str, blobs: &Path) -> Value {
+/// The CLI run on the test's database and blobs, none of the caller's own settings.
+fn run(args: &[&str], database: &str, blobs: &Path) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_sessionflow"))
         .args(args)
         .env("DATABASE_URL", url_for(database))
@@ -147,7 +148,12 @@ fn sessionflow(args: &[&str], database: &str, blobs: &Path) -> Value {
         .output()
         .unwrap();
     assert!(out.status.success(), "{args:?}: {out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
+    out
+}
+
+/// What the CLI prints as JSON.
+fn sessionflow(args: &[&str], database: &str, blobs: &Path) -> Value {
+    serde_json::from_slice(&run(args, database, blobs).stdout).unwrap()
 }
 
 async fn query_i64(database: &str, sql: &str) -> i64 {
@@ -289,19 +295,11 @@ async fn reports_are_current_and_count_a_copied_response_once_across_devices() {
     assert_eq!((status, &through_api), (200, &found));
     let remote = [&search[..], &["--server", &daemon.url, "--api-key", KEY]].concat();
     assert_eq!(sessionflow(&remote, &database, blobs.path()), found);
-    let table = Command::new(env!("CARGO_BIN_EXE_sessionflow"))
-        .args(&search[..4])
-        .env("DATABASE_URL", url_for(&database))
-        .env("SESSIONFLOW_BLOB", blobs.path())
-        .env_remove("SESSIONFLOW_SERVER")
-        .env_remove("SESSIONFLOW_API_KEY")
-        .output()
-        .unwrap();
+    let table = run(&search[..4], &database, blobs.path());
     let (out, err) = (
         String::from_utf8_lossy(&table.stdout),
         String::from_utf8_lossy(&table.stderr),
     );
-    assert!(table.status.success(), "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert!(
         lines[0].starts_with("when ") && lines[0].ends_with("snippet"),

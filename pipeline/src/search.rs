@@ -548,6 +548,15 @@ fn timeless() -> String {
     )
 }
 
+/// An entry `e` that matches the query `words` (a parameter) and lies in the span from `$11` to
+/// `$12`, whose time words (`$10`) narrow the word index to it.
+fn in_span(words: &str) -> String {
+    format!(
+        "e.terms @@ (websearch_to_tsquery('simple', {words}) && $10::tsquery) \
+         AND e.\"timestamp\" >= $11 AND e.\"timestamp\" <= $12"
+    )
+}
+
 /// Steps 2 and 3 of [`candidates`] for words (no phrase): the word index tells which entries
 /// match without reading them, so every older match is cheap to find.
 async fn older_word_matches(
@@ -571,9 +580,9 @@ async fn older_word_matches(
         let within = format!(
             "SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\" \
              FROM search_entries e \
-             WHERE e.terms @@ (websearch_to_tsquery('simple', $1) && $10::tsquery) \
-               AND e.\"timestamp\" >= $11 AND e.\"timestamp\" <= $12 AND {FILTERS} \
-             ORDER BY e.\"timestamp\" DESC LIMIT $9"
+             WHERE {} AND {FILTERS} \
+             ORDER BY e.\"timestamp\" DESC LIMIT $9",
+            in_span("$1")
         );
         let more = matching(within, request, query)
             .bind(time_words(from.date_naive(), edge.date_naive()).join(" | "))
@@ -628,9 +637,9 @@ async fn older_phrase_matches(
              SELECT e.session_id, e.message_ordinal, e.block_order, e.\"timestamp\", \
                     {WORDS} AS hit, count(*) OVER () AS loose, row_number() OVER () AS place \
              FROM search_entries e \
-             WHERE e.terms @@ (websearch_to_tsquery('simple', $13) && $10::tsquery) \
-               AND e.\"timestamp\" >= $11 AND e.\"timestamp\" <= $12 AND {FILTERS}) s \
-         WHERE hit OR place = 1 ORDER BY hit DESC, \"timestamp\" DESC LIMIT $9 + 1"
+             WHERE {} AND {FILTERS}) s \
+         WHERE hit OR place = 1 ORDER BY hit DESC, \"timestamp\" DESC LIMIT $9 + 1",
+        in_span("$13")
     );
     type SpanRow = (String, i32, i32, Option<DateTime<Utc>>, bool, i64);
     let floor = first.max(request.since).unwrap_or(edge);
@@ -774,18 +783,26 @@ pub fn time_words(from: chrono::NaiveDate, to: chrono::NaiveDate) -> Vec<String>
     units.iter().map(Unit::word).collect()
 }
 
-/// A year, a month or a day: its level (0, 1, 2) and its first day.
+/// How long a [`Unit`] of time is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Unit(u8, chrono::NaiveDate);
+enum Level {
+    Year,
+    Month,
+    Day,
+}
+
+/// A year, a month or a day, by its first day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Unit(Level, chrono::NaiveDate);
 
 impl Unit {
     fn parent(&self) -> Option<Unit> {
         use chrono::Datelike;
         let Unit(level, day) = *self;
         match level {
-            2 => Some(Unit(1, day.with_day(1)?)),
-            1 => Some(Unit(0, day.with_ordinal(1)?)),
-            _ => None,
+            Level::Day => Some(Unit(Level::Month, day.with_day(1)?)),
+            Level::Month => Some(Unit(Level::Year, day.with_ordinal(1)?)),
+            Level::Year => None,
         }
     }
 
@@ -793,9 +810,9 @@ impl Unit {
         use chrono::{Datelike, Months};
         let Unit(level, day) = *self;
         let next = match level {
-            0 => day.with_year(day.year() + 1),
-            1 => day.checked_add_months(Months::new(1)),
-            _ => day.succ_opt(),
+            Level::Year => day.with_year(day.year() + 1),
+            Level::Month => day.checked_add_months(Months::new(1)),
+            Level::Day => day.succ_opt(),
         };
         next.map_or(1, |next| (next - day).num_days())
     }
@@ -803,9 +820,9 @@ impl Unit {
     fn word(&self) -> String {
         let Unit(level, day) = *self;
         match level {
-            0 => format!("'~y{}'", day.format("%Y")),
-            1 => format!("'~m{}'", day.format("%Y%m")),
-            _ => format!("'~d{}'", day.format("%Y%m%d")),
+            Level::Year => format!("'~y{}'", day.format("%Y")),
+            Level::Month => format!("'~m{}'", day.format("%Y%m")),
+            Level::Day => format!("'~d{}'", day.format("%Y%m%d")),
         }
     }
 }
@@ -822,16 +839,16 @@ fn exact_cover(from: chrono::NaiveDate, to: chrono::NaiveDate) -> Vec<Unit> {
             && let Some(next) = next_year
             && next.pred_opt().is_some_and(|last| last <= to)
         {
-            units.push(Unit(0, day));
+            units.push(Unit(Level::Year, day));
             day = next;
         } else if day.day() == 1
             && let Some(next) = next_month
             && next.pred_opt().is_some_and(|last| last <= to)
         {
-            units.push(Unit(1, day));
+            units.push(Unit(Level::Month, day));
             day = next;
         } else {
-            units.push(Unit(2, day));
+            units.push(Unit(Level::Day, day));
             match day.succ_opt() {
                 Some(next) => day = next,
                 None => break,
