@@ -65,8 +65,12 @@ fn generated_tree(dir: &Path, sessions: u64) -> PathBuf {
 }
 
 fn backfill(server: &str, args: &[&str]) -> (Output, Value) {
+    backfill_with(KEY, server, args)
+}
+
+fn backfill_with(key: &str, server: &str, args: &[&str]) -> (Output, Value) {
     let out = sessionflow()
-        .args(["backfill", "--server", server, "--api-key", KEY, "--json"])
+        .args(["backfill", "--server", server, "--api-key", key, "--json"])
         .args(args)
         .output()
         .unwrap();
@@ -188,6 +192,104 @@ async fn backfill_sends_a_tree_once_follows_it_and_leaves_live_sessions_open() {
     let (_, report) = backfill(&daemon.url, &["--include-live", projects.to_str().unwrap()]);
     assert_eq!(report["uploaded"], 1, "{report}");
     assert_eq!(report["processing"]["summarized"], 13, "{report}");
+    pool.close().await;
+    drop(daemon);
+    drop_database(&database).await;
+}
+
+/// Sessions go in groups whose events share a request; a key that covers one project of a
+/// machine that holds several backfills that project, and every other session fails alone with
+/// the server's reason (the group's request refused, its events sent again one by one), over
+/// more than one group. Nothing of the other projects is stored.
+#[tokio::test]
+async fn a_key_for_one_project_backfills_it_and_the_others_fail_each_with_its_reason() {
+    let database = format!("sessionflow_backfill_scoped_{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&database, &dir.path().join("blobs"));
+    let sessions = 55;
+    let projects = generated_tree(dir.path(), sessions);
+    let per_project: Vec<(String, usize)> = projects
+        .read_dir()
+        .unwrap()
+        .map(|project| {
+            let project = project.unwrap();
+            let files = project
+                .path()
+                .read_dir()
+                .unwrap()
+                .filter(|f| f.as_ref().unwrap().path().extension() == Some("jsonl".as_ref()))
+                .count();
+            (project.file_name().to_string_lossy().into_owned(), files)
+        })
+        .collect();
+    assert!(per_project.len() > 1, "{per_project:?}");
+    // The project with the most sessions.
+    let (covered, own) = per_project.iter().max_by_key(|p| p.1).unwrap().clone();
+    wait_healthy(&daemon.url).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_sessionflow"))
+        .args([
+            "keys",
+            "create",
+            "--role",
+            "ingest",
+            "--workspace",
+            &covered,
+            "--json",
+        ])
+        .env("DATABASE_URL", url_for(&database))
+        .env_remove("SESSIONFLOW_SERVER")
+        .env_remove("SESSIONFLOW_API_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let key: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let (out, report) = backfill_with(
+        key["key"].as_str().unwrap(),
+        &daemon.url,
+        &[projects.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let others = sessions as usize - own;
+    assert_eq!(
+        (
+            report["uploaded"].clone(),
+            report["upload_failures"].clone(),
+            report["processing"]["summarized"].clone()
+        ),
+        (json!(own), json!(others), json!(own)),
+        "{report}"
+    );
+    for failure in report["failures"].as_array().unwrap() {
+        assert!(
+            failure["error"]
+                .as_str()
+                .unwrap()
+                .contains("does not cover workspace"),
+            "{failure}"
+        );
+    }
+    let pool = sqlx::PgPool::connect(&url_for(&database)).await.unwrap();
+    let stored: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT 'sessions', workspace_id, count(*) FROM sessions GROUP BY workspace_id \
+         UNION ALL SELECT type, workspace_id, count(*) FROM events GROUP BY type, workspace_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let stored: std::collections::BTreeSet<_> = stored.into_iter().collect();
+    assert_eq!(
+        stored,
+        [
+            "sessions",
+            "session.start",
+            "transcript.uploaded",
+            "session.end"
+        ]
+        .map(|kind| (kind.to_owned(), covered.clone(), own as i64))
+        .into(),
+        "each covered session with its start, upload and end, nothing of the others"
+    );
     pool.close().await;
     drop(daemon);
     drop_database(&database).await;

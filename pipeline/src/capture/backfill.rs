@@ -1,11 +1,11 @@
 //! Backfill: sends every session found on disk that the server does not hold as it is — a
 //! synthetic `session.start`, the transcript, and `session.end` unless the session is live —
-//! ten at a time; then follows the server-side pipeline with batch-status until every session
-//! is done, the wait times out, or the operator stops it.
+//! in groups whose events go together, ten transcripts at a time; then follows the server-side
+//! pipeline with batch-status until every session is done, the wait times out, or the operator
+//! stops it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
@@ -110,7 +110,18 @@ impl SendReport {
     }
 }
 
-/// Sends every session in `sessions`; one that fails is reported and the others go on.
+/// Sessions sent as one group: their `session.start` events go in one request, then their
+/// transcripts, then their `session.end` events in one request (the server takes up to
+/// [`MAX_EVENTS`](crate::api::ingest::MAX_EVENTS) events a request), so that a backfill costs
+/// the server one upload and a small share of two event requests per session instead of three
+/// requests.
+pub const GROUP: usize = 50;
+
+/// Groups in flight at once, so that one group's event requests overlap the other's uploads.
+const GROUPS_AT_ONCE: usize = 2;
+
+/// Sends every session in `sessions`, in groups of [`GROUP`]; one that fails is reported and
+/// the others go on.
 pub async fn send_all(
     client: &Client,
     sessions: Vec<LocalSession>,
@@ -119,78 +130,227 @@ pub async fn send_all(
 ) -> Result<SendReport, ClientError> {
     progress.sending(sessions.len());
     let ids: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
-    let (statuses, deleted) = client.remote(&ids).await?;
-    let (remote, deleted) = (Arc::new(statuses), Arc::new(deleted));
+    let (remote, deleted) = client.remote(&ids).await?;
     let mut report = SendReport::default();
-    let mut sends = futures::stream::iter(sessions)
-        .map(|session| {
-            let remote = Arc::clone(&remote);
-            let deleted = deleted.contains(&session.id);
-            async move {
-                let outcome = if deleted && !options.force_deleted {
-                    Ok(Sent::Deleted)
-                } else {
-                    send_one(client, &session, remote.get(&session.id), deleted, options).await
-                };
-                let outcome = outcome.unwrap_or_else(Sent::Failed);
-                (session.id, outcome)
-            }
-        })
-        .buffer_unordered(options.concurrency.max(1));
-    while let Some((id, outcome)) = sends.next().await {
-        progress.sent(&id, &outcome);
-        report.outcomes.insert(id, outcome);
+    let mut groups = futures::stream::iter(sessions)
+        .chunks(GROUP)
+        .map(|group| send_group(client, group, &remote, &deleted, options))
+        .buffer_unordered(GROUPS_AT_ONCE);
+    while let Some(outcomes) = groups.next().await {
+        for (id, outcome) in outcomes {
+            progress.sent(&id, &outcome);
+            report.outcomes.insert(id, outcome);
+        }
     }
     Ok(report)
 }
 
-/// Sends what the server lacks of `session` (`deleted`: the server deleted it for good, and it
-/// is sent again: the upload brings it back before its events).
-async fn send_one(
+/// What is to be sent of one session, as its files and the server's record tell.
+struct Plan {
+    session: LocalSession,
+    transcript: Transcript,
+    /// Its files changed within `live_within` (and live sessions are not ended).
+    live: bool,
+    /// The server holds these very bytes.
+    same_content: bool,
+    /// The server has not ended it, and it is not live.
+    needs_end: bool,
+    /// The server deleted it for good and it is sent again: the upload brings it back before
+    /// its events.
+    deleted: bool,
+    /// The server does not know it: it needs its `session.start`.
+    unknown: bool,
+}
+
+/// Sends one group: each session's files read (up to `concurrency` at once), then the starts
+/// of those the server does not know in one request, their transcripts, and the ends in one
+/// request — in that order for every session, as the hooks would send them.
+async fn send_group(
     client: &Client,
-    session: &LocalSession,
-    remote: Option<&SessionStatus>,
+    group: Vec<LocalSession>,
+    remote: &BTreeMap<String, SessionStatus>,
+    deleted: &std::collections::BTreeSet<String>,
+    options: &Options,
+) -> Vec<(String, Sent)> {
+    let at_once = options.concurrency.div_ceil(GROUPS_AT_ONCE).max(1);
+    let mut outcomes: Vec<(String, Option<Sent>)> =
+        group.iter().map(|s| (s.id.clone(), None)).collect();
+    let planned: Vec<Result<Plan, Sent>> = futures::stream::iter(group)
+        .map(|session| async move {
+            let deleted = deleted.contains(&session.id);
+            if deleted && !options.force_deleted {
+                return Err(Sent::Deleted);
+            }
+            plan(session, remote, deleted, options)
+                .await
+                .map_err(Sent::Failed)
+        })
+        .buffered(at_once)
+        .collect()
+        .await;
+    let mut plans: Vec<(usize, Plan)> = Vec::new();
+    for (i, planned) in planned.into_iter().enumerate() {
+        match planned {
+            Ok(plan) if plan.same_content && !plan.needs_end => {
+                outcomes[i].1 = Some(Sent::Skipped {
+                    ended: remote
+                        .get(&plan.session.id)
+                        .is_some_and(SessionStatus::has_ended),
+                });
+            }
+            Ok(plan) => plans.push((i, plan)),
+            Err(outcome) => outcomes[i].1 = Some(outcome),
+        }
+    }
+    let refused = |e: ClientError| e.to_string();
+    // Deleted for good and sent again: the upload first.
+    let restored = each(
+        &plans,
+        at_once,
+        |p| p.deleted,
+        |p| async move {
+            client
+                .upload(&p.session, true)
+                .await
+                .map(|_| ())
+                .map_err(refused)
+        },
+    )
+    .await;
+    settle(&mut outcomes, &mut plans, restored);
+    let starts: Vec<(usize, Event)> = plans
+        .iter()
+        .filter(|(_, p)| p.unknown)
+        .map(|(i, p)| {
+            (
+                *i,
+                start_event(&p.session, &p.transcript, &options.device_id),
+            )
+        })
+        .collect();
+    settle(&mut outcomes, &mut plans, send_events(client, starts).await);
+    let uploaded = each(
+        &plans,
+        at_once,
+        |p| !p.same_content && !p.deleted,
+        |p| async move {
+            client
+                .upload(&p.session, false)
+                .await
+                .map(|_| ())
+                .map_err(refused)
+        },
+    )
+    .await;
+    settle(&mut outcomes, &mut plans, uploaded);
+    let ends: Vec<(usize, Event)> = plans
+        .iter()
+        .filter(|(_, p)| p.needs_end)
+        .map(|(i, p)| (*i, end_event(&p.session, &p.transcript, &options.device_id)))
+        .collect();
+    settle(&mut outcomes, &mut plans, send_events(client, ends).await);
+    for (i, plan) in plans {
+        outcomes[i].1 = Some(if plan.live && !plan.needs_end {
+            Sent::Live
+        } else {
+            Sent::Uploaded
+        });
+    }
+    outcomes
+        .into_iter()
+        .map(|(id, outcome)| (id, outcome.unwrap_or(Sent::Uploaded)))
+        .collect()
+}
+
+/// Reads `session`'s files and compares them with what the server holds (`remote`).
+async fn plan(
+    session: LocalSession,
+    remote: &BTreeMap<String, SessionStatus>,
     deleted: bool,
     options: &Options,
-) -> Result<Sent, String> {
-    let session = &options.admission.admit(&session.main)?;
+) -> Result<Plan, String> {
+    let session = options.admission.admit(&session.main)?;
     let reading = session.clone();
     let transcript = tokio::task::spawn_blocking(move || reading.scan())
         .await
         .map_err(|e| format!("reading {} failed: {e}", session.main.display()))?
         .map_err(|e| format!("cannot read {}: {e}", session.main.display()))?;
+    let remote = remote.get(&session.id);
     let live = !options.include_live
         && SystemTime::now()
             .duration_since(transcript.modified)
             .is_ok_and(|age| age < options.live_within);
-    let same_content =
-        remote.and_then(|r| r.transcript_sha256.as_deref()) == Some(transcript.sha256.as_str());
-    let needs_end = !live && !remote.is_some_and(SessionStatus::has_ended);
-    if same_content && !needs_end {
-        return Ok(Sent::Skipped {
-            ended: remote.is_some_and(SessionStatus::has_ended),
-        });
+    Ok(Plan {
+        live,
+        same_content: remote.and_then(|r| r.transcript_sha256.as_deref())
+            == Some(transcript.sha256.as_str()),
+        needs_end: !live && !remote.is_some_and(SessionStatus::has_ended),
+        deleted,
+        unknown: remote.is_none(),
+        session,
+        transcript,
+    })
+}
+
+/// Runs `call` for each plan that `wanted` picks, `at_once` at a time: the failures, by the
+/// plan's place in the group.
+async fn each<'p, F, Fut>(
+    plans: &'p [(usize, Plan)],
+    at_once: usize,
+    wanted: impl Fn(&Plan) -> bool,
+    call: F,
+) -> Vec<(usize, String)>
+where
+    F: Fn(&'p Plan) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    futures::stream::iter(plans.iter().filter(|(_, p)| wanted(p)))
+        .map(|(i, p)| {
+            let done = call(p);
+            async move { done.await.err().map(|e| (*i, e)) }
+        })
+        .buffer_unordered(at_once)
+        .filter_map(futures::future::ready)
+        .collect()
+        .await
+}
+
+/// Sends `events` (each with its plan's place) in one request; when the server refuses the
+/// request, one by one, so that an event it refuses fails its own session only. The failures,
+/// by place.
+async fn send_events(client: &Client, events: Vec<(usize, Event)>) -> Vec<(usize, String)> {
+    if events.is_empty() {
+        return Vec::new();
     }
-    let refused = |e: ClientError| e.to_string();
-    if deleted {
-        client.upload(session, true).await.map_err(refused)?;
+    let all: Vec<Event> = events.iter().map(|(_, e)| e.clone()).collect();
+    match client.send_events(&all).await {
+        Ok(()) => Vec::new(),
+        Err(ClientError::Refused(_)) if events.len() > 1 => {
+            let mut failed = Vec::new();
+            for (i, event) in events {
+                if let Err(e) = client.send_events(std::slice::from_ref(&event)).await {
+                    failed.push((i, e.to_string()));
+                }
+            }
+            failed
+        }
+        Err(e) => events
+            .into_iter()
+            .map(|(i, _)| (i, e.to_string()))
+            .collect(),
     }
-    if remote.is_none() {
-        let start = start_event(session, &transcript, &options.device_id);
-        client.send_events(&[start]).await.map_err(refused)?;
+}
+
+/// Ends the plans that `failed` names with their reasons; the others go on.
+fn settle(
+    outcomes: &mut [(String, Option<Sent>)],
+    plans: &mut Vec<(usize, Plan)>,
+    failed: Vec<(usize, String)>,
+) {
+    for (i, reason) in failed {
+        outcomes[i].1 = Some(Sent::Failed(reason));
     }
-    if !same_content && !deleted {
-        client.upload(session, false).await.map_err(refused)?;
-    }
-    if needs_end {
-        let end = end_event(session, &transcript, &options.device_id);
-        client.send_events(&[end]).await.map_err(refused)?;
-        Ok(Sent::Uploaded)
-    } else if live {
-        Ok(Sent::Live)
-    } else {
-        Ok(Sent::Uploaded)
-    }
+    plans.retain(|(i, _)| outcomes[*i].1.is_none());
 }
 
 fn envelope(
