@@ -17,7 +17,7 @@ use sessionflow_pipeline::api::{ApiState, Ingest, MAX_TRANSCRIPT, router};
 use sessionflow_pipeline::events::{EventProcessor, HandlerRegistry};
 use sessionflow_pipeline::processors::report::{self, Grouping, Request};
 use sessionflow_pipeline::processors::{
-    MAX_ATTEMPTS, Processor, Processors, RunError, RunSummary, SessionInput,
+    MAX_ATTEMPTS, MAX_YIELD, Processor, Processors, RunError, RunSummary, SessionInput,
 };
 use sessionflow_protocol::reports::UsageReport;
 use sessionflow_stages::blob::{BlobStore, LocalBlobs, raw_transcript_key};
@@ -280,6 +280,75 @@ async fn failures_and_panics_stay_with_their_session_and_park_after_five(pool: P
     .await
     .unwrap();
     assert_eq!(attempts, 1);
+}
+
+/// A scheduled run gives way to a busy pipeline (a session just ended, waiting to be parsed),
+/// but for [`MAX_YIELD`] a session at most; a run asked for (the admin route's) does not wait,
+/// nor a scheduled one once the pipeline is idle.
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn a_scheduled_run_gives_way_to_a_busy_pipeline_but_not_for_long(pool: PgPool) {
+    let world = World::new(pool.clone());
+    world.session("first", fixture(COVERAGE)).await;
+    Store::from_pool(pool.clone())
+        .create_session(&NewSession {
+            id: "queued",
+            workspace_id: "w1",
+            lifecycle: Some(Lifecycle::Ended),
+            transcript_key: Some("raw/w1/queued"),
+            ..NewSession::default()
+        })
+        .await
+        .unwrap();
+    // The pipeline stays busy: sessions keep ending.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let toucher = {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                sqlx::query("UPDATE sessions SET updated_at = now() WHERE id = 'queued'")
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let probe = Probe::new("", "");
+    let processors = world.processors(vec![probe.clone()]);
+    let started = std::time::Instant::now();
+    let run = processors.run_scheduled("probe").await.unwrap();
+    assert_eq!(run.processed, 1);
+    assert!(
+        started.elapsed() >= MAX_YIELD,
+        "processed after {:?}, while the pipeline was busy",
+        started.elapsed()
+    );
+
+    world.session("second", fixture(PORT)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(processors.run("probe").await.unwrap().processed, 1);
+    assert!(
+        started.elapsed() < MAX_YIELD,
+        "a run asked for waits for nothing"
+    );
+
+    stop.cancel();
+    toucher.await.unwrap();
+    sqlx::query("UPDATE sessions SET lifecycle = 'summarized' WHERE id = 'queued'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    world.session("third", fixture(PORT)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        processors.run_scheduled("probe").await.unwrap().processed,
+        1
+    );
+    assert!(
+        started.elapsed() < MAX_YIELD,
+        "an idle pipeline is not waited for"
+    );
+    assert_eq!(probe.calls.load(Ordering::SeqCst), 3);
 }
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]

@@ -5,7 +5,9 @@
 //! sessions updated since the processor last saw them, skips those whose transcript hash it
 //! already processed, and records per session what it made of it (`processor_state`). A failure
 //! or panic on one session is recorded and the run goes on; after 5 failed attempts on one
-//! transcript a session is parked for that processor until its transcript changes.
+//! transcript a session is parked for that processor until its transcript changes. A scheduled
+//! run gives way to a busy pipeline, a few seconds a session at most
+//! ([`Processors::run_scheduled`]).
 
 mod lock;
 mod offline;
@@ -16,7 +18,7 @@ pub mod search;
 pub mod tools;
 pub mod usage;
 
-pub use registry::Processors;
+pub use registry::{BUSY_WITHIN, MAX_YIELD, Processors};
 
 use std::sync::Arc;
 use std::time::Duration;

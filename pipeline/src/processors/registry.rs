@@ -19,6 +19,16 @@ use super::{
 /// How long bringing a processor up to date waits for a run of it already under way.
 pub const CATCH_UP_WAIT: Duration = Duration::from_secs(120);
 
+/// The pipeline is busy while a session was ended with its transcript, or taken by a worker,
+/// this recently (see [`Processors::run_scheduled`]).
+pub const BUSY_WITHIN: Duration = Duration::from_secs(2);
+
+/// A scheduled run waits for a busy pipeline at most this long before each session.
+pub const MAX_YIELD: Duration = Duration::from_secs(5);
+
+/// How often a waiting run looks again.
+const YIELD_STEP: Duration = Duration::from_millis(250);
+
 /// The processors a worker or the API knows, with what they need to run.
 #[derive(Clone)]
 pub struct Processors {
@@ -60,12 +70,47 @@ impl Processors {
     /// Runs `name` once over the sessions it has not seen as they are, retrying those that
     /// failed; refused while another run of it holds its lock (in any process).
     pub async fn run(&self, name: &str) -> Result<RunSummary, RunError> {
+        self.run_every(name, false).await
+    }
+
+    /// [`run`](Self::run) as the scheduler runs it: before each session it processes, it gives
+    /// way to the pipeline — while a session was ended or taken by a worker (anywhere) in the
+    /// last [`BUSY_WITHIN`], it waits, up to [`MAX_YIELD`] a session. So during a backfill the
+    /// sessions are parsed first and what processors derive from them (the search index above
+    /// all, ≈60 ms of Postgres a session) is made as the pipeline eases, never held off for
+    /// longer than that a session; a report or a search still brings its processor up to date
+    /// at once ([`catch_up`](Self::catch_up)).
+    pub async fn run_scheduled(&self, name: &str) -> Result<RunSummary, RunError> {
+        self.run_every(name, true).await
+    }
+
+    async fn run_every(&self, name: &str, yielding: bool) -> Result<RunSummary, RunError> {
         let (processor, lock) = self.claim(name, false).await?;
         self.record_start(name).await?;
-        let outcome = self.sweep(processor, Sweep::Every).await;
+        let outcome = self.sweep(processor, Sweep::Every, yielding).await;
         self.record_end(name, &outcome, true).await?;
         lock.release().await;
         outcome
+    }
+
+    /// Waits while the pipeline is busy, up to [`MAX_YIELD`]; a database that cannot say is
+    /// not waited for (the processing that follows reports it).
+    async fn give_way(&self) {
+        let until = tokio::time::Instant::now() + MAX_YIELD;
+        while tokio::time::Instant::now() < until {
+            let busy = sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM sessions \
+                     WHERE lifecycle = 'ended' AND transcript_key IS NOT NULL \
+                       AND updated_at > now() - $1 * interval '1 millisecond')",
+            )
+            .bind(BUSY_WITHIN.as_millis() as f64)
+            .fetch_one(&self.pool)
+            .await;
+            if !matches!(busy, Ok(true)) {
+                return;
+            }
+            tokio::time::sleep(YIELD_STEP).await;
+        }
     }
 
     /// Brings `name` up to date before a report reads what it made: waits (up to
@@ -90,7 +135,9 @@ impl Processors {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let outcome = self.sweep(processor, Sweep::ChangedSinceLastSweep).await;
+        let outcome = self
+            .sweep(processor, Sweep::ChangedSinceLastSweep, false)
+            .await;
         if !matches!(outcome, Ok(summary) if summary.scanned == 0) {
             self.record_end(name, &outcome, false).await?;
         }
@@ -194,11 +241,13 @@ impl Processors {
         }
     }
 
-    /// Processes the sessions `processor` has not seen as they are, of those `sweep` takes.
+    /// Processes the sessions `processor` has not seen as they are, of those `sweep` takes
+    /// (`yielding`: giving way to a busy pipeline before each).
     async fn sweep(
         &self,
         processor: Arc<dyn Processor>,
         sweep: Sweep,
+        yielding: bool,
     ) -> Result<RunSummary, RunError> {
         let name = processor.name();
         type Candidate = (String, String, Option<String>, String, Option<String>, bool);
@@ -239,6 +288,9 @@ impl Processors {
                 .await?;
                 summary.skipped += 1;
                 continue;
+            }
+            if yielding {
+                self.give_way().await;
             }
             let input = SessionInput {
                 id,

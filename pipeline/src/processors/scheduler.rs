@@ -2,7 +2,8 @@
 //! never a second instance of one still running here (and the advisory lock keeps other workers
 //! out), its next run set from its interval whether the last one succeeded, failed or panicked —
 //! so a permanent failure does not turn into a hot loop, and one processor's trouble never stops
-//! another or the pipeline.
+//! another or the pipeline. Its runs give way to a busy pipeline
+//! ([`Processors::run_scheduled`](super::Processors::run_scheduled)).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,7 +96,7 @@ pub fn spawn(
                 // A panic here ends this task only (tokio contains it); the next run is due
                 // all the same.
                 let task = tokio::spawn(async move {
-                    match processors.run(&name).await {
+                    match processors.run_scheduled(&name).await {
                         Ok(summary) => tracing::info!(
                             processor = %name,
                             scanned = summary.scanned,
