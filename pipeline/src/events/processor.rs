@@ -268,10 +268,15 @@ impl EventProcessor {
         let chosen: Vec<&Event> = valid.iter().map(|&i| &events[i]).collect();
         let ids: Vec<&str> = chosen.iter().map(|e| e.id.as_str()).collect();
         let mut tx = self.pool.begin().await?;
+        // Not handled, written so that no plan reads the index of unhandled events
+        // (`handled_at IS NULL` would match its predicate): that index keeps an entry for every
+        // event handled since the table's last vacuum, and a plan that ANDs it with the primary
+        // key reads them all (0.5 ms a call after a few thousand events, growing until the
+        // vacuum); this way only the primary key is read (0.03 ms).
         let mut taken: HashSet<String> = sqlx::query_scalar(
             "UPDATE events SET leased_by = $2, \
                  leased_until = now() + $3 * interval '1 millisecond' \
-             WHERE id = ANY($1) AND handled_at IS NULL \
+             WHERE id = ANY($1) AND coalesce(handled_at, '-infinity') = '-infinity' \
                AND (leased_by IS NULL OR leased_by = $2 OR leased_until < now() \
                     OR leased_by NOT IN (SELECT id FROM workers \
                                          WHERE last_seen > now() - $4 * interval '1 millisecond')) \
@@ -344,9 +349,11 @@ impl EventProcessor {
         }
         let mut tx = self.pool.begin().await?;
         if !done.is_empty() {
+            // By the primary key only (see `take`).
             sqlx::query(
                 "UPDATE events SET handled_at = now(), handler_error = NULL, leased_by = NULL, \
-                     leased_until = NULL WHERE id = ANY($1) AND handled_at IS NULL",
+                     leased_until = NULL \
+                 WHERE id = ANY($1) AND coalesce(handled_at, '-infinity') = '-infinity'",
             )
             .bind(done)
             .execute(&mut *tx)
