@@ -202,21 +202,8 @@ async fn send_group(
             Err(outcome) => outcomes[i].1 = Some(outcome),
         }
     }
-    let refused = |e: ClientError| e.to_string();
     // Deleted for good and sent again: the upload first.
-    let restored = each(
-        &plans,
-        at_once,
-        |p| p.deleted,
-        |p| async move {
-            client
-                .upload(&p.session, true)
-                .await
-                .map(|_| ())
-                .map_err(refused)
-        },
-    )
-    .await;
+    let restored = upload_each(client, &plans, at_once, true).await;
     settle(&mut outcomes, &mut plans, restored);
     let starts: Vec<(usize, Event)> = plans
         .iter()
@@ -229,19 +216,7 @@ async fn send_group(
         })
         .collect();
     settle(&mut outcomes, &mut plans, send_events(client, starts).await);
-    let uploaded = each(
-        &plans,
-        at_once,
-        |p| !p.same_content && !p.deleted,
-        |p| async move {
-            client
-                .upload(&p.session, false)
-                .await
-                .map(|_| ())
-                .map_err(refused)
-        },
-    )
-    .await;
+    let uploaded = upload_each(client, &plans, at_once, false).await;
     settle(&mut outcomes, &mut plans, uploaded);
     let ends: Vec<(usize, Event)> = plans
         .iter()
@@ -292,22 +267,23 @@ async fn plan(
     })
 }
 
-/// Runs `call` for each plan that `wanted` picks, `at_once` at a time: the failures, by the
-/// plan's place in the group.
-async fn each<'p, F, Fut>(
-    plans: &'p [(usize, Plan)],
+/// Uploads the transcripts of the plans that need it, `at_once` at a time — with `force`,
+/// those the server deleted for good (sent again); otherwise those whose bytes it lacks. The
+/// failures, by the plan's place in the group.
+async fn upload_each(
+    client: &Client,
+    plans: &[(usize, Plan)],
     at_once: usize,
-    wanted: impl Fn(&Plan) -> bool,
-    call: F,
-) -> Vec<(usize, String)>
-where
-    F: Fn(&'p Plan) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
+    force: bool,
+) -> Vec<(usize, String)> {
+    let wanted = |p: &Plan| match force {
+        true => p.deleted,
+        false => !p.same_content && !p.deleted,
+    };
     futures::stream::iter(plans.iter().filter(|(_, p)| wanted(p)))
-        .map(|(i, p)| {
-            let done = call(p);
-            async move { done.await.err().map(|e| (*i, e)) }
+        .map(|(i, p)| async move {
+            let sent = client.upload(&p.session, force).await;
+            sent.err().map(|e| (*i, e.to_string()))
         })
         .buffer_unordered(at_once)
         .filter_map(futures::future::ready)
