@@ -73,13 +73,15 @@ impl Processors {
         self.run_every(name, false).await
     }
 
-    /// [`run`](Self::run) as the scheduler runs it: before each session it processes, it gives
-    /// way to the pipeline — while a session was ended or taken by a worker (anywhere) in the
-    /// last [`BUSY_WITHIN`], it waits, up to [`MAX_YIELD`] a session. So during a backfill the
-    /// sessions are parsed first and what processors derive from them (the search index above
-    /// all, ≈60 ms of Postgres a session) is made as the pipeline eases, never held off for
-    /// longer than that a session; a report or a search still brings its processor up to date
-    /// at once ([`catch_up`](Self::catch_up)).
+    /// [`run`](Self::run) as the scheduler runs it, giving way to the pipeline: while a session
+    /// was ended or taken by a worker (anywhere) in the last [`BUSY_WITHIN`], the run waits
+    /// before its first session, up to [`MAX_YIELD`], and ends before any other (the rest are
+    /// the next run's, an interval later). So during a backfill the sessions are parsed first
+    /// and what processors derive from them (the search index above all, ≈60 ms of Postgres a
+    /// session) is made as the pipeline eases — a session a run meanwhile, so never held off
+    /// for good — and the processor's lock is held a few seconds at most, so a report or a
+    /// search that brings its processor up to date ([`catch_up`](Self::catch_up)) is not kept
+    /// waiting.
     pub async fn run_scheduled(&self, name: &str) -> Result<RunSummary, RunError> {
         self.run_every(name, true).await
     }
@@ -88,29 +90,25 @@ impl Processors {
         let (processor, lock) = self.claim(name, false).await?;
         self.record_start(name).await?;
         let outcome = self.sweep(processor, Sweep::Every, yielding).await;
-        self.record_end(name, &outcome, true).await?;
+        let swept = matches!(outcome, Ok((_, Swept::All)));
+        let outcome = outcome.map(|(summary, _)| summary);
+        self.record_end(name, &outcome, swept).await?;
         lock.release().await;
         outcome
     }
 
-    /// Waits while the pipeline is busy, up to [`MAX_YIELD`]; a database that cannot say is
-    /// not waited for (the processing that follows reports it).
-    async fn give_way(&self) {
-        let until = tokio::time::Instant::now() + MAX_YIELD;
-        while tokio::time::Instant::now() < until {
-            let busy = sqlx::query_scalar::<_, bool>(
-                "SELECT EXISTS (SELECT 1 FROM sessions \
-                     WHERE lifecycle = 'ended' AND transcript_key IS NOT NULL \
-                       AND updated_at > now() - $1 * interval '1 millisecond')",
-            )
-            .bind(BUSY_WITHIN.as_millis() as f64)
-            .fetch_one(&self.pool)
-            .await;
-            if !matches!(busy, Ok(true)) {
-                return;
-            }
-            tokio::time::sleep(YIELD_STEP).await;
-        }
+    /// Whether the pipeline is busy; a database that cannot say counts as idle (the
+    /// processing that follows reports it).
+    async fn pipeline_busy(&self) -> bool {
+        let busy = sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM sessions \
+                 WHERE lifecycle = 'ended' AND transcript_key IS NOT NULL \
+                   AND updated_at > now() - $1 * interval '1 millisecond')",
+        )
+        .bind(BUSY_WITHIN.as_millis() as f64)
+        .fetch_one(&self.pool)
+        .await;
+        matches!(busy, Ok(true))
     }
 
     /// Brings `name` up to date before a report reads what it made: waits (up to
@@ -137,7 +135,8 @@ impl Processors {
         };
         let outcome = self
             .sweep(processor, Sweep::ChangedSinceLastSweep, false)
-            .await;
+            .await
+            .map(|(summary, _)| summary);
         if !matches!(outcome, Ok(summary) if summary.scanned == 0) {
             self.record_end(name, &outcome, false).await?;
         }
@@ -242,13 +241,13 @@ impl Processors {
     }
 
     /// Processes the sessions `processor` has not seen as they are, of those `sweep` takes
-    /// (`yielding`: giving way to a busy pipeline before each).
+    /// (`yielding`: giving way to a busy pipeline, see [`run_scheduled`](Self::run_scheduled)).
     async fn sweep(
         &self,
         processor: Arc<dyn Processor>,
         sweep: Sweep,
         yielding: bool,
-    ) -> Result<RunSummary, RunError> {
+    ) -> Result<(RunSummary, Swept), RunError> {
         let name = processor.name();
         type Candidate = (String, String, Option<String>, String, Option<String>, bool);
         let candidates: Vec<Candidate> = sqlx::query_as(
@@ -289,8 +288,14 @@ impl Processors {
                 summary.skipped += 1;
                 continue;
             }
-            if yielding {
-                self.give_way().await;
+            if yielding && self.pipeline_busy().await {
+                if summary.processed + summary.errors > 0 {
+                    return Ok((summary, Swept::Part));
+                }
+                let until = tokio::time::Instant::now() + MAX_YIELD;
+                while tokio::time::Instant::now() < until && self.pipeline_busy().await {
+                    tokio::time::sleep(YIELD_STEP).await;
+                }
             }
             let input = SessionInput {
                 id,
@@ -300,7 +305,7 @@ impl Processors {
             };
             self.attempt(&processor, input, &sha, &mut summary).await?;
         }
-        Ok(summary)
+        Ok((summary, Swept::All))
     }
 
     /// Processes one session (a panic stays with it) and records the outcome.
@@ -366,6 +371,14 @@ impl Processors {
         }
         Ok(())
     }
+}
+
+/// How far a sweep went.
+enum Swept {
+    /// Through every session it took.
+    All,
+    /// It gave way to the pipeline before the end: the rest are the next run's.
+    Part,
 }
 
 /// The sessions a sweep looks at.
