@@ -226,7 +226,7 @@ async fn a_key_for_one_project_backfills_it_and_the_others_fail_each_with_its_re
     // The project with the most sessions.
     let (covered, own) = per_project.iter().max_by_key(|p| p.1).unwrap().clone();
     wait_healthy(&daemon.url).await;
-    let out = Command::new(env!("CARGO_BIN_EXE_sessionflow"))
+    let out = sessionflow()
         .args([
             "keys",
             "create",
@@ -237,8 +237,6 @@ async fn a_key_for_one_project_backfills_it_and_the_others_fail_each_with_its_re
             "--json",
         ])
         .env("DATABASE_URL", url_for(&database))
-        .env_remove("SESSIONFLOW_SERVER")
-        .env_remove("SESSIONFLOW_API_KEY")
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

@@ -162,9 +162,9 @@ struct Plan {
     unknown: bool,
 }
 
-/// Sends one group: each session's files read (up to `concurrency` at once), then the starts
-/// of those the server does not know in one request, their transcripts, and the ends in one
-/// request — in that order for every session, as the hooks would send them.
+/// Sends one group: each session's files read (the group's share of `concurrency` at once),
+/// then the starts of those the server does not know in one request, their transcripts, and
+/// the ends in one request — in that order for every session, as the hooks would send them.
 async fn send_group(
     client: &Client,
     group: Vec<LocalSession>,

@@ -293,8 +293,11 @@ impl Processors {
                     return Ok((summary, Swept::Part));
                 }
                 let until = tokio::time::Instant::now() + MAX_YIELD;
-                while tokio::time::Instant::now() < until && self.pipeline_busy().await {
+                while tokio::time::Instant::now() < until {
                     tokio::time::sleep(YIELD_STEP).await;
+                    if !self.pipeline_busy().await {
+                        break;
+                    }
                 }
             }
             let input = SessionInput {
