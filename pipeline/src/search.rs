@@ -9,7 +9,14 @@
 //! character that is not a letter or a digit, and a query word holding such characters becomes a
 //! phrase of its parts. So `parse_bytes` is the phrase `parse bytes`, `src/main.rs` is `src main
 //! rs` (found inside `/work/app/src/main.rs` too) and `E0382` a word; words are not stemmed
-//! (Postgres' `simple` configuration), so an identifier is never confused with a stem.
+//! (Postgres' `simple` configuration), so an identifier is never confused with a stem. The
+//! splitting is this module's ([`index_terms`] for entries, [`Query::parse`] for queries), not
+//! Postgres' parser, so the two always agree; an entry also holds a term for each pair of
+//! neighbouring words ([`pair`]), so that the word index finds a phrase by its pairs — few
+//! entries hold the pair `token breta` even where most hold `token` — and only those are read
+//! to check the phrase.
+
+use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use sessionflow_protocol::search::{SearchHit, SearchPage};
@@ -62,24 +69,126 @@ pub fn index_text(text: &str) -> String {
     out
 }
 
-/// What a query says, read the way `websearch_to_tsquery` reads it.
+/// Words a pair of neighbours may each be at most, in characters, for the index to hold a term
+/// for the pair (see [`pair`]): longer ones are hashes, encoded data and the like, whose pairs
+/// would each be found once (as would those of two numbers: they are not paired either).
+pub const PAIRED_CHARS: usize = 20;
+
+/// The terms pairs of words are hashed to: 2²² (see [`pair`]).
+const PAIR_BITS: u32 = 22;
+
+/// Postgres' limits for a `tsvector`: a word's bytes, a position, positions kept per word.
+const MAX_WORD_BYTES: usize = 2_047;
+const MAX_POSITION: usize = 16_383;
+const MAX_POSITIONS: usize = 256;
+
+/// The index's term for the pair of neighbouring words `a b`, when it holds one: `~p` and six
+/// hex digits, the pair's 64-bit FNV-1a hash (of `a`, a space, `b`) cut to [`PAIR_BITS`] bits
+/// (no document word holds a `~`, see [`index_text`]). Pairs share terms so that the index
+/// holds a few million of them, not one for every pair ever written (which made the word index
+/// five times its size, most of it terms found once): each term stands for tens of pairs of
+/// the index's millions of entries, which an entry holding the phrase's other pairs, or reading
+/// it, tells apart. Stored in the index: changing it means indexing every session again.
+fn pair(a: &str, b: &str) -> Option<String> {
+    let paired = |w: &str| w.chars().count() <= PAIRED_CHARS;
+    let number = |w: &str| w.chars().all(|c| c.is_ascii_digit());
+    if !paired(a) || !paired(b) || (number(a) && number(b)) {
+        return None;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in a.bytes().chain([b' ']).chain(b.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    Some(format!("~p{:06x}", hash & ((1 << PAIR_BITS) - 1)))
+}
+
+/// `term` quoted for a `tsvector` or `tsquery` literal.
+fn quote(out: &mut String, term: &str) {
+    out.push('\'');
+    for c in term.chars() {
+        if c == '\'' || c == '\\' {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+}
+
+/// What the index holds of `indexed` (the words [`index_text`] leaves): a `tsvector` literal of
+/// each word, lower-cased, with its positions, and of a term for each pair of neighbouring words
+/// (see [`pair`]) — so that a phrase is found by its pairs, which are rare even where its words
+/// are common, instead of by reading every entry that holds its words. Words are
+/// split here, not by Postgres' parser, so that a query is split the same way
+/// ([`Query::parse`]). Postgres' limits apply as `to_tsvector` applies them: longer words are
+/// left out, positions stop at 16 383 and a word keeps its first 256.
+pub fn index_terms(indexed: &str) -> String {
+    let words: Vec<String> = indexed
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let mut positions: std::collections::HashMap<&str, Vec<usize>> =
+        std::collections::HashMap::new();
+    let mut pairs = std::collections::HashSet::new();
+    for (at, word) in words.iter().enumerate() {
+        if word.len() > MAX_WORD_BYTES {
+            continue;
+        }
+        let position = (at + 1).min(MAX_POSITION);
+        let kept = positions.entry(word).or_default();
+        if kept.len() < MAX_POSITIONS && kept.last() != Some(&position) {
+            kept.push(position);
+        }
+        if let Some(pair) = at
+            .checked_sub(1)
+            .and_then(|before| pair(&words[before], word))
+        {
+            pairs.insert(pair);
+        }
+    }
+    let mut out = String::with_capacity(indexed.len() * 3);
+    for (word, kept) in positions {
+        quote(&mut out, word);
+        for (n, position) in kept.iter().enumerate() {
+            out.push(if n == 0 { ':' } else { ',' });
+            let _ = write!(out, "{position}");
+        }
+        out.push(' ');
+    }
+    for pair in pairs {
+        quote(&mut out, &pair);
+        out.push(' ');
+    }
+    out
+}
+
+/// What a query says, read the way `websearch_to_tsquery` reads it (words, `"exact phrase"`,
+/// `-exclude`, `or`), each word split and lower-cased as [`index_terms`] splits the entries'.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
-    /// The query for `websearch_to_tsquery('simple', …)`, each word and phrase in the index's
-    /// form.
+    /// The query as a `tsquery` literal: words, phrases (`<->`), `!` and `|`.
     pub tsquery: String,
     /// The words to highlight (those not excluded), lower-cased.
     pub words: Vec<String>,
-    /// For a query with a phrase: the same query with each phrase's words in any order and
-    /// the excluded phrases left out. The word index finds the entries that match it, and only
-    /// reading them tells which hold the phrase.
+    /// For a query with a phrase: the same query with each phrase as its pairs of words (see
+    /// [`index_terms`]) and the excluded phrases left out, as a `tsquery` literal. The word
+    /// index finds the entries that match it, and only reading them tells which hold the
+    /// phrase (an entry may hold the pairs `a b` and `b c` apart, or another pair of the same
+    /// term).
     pub loose: Option<String>,
+}
+
+/// A part of a query: a term, as matched exactly and loosely (`None`: left out), or an `or`.
+enum Part {
+    Term(String, Option<String>),
+    Or,
 }
 
 impl Query {
     /// Reads `q`; `None` when it holds no word to look for.
     pub fn parse(q: &str) -> Option<Query> {
-        let (mut parts, mut words, mut loose) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut parts, mut words) = (Vec::new(), Vec::new());
         let mut phrases = false;
         let mut rest = q.trim_start();
         while !rest.is_empty() {
@@ -103,37 +212,30 @@ impl Query {
                 continue;
             }
             if !quoted && !negated && indexed == "or" && term.eq_ignore_ascii_case("or") {
-                parts.push("or".to_owned());
-                loose.push("or".to_owned());
+                parts.push(Part::Or);
                 continue;
             }
-            let phrase = indexed.contains(' ') || quoted;
+            let split: Vec<&str> = indexed.split(' ').collect();
+            let phrase = split.len() > 1 || quoted;
             phrases |= phrase;
             if !negated {
-                words.extend(indexed.split(' ').map(str::to_owned));
+                words.extend(split.iter().map(|w| (*w).to_owned()));
             }
-            match (phrase, negated) {
-                (true, true) => parts.push(format!("-\"{indexed}\"")),
-                (true, false) => {
-                    parts.push(format!("\"{indexed}\""));
-                    loose.push(indexed);
-                }
-                (false, true) => {
-                    parts.push(format!("-{indexed}"));
-                    loose.push(format!("-{indexed}"));
-                }
-                (false, false) => {
-                    parts.push(indexed.clone());
-                    loose.push(indexed);
-                }
-            }
+            let exact = phrase_of(&split);
+            let part = match (phrase, negated) {
+                (true, true) => Part::Term(format!("!{exact}"), None),
+                (true, false) => Part::Term(exact, Some(pairs_of(&split))),
+                (false, true) => Part::Term(format!("!{exact}"), Some(format!("!{exact}"))),
+                (false, false) => Part::Term(exact.clone(), Some(exact)),
+            };
+            parts.push(part);
         }
         // `or` joins two terms: at the ends it is a word like any other.
-        while parts.first().is_some_and(|p| p == "or") {
+        while matches!(parts.first(), Some(Part::Or)) {
             parts.remove(0);
             words.push("or".to_owned());
         }
-        while parts.last().is_some_and(|p| p == "or") {
+        while matches!(parts.last(), Some(Part::Or)) {
             parts.pop();
             words.push("or".to_owned());
         }
@@ -142,26 +244,90 @@ impl Query {
         }
         words.sort();
         words.dedup();
+        let exact = parts.iter().map(|part| match part {
+            Part::Term(exact, _) => Some(exact.as_str()),
+            Part::Or => None,
+        });
+        let loose = parts.iter().filter_map(|part| match part {
+            Part::Term(_, loose) => loose.as_deref().map(Some),
+            Part::Or => Some(None),
+        });
         Some(Query {
-            tsquery: parts.join(" "),
+            tsquery: joined(exact),
             words,
-            loose: phrases.then(|| joined_terms(&loose)),
+            loose: phrases.then(|| joined(loose)),
         })
     }
 }
 
-/// `terms` joined, without an `or` that joins nothing (at either end, or after another).
-fn joined_terms(terms: &[String]) -> String {
-    let mut kept: Vec<&str> = Vec::with_capacity(terms.len());
-    for term in terms {
-        if term != "or" || kept.last().is_some_and(|last| *last != "or") {
-            kept.push(term);
+/// `words` as a `tsquery` term: a word, or a phrase of them in parentheses.
+fn phrase_of(words: &[&str]) -> String {
+    let mut out = String::new();
+    for (n, word) in words.iter().enumerate() {
+        out.push_str(if n == 0 { "" } else { " <-> " });
+        quote(&mut out, word);
+    }
+    if words.len() > 1 {
+        out = format!("({out})");
+    }
+    out
+}
+
+/// The phrase `words` as the index's terms an entry that holds it must hold: its pairs (see
+/// [`pair`]), and each word in no pair the index holds.
+fn pairs_of(words: &[&str]) -> String {
+    let mut terms = Vec::new();
+    let mut paired = vec![false; words.len()];
+    for at in 1..words.len() {
+        if let Some(pair) = pair(words[at - 1], words[at]) {
+            terms.push(pair);
+            paired[at - 1] = true;
+            paired[at] = true;
         }
     }
-    while kept.last() == Some(&"or") {
+    terms.extend(
+        words
+            .iter()
+            .zip(&paired)
+            .filter(|(_, paired)| !**paired)
+            .map(|(word, _)| (*word).to_owned()),
+    );
+    let mut out = String::new();
+    for (n, term) in terms.iter().enumerate() {
+        out.push_str(if n == 0 { "" } else { " & " });
+        quote(&mut out, term);
+    }
+    if terms.len() > 1 {
+        out = format!("({out})");
+    }
+    out
+}
+
+/// Terms (`Some`) and `or`s (`None`) joined as a `tsquery`: `&` between two terms, `|` for an
+/// `or` that joins two (one at either end, or after another, joins nothing).
+fn joined<'a>(parts: impl Iterator<Item = Option<&'a str>>) -> String {
+    let mut kept: Vec<Option<&str>> = Vec::new();
+    for part in parts {
+        if part.is_some() || kept.last().is_some_and(Option::is_some) {
+            kept.push(part);
+        }
+    }
+    while kept.last() == Some(&None) {
         kept.pop();
     }
-    kept.join(" ")
+    let mut out = String::new();
+    for (n, part) in kept.iter().enumerate() {
+        match part {
+            None => out.push_str(" | "),
+            Some(term) => {
+                if n > 0 && kept[n - 1].is_some() {
+                    out.push_str(" & ");
+                }
+                out.push_str(term);
+            }
+        }
+    }
+    out
 }
 
 /// A search: the query and its filters.
@@ -273,7 +439,7 @@ pub async fn search(pool: &PgPool, request: &Request) -> Result<SearchPage, Sear
     // The candidates ranked, the page cut from them, each hit with its session and its text.
     let rows: Vec<HitRow> = sqlx::query_as(
         "WITH hits AS ( \
-             SELECT e.*, ts_rank_cd(e.terms, websearch_to_tsquery('simple', $1)) AS rank \
+             SELECT e.*, ts_rank_cd(e.terms, $1::tsquery) AS rank \
              FROM unnest($2::text[], $3::int[], $4::int[]) AS c(session_id, ordinal, block) \
              JOIN search_entries e ON e.session_id = c.session_id \
                   AND e.message_ordinal = c.ordinal AND e.block_order = c.block), \
@@ -356,7 +522,7 @@ struct Candidates {
 }
 
 /// A search's words (`$1`), as a condition on an entry `e`.
-const WORDS: &str = "e.terms @@ websearch_to_tsquery('simple', $1)";
+const WORDS: &str = "e.terms @@ $1::tsquery";
 
 /// A search's filters (`$2` to `$8`), as a condition on an entry `e`.
 const FILTERS: &str = "($2::text[] IS NULL OR e.workspace_id = ANY($2)) \
@@ -433,7 +599,7 @@ async fn candidates(
     let counted = match query.loose {
         Some(_) => format!(
             "SELECT w.*, count(*) FILTER (WHERE w.loosely) OVER () AS loose FROM ({}) w",
-            newest("e.terms @@ websearch_to_tsquery('simple', $11) AS loosely,")
+            newest("e.terms @@ $11::tsquery AS loosely,")
         ),
         None => format!("SELECT w.*, NULL::bigint AS loose FROM ({}) w", newest("")),
     };
@@ -552,7 +718,7 @@ fn timeless() -> String {
 /// `$12`, whose time words (`$10`) narrow the word index to it.
 fn in_span(words: &str) -> String {
     format!(
-        "e.terms @@ (websearch_to_tsquery('simple', {words}) && $10::tsquery) \
+        "e.terms @@ ({words}::tsquery && $10::tsquery) \
          AND e.\"timestamp\" >= $11 AND e.\"timestamp\" <= $12"
     )
 }
@@ -936,35 +1102,97 @@ mod tests {
     #[test]
     fn queries_read_as_typed_with_code_as_phrases() {
         let q = |text: &str| Query::parse(text).map(|q| q.tsquery);
-        assert_eq!(q("flaky test").as_deref(), Some("flaky test"));
-        assert_eq!(q("parse_bytes").as_deref(), Some("\"parse bytes\""));
-        assert_eq!(q("src/main.rs").as_deref(), Some("\"src main rs\""));
+        assert_eq!(q("flaky test").as_deref(), Some("'flaky' & 'test'"));
+        assert_eq!(q("parse_bytes").as_deref(), Some("('parse' <-> 'bytes')"));
+        assert_eq!(
+            q("src/main.rs").as_deref(),
+            Some("('src' <-> 'main' <-> 'rs')")
+        );
         assert_eq!(
             q("\"exact Phrase\" -skip -\"not this\" or E0382").as_deref(),
-            Some("\"exact phrase\" -skip -\"not this\" or e0382")
+            Some("('exact' <-> 'phrase') & !'skip' & !('not' <-> 'this') | 'e0382'")
         );
-        assert_eq!(q("redis or").as_deref(), Some("redis"));
+        assert_eq!(q("redis or").as_deref(), Some("'redis'"));
+        assert_eq!(q("a or or b").as_deref(), Some("'a' | 'b'"));
+        assert_eq!(q("\"one\"").as_deref(), Some("'one'"));
         assert_eq!(q("  ;; \"\" -").as_deref(), None);
         assert_eq!(q("-only").as_deref(), None, "nothing to look for");
         let loose = |text: &str| Query::parse(text).and_then(|q| q.loose);
+        let p = |a: &str, b: &str| pair(a, b).unwrap();
         assert_eq!(
             loose("flaky -test or redis"),
             None,
             "no phrase: nothing to loosen"
         );
-        assert_eq!(loose("parse_bytes").as_deref(), Some("parse bytes"));
         assert_eq!(
-            loose("\"exact Phrase\" -skip -\"not this\" or E0382").as_deref(),
-            Some("exact phrase -skip or e0382")
+            loose("parse_bytes"),
+            Some(format!("'{}'", p("parse", "bytes")))
+        );
+        assert_eq!(
+            loose("src/main.rs"),
+            Some(format!("('{}' & '{}')", p("src", "main"), p("main", "rs")))
+        );
+        assert_eq!(
+            loose("\"exact Phrase\" -skip -\"not this\" or E0382"),
+            Some(format!("'{}' & !'skip' | 'e0382'", p("exact", "phrase")))
         );
         assert_eq!(
             loose("-\"not this\" or redis or -\"nor that\"").as_deref(),
-            Some("redis")
+            Some("'redis'")
         );
+        // A word too long to be paired is looked for alone; its neighbours' pair still is.
+        let long = "x".repeat(PAIRED_CHARS + 1);
+        assert_eq!(
+            loose(&format!("\"{long} cargo test\"")),
+            Some(format!("('{}' & '{long}')", p("cargo", "test")))
+        );
+        // A number is paired with a word, not with another number.
+        assert_eq!(
+            loose("\"error 404 1 at\""),
+            Some(format!("('{}' & '{}')", p("error", "404"), p("1", "at")))
+        );
+        assert_eq!(pair("404", "1"), None);
         let words = Query::parse("parse_bytes -skip \"Exact phrase\"")
             .unwrap()
             .words;
         assert_eq!(words, ["bytes", "exact", "parse", "phrase"]);
+    }
+
+    #[test]
+    fn an_entry_holds_its_words_where_they_are_and_its_pairs() {
+        // The pairs' terms are stored: the hash never changes.
+        assert_eq!(pair("parse", "bytes").as_deref(), Some("~p33bc67"));
+        let mut terms: Vec<String> = index_terms("Call parse bytes then parse it 42 7")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        terms.sort();
+        let p = |a: &str, b: &str| format!("'{}'", pair(a, b).unwrap());
+        let mut expected = vec![
+            "'42':7".to_owned(),
+            "'7':8".to_owned(),
+            "'bytes':3".to_owned(),
+            "'call':1".to_owned(),
+            "'it':6".to_owned(),
+            "'parse':2,5".to_owned(),
+            "'then':4".to_owned(),
+            p("call", "parse"),
+            p("parse", "bytes"),
+            p("bytes", "then"),
+            p("then", "parse"),
+            p("parse", "it"),
+            p("it", "42"),
+        ];
+        expected.sort();
+        assert_eq!(terms, expected);
+        // Postgres' limits, as `to_tsvector` keeps them: positions to 16 383, 256 a word.
+        let many = "w ".repeat(20_000);
+        let terms = index_terms(&many);
+        assert!(terms.starts_with("'w':1,2,3,"), "{}", &terms[..20]);
+        assert_eq!(terms.matches(',').count(), 255);
+        assert_eq!(index_terms(""), "");
+        let long = format!("{} {}", "y".repeat(MAX_WORD_BYTES + 1), "z");
+        assert_eq!(index_terms(&long).trim(), "'z':2");
     }
 
     #[test]

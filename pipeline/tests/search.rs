@@ -16,7 +16,9 @@ use sessionflow_pipeline::events::{EventProcessor, HandlerRegistry};
 use sessionflow_pipeline::processors::Processors;
 use sessionflow_pipeline::queue::{PipelineQueue, QueueConfig};
 use sessionflow_pipeline::runner::Stages;
-use sessionflow_pipeline::search::{CANDIDATES, READ_BUDGET, WINDOW};
+use sessionflow_pipeline::search::{
+    CANDIDATES, Query, READ_BUDGET, WINDOW, index_terms, index_text,
+};
 use sessionflow_protocol::ids::Id;
 use sessionflow_protocol::keys::Role;
 use sessionflow_protocol::search::SearchPage;
@@ -507,11 +509,12 @@ async fn the_newest_matches_are_ranked_and_until_reaches_older_ones(pool: PgPool
 async fn a_phrase_of_common_words_is_looked_for_within_the_budget_and_until_goes_on(pool: PgPool) {
     let _blobs = indexed(&pool).await;
     let url = serve(&pool).await;
-    // Entries an hour apart, oldest first and newer than the fixtures': every one says "beta
-    // alpha" and "delta gamma" (each phrase's words in any order); every 100th "alpha beta" as
-    // well, and only the oldest "gamma delta". The window holds a few of the first phrase's
+    // Entries an hour apart, oldest first and newer than the fixtures', their words as the
+    // processor indexes them: every one holds the pairs of "alpha beta gamma" and of "delta
+    // epsilon zeta" (each phrase's pairs apart); every 100th says "alpha beta gamma" as well,
+    // and only the oldest "delta epsilon zeta". The window holds a few of the first phrase's
     // matches and none of the second's, and each is found only by reading entries that hold
-    // its words: more of them than the budget allows in one search.
+    // its pairs: more of them than the budget allows in one search.
     let all = 4 * WINDOW;
     assert!(
         all - WINDOW > READ_BUDGET,
@@ -520,18 +523,28 @@ async fn a_phrase_of_common_words_is_looked_for_within_the_budget_and_until_goes
     let start = chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
         .unwrap()
         .with_timezone(&Utc);
+    let terms: Vec<String> = (0..all)
+        .map(|n| {
+            let mut text = "alpha beta and beta gamma delta epsilon and epsilon zeta".to_owned();
+            if n % 100 == 0 {
+                text.push_str(" and alpha beta gamma");
+            }
+            if n == 0 {
+                text.push_str(" and delta epsilon zeta");
+            }
+            index_terms(&text)
+        })
+        .collect();
     sqlx::query(
         "INSERT INTO search_entries (session_id, message_ordinal, block_order, workspace_id, \
                                      \"timestamp\", role, kind, terms) \
          SELECT 's2', 1000 + n, 0, 'w2', at, 'user', 'text', \
-                to_tsvector('simple', 'beta alpha delta gamma' \
-                    || CASE WHEN n % 100 = 0 THEN ' and alpha beta' ELSE '' END \
-                    || CASE WHEN n = 0 THEN ' and gamma delta' ELSE '' END) \
-                || search_time_words(at) \
-         FROM generate_series(0, $1 - 1) n, \
-              LATERAL (SELECT $2 + n * interval '1 hour') t(at)",
+                t.terms::tsvector || search_time_words(at) \
+         FROM unnest($1::text[]) WITH ORDINALITY AS t(terms, o), \
+              LATERAL (SELECT o - 1 AS n) i, \
+              LATERAL (SELECT $2 + n * interval '1 hour') a(at)",
     )
-    .bind(all)
+    .bind(&terms)
     .bind(start)
     .execute(&pool)
     .await
@@ -572,7 +585,7 @@ async fn a_phrase_of_common_words_is_looked_for_within_the_budget_and_until_goes
     let since = time(1_000 + all - 3 * WINDOW / 2);
     let (hits, reached) = read_pages(
         &url,
-        "\"alpha beta\"",
+        "\"alpha beta gamma\"",
         "100",
         &[("since", since.to_rfc3339())],
         CANDIDATES,
@@ -585,7 +598,7 @@ async fn a_phrase_of_common_words_is_looked_for_within_the_budget_and_until_goes
         .collect();
     assert_eq!(hits.into_iter().collect::<BTreeSet<_>>(), expected);
 
-    let searches = follow("\"alpha beta\"").await;
+    let searches = follow("\"alpha beta gamma\"").await;
     let newest_first: Vec<i64> = (0..all)
         .rev()
         .filter(|n| n % 100 == 0)
@@ -625,9 +638,74 @@ async fn a_phrase_of_common_words_is_looked_for_within_the_budget_and_until_goes
 
     // A phrase none of the newest entries holds, whose words all of them hold: each search reads
     // within the budget, and the searches reach its one match, at the first entry.
-    let searches = follow("\"gamma delta\"").await;
+    let searches = follow("\"delta epsilon zeta\"").await;
     assert!(searches.len() >= 2, "within the budget: {searches:?}");
     let found: Vec<i64> = searches.iter().flat_map(|(hits, _)| hits.clone()).collect();
     assert_eq!(found, [1_000]);
     assert!(searches[0].0.is_empty(), "{searches:?}");
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn every_phrase_of_a_text_is_found_by_its_pairs_and_in_order(pool: PgPool) {
+    // Texts the index must split as queries are split: code, paths, numbers, letters whose
+    // lower case is longer (`İ`), words Postgres' parser would split (`2e4z`), quotes and
+    // backslashes, a word too long to be paired, a word repeated.
+    let long = "k".repeat(40);
+    let texts = [
+        "call parse_bytes(&buf) in /work/src/main.rs: error[E0382] at line 42".to_owned(),
+        "İstanbul STRASSE straße café—naïve 2e4z x86_64 v1.2.3".to_owned(),
+        format!("it's a \\back\\slash and 'quoted' {long} hash then the the the end"),
+        "retry after 404 404 then give up; 1 2 3 four".to_owned(),
+    ];
+    let matches = |terms: String, query: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>("SELECT $1::tsvector @@ $2::tsquery")
+                .bind(&terms)
+                .bind(&query)
+                .fetch_one(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{terms} @@ {query}: {e}"))
+        }
+    };
+    for text in &texts {
+        let terms = index_terms(&index_text(text));
+        let words: Vec<&str> = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        for length in 1..=3 {
+            for phrase in words.windows(length) {
+                let query = Query::parse(&format!("\"{}\"", phrase.join(" "))).unwrap();
+                assert!(
+                    matches(terms.clone(), query.tsquery.clone()).await,
+                    "{text}: {phrase:?} as {}",
+                    query.tsquery
+                );
+                let loose = query.loose.unwrap();
+                assert!(
+                    matches(terms.clone(), loose.clone()).await,
+                    "{text}: {phrase:?} loosely as {loose}"
+                );
+                // The words the other way round are not the phrase (unless the same).
+                let reversed: Vec<&str> = phrase.iter().rev().copied().collect();
+                if length > 1 && reversed != phrase && !text.contains(&reversed.join(" ")) {
+                    let query = Query::parse(&format!("\"{}\"", reversed.join(" "))).unwrap();
+                    assert!(
+                        !matches(terms.clone(), query.tsquery.clone()).await,
+                        "{text}: {reversed:?}"
+                    );
+                }
+            }
+        }
+        // As typed, unquoted: identifiers and paths are phrases of their parts.
+        for typed in text.split_whitespace() {
+            if let Some(query) = Query::parse(typed) {
+                assert!(
+                    matches(terms.clone(), query.tsquery.clone()).await,
+                    "{text}: {typed}"
+                );
+            }
+        }
+    }
 }

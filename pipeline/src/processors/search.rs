@@ -1,6 +1,7 @@
 //! The `search` processor: keeps `search_entries`, one row per block that holds text (what was
-//! said, thought, sent to a tool and returned by it), with its words as a `tsvector` under a GIN
-//! index (and the words of its time, see [`crate::search::time_words`]) — built off the persist
+//! said, thought, sent to a tool and returned by it), with its words and their neighbouring pairs
+//! as a `tsvector` ([`crate::search::index_terms`]) under a GIN index (and the words of its
+//! time, see [`crate::search::time_words`]) — built off the persist
 //! path, from the stored (already redacted) rows, so that parsing never waits on index
 //! maintenance. A session is searchable one run after it is parsed (the
 //! default interval is 5 s).
@@ -11,7 +12,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::{Processor, SessionInput};
-use crate::search::index_text;
+use crate::search::{index_terms, index_text};
 
 pub struct SearchProcessor;
 
@@ -79,6 +80,7 @@ impl Processor for SearchProcessor {
                 if text.is_empty() {
                     continue;
                 }
+                let text = index_terms(&text);
                 ordinals.push(ordinal);
                 orders.push(order);
                 kinds.push(kind);
@@ -92,7 +94,7 @@ impl Processor for SearchProcessor {
                      workspace_id, device_id, \"timestamp\", role, kind, tool_name, terms) \
                  SELECT s.id, e.ordinal, e.block, s.workspace_id, s.device_id, e.at, e.role, \
                         e.kind, e.tool, \
-                        to_tsvector('simple', e.body) || search_time_words(e.at) \
+                        e.body::tsvector || search_time_words(e.at) \
                  FROM sessions s, \
                       unnest($2::int[], $3::int[], $4::text[], $5::text[], $6::timestamptz[], \
                              $7::text[], $8::text[]) AS e(ordinal, block, kind, role, at, tool, body) \
