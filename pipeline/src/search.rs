@@ -118,10 +118,10 @@ fn quote(out: &mut String, term: &str) {
 /// What the index holds of `indexed` (the words [`index_text`] leaves): a `tsvector` literal of
 /// each word, lower-cased, with its positions, and of a term for each pair of neighbouring words
 /// (see [`pair`]) — so that a phrase is found by its pairs, which are rare even where its words
-/// are common, instead of by reading every entry that holds its words. Words are
-/// split here, not by Postgres' parser, so that a query is split the same way
-/// ([`Query::parse`]). Postgres' limits apply as `to_tsvector` applies them: longer words are
-/// left out, positions stop at 16 383 and a word keeps its first 256.
+/// are common, instead of by reading every entry that holds its words. Words are split here,
+/// not by Postgres' parser, so that a query is split the same way ([`Query::parse`]).
+/// Postgres' limits apply as `to_tsvector` applies them: longer words are left out, positions
+/// stop at 16 383 and a word keeps its first 256.
 pub fn index_terms(indexed: &str) -> String {
     let words: Vec<String> = indexed
         .split(' ')
@@ -262,15 +262,7 @@ impl Query {
 
 /// `words` as a `tsquery` term: a word, or a phrase of them in parentheses.
 fn phrase_of(words: &[&str]) -> String {
-    let mut out = String::new();
-    for (n, word) in words.iter().enumerate() {
-        out.push_str(if n == 0 { "" } else { " <-> " });
-        quote(&mut out, word);
-    }
-    if words.len() > 1 {
-        out = format!("({out})");
-    }
-    out
+    grouped(words, " <-> ")
 }
 
 /// The phrase `words` as the index's terms an entry that holds it must hold: its pairs (see
@@ -292,10 +284,15 @@ fn pairs_of(words: &[&str]) -> String {
             .filter(|(_, paired)| !**paired)
             .map(|(word, _)| (*word).to_owned()),
     );
+    grouped(&terms, " & ")
+}
+
+/// `terms`, each quoted, joined by `operator`, in parentheses when more than one.
+fn grouped(terms: &[impl AsRef<str>], operator: &str) -> String {
     let mut out = String::new();
     for (n, term) in terms.iter().enumerate() {
-        out.push_str(if n == 0 { "" } else { " & " });
-        quote(&mut out, term);
+        out.push_str(if n == 0 { "" } else { operator });
+        quote(&mut out, term.as_ref());
     }
     if terms.len() > 1 {
         out = format!("({out})");
