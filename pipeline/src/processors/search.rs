@@ -1,10 +1,9 @@
 //! The `search` processor: keeps `search_entries`, one row per block that holds text (what was
 //! said, thought, sent to a tool and returned by it), with its words and their neighbouring pairs
 //! as a `tsvector` ([`crate::search::index_terms`]) under a GIN index (and the words of its
-//! time, see [`crate::search::time_words`]) — built off the persist
-//! path, from the stored (already redacted) rows, so that parsing never waits on index
-//! maintenance. A session is searchable one run after it is parsed (the
-//! default interval is 5 s).
+//! time, see [`crate::search::time_words`]) — built off the persist path, from the stored
+//! (already redacted) rows, so that parsing never waits on index maintenance. A session is
+//! searchable one run after it is parsed (the default interval is 5 s).
 
 use std::time::Duration;
 
@@ -68,7 +67,7 @@ impl Processor for SearchProcessor {
                 .execute(&mut *tx)
                 .await
                 .map_err(database)?;
-            let (mut ordinals, mut orders, mut kinds, mut roles, mut times, mut tools, mut texts) =
+            let (mut ordinals, mut orders, mut kinds, mut roles, mut times, mut tools, mut terms) =
                 (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
             for (ordinal, order, kind, role, at, tool, text) in blocks {
                 let text = match (kind.as_str(), text) {
@@ -80,24 +79,23 @@ impl Processor for SearchProcessor {
                 if text.is_empty() {
                     continue;
                 }
-                let text = index_terms(&text);
                 ordinals.push(ordinal);
                 orders.push(order);
                 kinds.push(kind);
                 roles.push(role);
                 times.push(at);
                 tools.push(tool);
-                texts.push(text);
+                terms.push(index_terms(&text));
             }
             let rows = sqlx::query(
                 "INSERT INTO search_entries (session_id, message_ordinal, block_order, \
                      workspace_id, device_id, \"timestamp\", role, kind, tool_name, terms) \
                  SELECT s.id, e.ordinal, e.block, s.workspace_id, s.device_id, e.at, e.role, \
                         e.kind, e.tool, \
-                        e.body::tsvector || search_time_words(e.at) \
+                        e.terms::tsvector || search_time_words(e.at) \
                  FROM sessions s, \
                       unnest($2::int[], $3::int[], $4::text[], $5::text[], $6::timestamptz[], \
-                             $7::text[], $8::text[]) AS e(ordinal, block, kind, role, at, tool, body) \
+                             $7::text[], $8::text[]) AS e(ordinal, block, kind, role, at, tool, terms) \
                  WHERE s.id = $1",
             )
             .bind(&session.id)
@@ -107,7 +105,7 @@ impl Processor for SearchProcessor {
             .bind(&roles)
             .bind(&times)
             .bind(&tools)
-            .bind(&texts)
+            .bind(&terms)
             .execute(&mut *tx)
             .await
             .map_err(database)?
