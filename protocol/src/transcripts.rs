@@ -157,6 +157,12 @@ fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|b| *b == needle)
 }
 
+/// How many newlines `bytes` holds (vectorized: a transcript's bytes are counted as they stream
+/// by, on the client and on the server).
+pub fn newlines(bytes: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', bytes).count() as u64
+}
+
 /// Checks, as a body streams, that it is exactly the parts a header named: each file's size
 /// and lines, with the newline between files where one is due.
 #[derive(Debug)]
@@ -201,7 +207,7 @@ impl PartsCheck {
                 continue;
             }
             let n = (self.left.min(chunk.len() as u64)) as usize;
-            self.newlines += chunk[..n].iter().filter(|b| **b == b'\n').count() as u64;
+            self.newlines += newlines(&chunk[..n]);
             self.last = Some(chunk[n - 1]);
             self.left -= n as u64;
             chunk = &chunk[n..];
@@ -278,8 +284,7 @@ mod tests {
                 body.push(b'\n');
             }
             body.extend_from_slice(bytes);
-            let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64
-                + u64::from(bytes.last().is_some_and(|b| *b != b'\n'));
+            let lines = newlines(bytes) + u64::from(bytes.last().is_some_and(|b| *b != b'\n'));
             parts.push(Part {
                 name: (*name).to_owned(),
                 size: bytes.len() as u64,

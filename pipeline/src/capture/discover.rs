@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use sessionflow_protocol::ids::Id;
-use sessionflow_protocol::transcripts::{Part, Parts, is_subagent_name};
+use sessionflow_protocol::transcripts::{Part, Parts, is_subagent_name, newlines};
 use sessionflow_stages::transcript::{ParseOptions, parse_bytes};
 use sha2::{Digest, Sha256};
 
@@ -389,7 +389,7 @@ impl LocalSession {
                     break;
                 }
                 size += n as u64;
-                lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+                lines += newlines(&buf[..n]);
                 last = Some(buf[n - 1]);
             }
             let unterminated = last.is_some_and(|b| b != b'\n');
