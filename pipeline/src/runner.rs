@@ -36,14 +36,16 @@ pub struct Stages {
 }
 
 impl Stages {
-    /// The stages of `worker`'s runs over one store, one blob store and one summarizer
-    /// (messages' raw JSON is not kept unless [`Parse::set_keep_raw`] says so).
+    /// The stages of `worker`'s runs over one store (its connections for runs, see
+    /// [`Store::for_runs`]), one blob store and one summarizer (messages' raw JSON is not kept
+    /// unless [`Parse::set_keep_raw`] says so).
     pub fn new(
         store: &Store,
         blobs: &Arc<dyn BlobStore>,
         summarizer: Arc<dyn Summarizer>,
         worker: &str,
     ) -> Self {
+        let store = &store.for_runs();
         let options = ParseOptions::default();
         Stages {
             store: store.clone(),

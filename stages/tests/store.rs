@@ -752,3 +752,20 @@ async fn sessions_expire_by_their_last_activity(pool: PgPool) {
         1
     );
 }
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn a_store_for_runs_commits_without_waiting_for_the_disk(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let setting = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(setting(store.for_runs().pool().clone()).await, "off");
+    assert_eq!(
+        setting(store.pool().clone()).await,
+        "on",
+        "what a client is told is kept waits for the disk"
+    );
+}

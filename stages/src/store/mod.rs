@@ -118,6 +118,9 @@ pub struct NewSession<'a> {
     pub started_at: Option<DateTime<Utc>>,
 }
 
+/// Connections of a [`Store::for_runs`]: a run holds one at a time, and a worker runs few at once.
+const RUN_CONNECTIONS: u32 = 8;
+
 /// Handle on the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -159,6 +162,24 @@ impl Store {
 
     pub fn from_pool(pool: PgPool) -> Self {
         Store { pool }
+    }
+
+    /// This store over connections of its own whose commits do not wait for the disk
+    /// (`synchronous_commit = off`), for what a session's run writes: its claim, rows, summary
+    /// and failure — work that can be done again, never what a client was told is kept. An
+    /// operating system crash of the database's machine may lose the last fraction of a second
+    /// of them (a later synchronous commit makes them durable too); the session is then back
+    /// where it was, and the recovery sweeps run it again. A run no longer waits for three
+    /// flushes of the write-ahead log (its claim, its rows, its summary).
+    pub fn for_runs(&self) -> Store {
+        let options = (*self.pool.connect_options())
+            .clone()
+            .options([("synchronous_commit", "off")]);
+        Store {
+            pool: PgPoolOptions::new()
+                .max_connections(RUN_CONNECTIONS)
+                .connect_lazy_with(options),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
