@@ -105,13 +105,7 @@ impl PipelineQueue {
                 true
             }
             Err(mpsc::error::TrySendError::Full(id)) => {
-                self.metrics.dropped();
-                self.backlog.pending.store(true, Ordering::Relaxed);
-                tracing::warn!(
-                    session = %id,
-                    pending = self.capacity,
-                    "pipeline queue full; session dropped for the recovery sweep"
-                );
+                self.overflow(&id);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(id)) => {
@@ -122,6 +116,23 @@ impl PipelineQueue {
         }
     }
 
+    /// Leaves a session that finds the queue full to the recovery sweep: counted and logged
+    /// as dropped, and the sweep told when the queue has room again.
+    pub fn overflow(&self, session_id: &str) {
+        self.metrics.dropped();
+        self.backlog.pending.store(true, Ordering::Relaxed);
+        tracing::warn!(
+            session = %session_id,
+            pending = self.capacity,
+            "pipeline queue full; session dropped for the recovery sweep"
+        );
+    }
+
+    /// Places free in the queue now.
+    pub fn room(&self) -> usize {
+        self.sender.capacity()
+    }
+
     /// Sessions that may wait at once.
     pub fn capacity(&self) -> usize {
         self.capacity
@@ -129,7 +140,7 @@ impl PipelineQueue {
 
     /// Sessions waiting to run.
     pub fn depth(&self) -> usize {
-        self.capacity - self.sender.capacity()
+        self.capacity - self.room()
     }
 
     /// Completes when sessions were dropped and the queue is half empty again: time for the

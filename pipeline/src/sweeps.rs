@@ -46,7 +46,7 @@ pub async fn recover(
     stuck: Duration,
     worker: &str,
 ) -> Result<usize, StoreError> {
-    let room = queue.capacity().saturating_sub(queue.depth());
+    let room = queue.room();
     if room == 0 {
         queue.note_backlog(true);
         return Ok(0);

@@ -53,6 +53,10 @@ struct World {
 }
 
 fn world(pool: PgPool) -> World {
+    world_with(pool, QueueConfig::default())
+}
+
+fn world_with(pool: PgPool, config: QueueConfig) -> World {
     let store = Store::from_pool(pool.clone());
     let dir = tempfile::tempdir().unwrap();
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::new(dir.path()));
@@ -65,7 +69,7 @@ fn world(pool: PgPool) -> World {
     let (tx, outcomes) = mpsc::unbounded_channel();
     let queue = Arc::new(PipelineQueue::start_with_hook(
         stages,
-        QueueConfig::default(),
+        config,
         Box::new(move |id, outcome| {
             let _ = tx.send((id.to_owned(), outcome.clone()));
         }),
@@ -440,6 +444,113 @@ async fn starts_go_together_and_each_session_keeps_its_order(pool: PgPool) {
         .await,
         0
     );
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn ends_go_together_and_start_each_ready_session_once(pool: PgPool) {
+    let mut w = world(pool.clone());
+    let sessions: Vec<String> = (0..30).map(|i| format!("s{i:02}")).collect();
+    let starts: Vec<Event> = sessions.iter().map(|s| start(s)).collect();
+    w.processor.process_batch(&starts).await;
+    for s in &sessions[..20] {
+        assert!(!w.upload(s).await, "{s} has not ended yet");
+    }
+    let mut batch: Vec<Event> = sessions.iter().map(|s| end(s)).collect();
+    // A second end of s05 later in the batch is handled alone and starts nothing; s40's end
+    // comes after its start.
+    batch.extend([end("s05"), start("s40"), end("s40")]);
+    let outcomes = w.processor.process_batch(&batch).await;
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Ok(Processed::Handled))),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        w.queue.metrics().snapshot().enqueued,
+        20,
+        "each session with its transcript, once"
+    );
+    let mut done = Vec::new();
+    for _ in 0..20 {
+        let (id, outcome) = w.ended().await;
+        assert!(outcome.is_ok(), "{id}: {outcome:?}");
+        done.push(id);
+    }
+    done.sort();
+    assert_eq!(done, sessions[..20]);
+    for s in sessions[20..].iter().map(String::as_str).chain(["s40"]) {
+        assert_eq!(w.lifecycle(s).await, Some(Lifecycle::Ended), "{s}");
+    }
+    let (source, reason): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT source, end_reason FROM sessions WHERE id = 's40'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (source.as_deref(), reason.as_deref()),
+        (Some("startup"), Some("exit"))
+    );
+    assert!(w.upload("s25").await, "s25 ended: its upload starts it");
+    assert_eq!(w.ended().await.0, "s25");
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM events WHERE handled_at IS NULL"
+        )
+        .await,
+        0
+    );
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn sessions_ready_beyond_the_queues_room_wait_for_the_sweep_and_run_once(pool: PgPool) {
+    let config = QueueConfig {
+        capacity: 4,
+        max_runs: 1,
+    };
+    let mut w = world_with(pool.clone(), config);
+    let sessions: Vec<String> = (0..12).map(|i| format!("s{i:02}")).collect();
+    for s in &sessions {
+        w.processor.process(&start(s)).await.unwrap();
+        w.upload(s).await;
+    }
+    let ends: Vec<Event> = sessions.iter().map(|s| end(s)).collect();
+    for outcome in w.processor.process_batch(&ends).await {
+        outcome.unwrap();
+    }
+    let queued = w.queue.metrics().snapshot();
+    assert!(queued.dropped > 0, "{queued:?}");
+    assert_eq!(queued.enqueued + queued.dropped, 12, "{queued:?}");
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM sessions WHERE enqueued_at IS NULL"
+        )
+        .await,
+        queued.dropped as i64,
+        "only those the queue took are marked queued"
+    );
+    let mut done = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while done.len() < 12 {
+        assert!(tokio::time::Instant::now() < deadline, "ran only {done:?}");
+        sessionflow_pipeline::sweeps::recover(
+            &w.store,
+            &w.queue,
+            Duration::from_secs(600),
+            Duration::from_secs(600),
+            "test-worker",
+        )
+        .await
+        .unwrap();
+        while let Ok(Some((id, outcome))) =
+            tokio::time::timeout(Duration::from_millis(200), w.outcomes.recv()).await
+        {
+            assert!(outcome.is_ok(), "{id}: {outcome:?}");
+            done.push(id);
+        }
+    }
+    done.sort();
+    assert_eq!(done, sessions, "each once");
 }
 
 /// A session.start handler whose batch statement always fails: each start then goes alone.

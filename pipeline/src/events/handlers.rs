@@ -111,14 +111,30 @@ impl Runs {
     /// Queues `session`, marked as this worker's. False when the queue had no room: the mark is
     /// taken back and the recovery sweep finds the session.
     pub async fn start(&self, session: &str) -> Result<bool, StoreError> {
-        self.store.mark_queued(session, &self.worker).await?;
-        if self.queue.enqueue(session) {
-            return Ok(true);
+        Ok(self.start_many(&[session]).await? == 1)
+    }
+
+    /// [`start`](Self::start) of many sessions, marked in one statement; those beyond the
+    /// queue's room are not marked but left to the recovery sweep at once. Returns how many
+    /// the queue took.
+    pub async fn start_many(&self, sessions: &[&str]) -> Result<usize, StoreError> {
+        let (now, later) = sessions.split_at(sessions.len().min(self.queue.room()));
+        for session in later {
+            self.queue.overflow(session);
         }
-        self.store
-            .release_queued(&self.worker, Some(&[session.to_owned()]))
-            .await?;
-        Ok(false)
+        if now.is_empty() {
+            return Ok(0);
+        }
+        self.store.mark_queued(now, &self.worker).await?;
+        let left: Vec<String> = now
+            .iter()
+            .filter(|session| !self.queue.enqueue(**session))
+            .map(|session| session.to_string())
+            .collect();
+        if !left.is_empty() {
+            self.store.release_queued(&self.worker, Some(&left)).await?;
+        }
+        Ok(now.len() - left.len())
     }
 }
 
@@ -194,35 +210,54 @@ impl SessionEndHandler {
     }
 }
 
+/// What a `session.end` event tells of its session.
+fn ended<'a>(event: &'a Event, payload: &'a Payload) -> Result<Ended<'a>, HandlerError> {
+    let Payload::SessionEnd(end) = payload else {
+        return Err(HandlerError(format!("{} is not a session.end", event.id)));
+    };
+    Ok(Ended {
+        id: event.session_id.as_deref().unwrap_or_default(),
+        workspace_id: &event.workspace_id,
+        device_id: &event.device_id,
+        at: Some(event.timestamp),
+        reason: end.end_reason.as_str(),
+        duration_ms: end.duration_ms,
+    })
+}
+
+impl SessionEndHandler {
+    /// Ends the sessions and starts those whose transcript is already there.
+    async fn end(&self, ends: &[Ended<'_>]) -> Result<(), HandlerError> {
+        let ready = self.runs.store.record_ends(ends).await?;
+        let ready: Vec<&str> = ready.iter().map(String::as_str).collect();
+        self.runs.start_many(&ready).await?;
+        Ok(())
+    }
+}
+
 impl Handler for SessionEndHandler {
     fn handle<'a>(
         &'a self,
         event: &'a Event,
         payload: &'a Payload,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        async move {
-            let Payload::SessionEnd(end) = payload else {
-                return Err(HandlerError(format!("{} is not a session.end", event.id)));
-            };
-            let session = event.session_id.as_deref().unwrap_or_default();
-            let ready = self
-                .runs
-                .store
-                .record_end(&Ended {
-                    id: session,
-                    workspace_id: &event.workspace_id,
-                    device_id: &event.device_id,
-                    at: Some(event.timestamp),
-                    reason: end.end_reason.as_str(),
-                    duration_ms: end.duration_ms,
-                })
-                .await?;
-            if ready {
-                self.runs.start(session).await?;
+        async move { self.end(&[ended(event, payload)?]).await }.boxed()
+    }
+
+    fn handle_many<'a>(
+        &'a self,
+        events: &'a [(&'a Event, &'a Payload)],
+    ) -> Option<BoxFuture<'a, Result<(), HandlerError>>> {
+        Some(
+            async move {
+                let ends = events
+                    .iter()
+                    .map(|(event, payload)| ended(event, payload))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.end(&ends).await
             }
-            Ok(())
-        }
-        .boxed()
+            .boxed(),
+        )
     }
 }
 

@@ -2,7 +2,8 @@
 //! events at a time ([`EventProcessor::process_batch`]).
 //!
 //! It takes each event's lease (`leased_by`, `leased_until`) — inserting the new ones with
-//! `ON CONFLICT (id) DO NOTHING`, their workspaces and devices upserted once per batch — runs
+//! `ON CONFLICT (id) DO NOTHING`, their workspaces and devices upserted by the same statement —
+//! runs
 //! the handler registered for each type and marks the events handled. An event seen again is a
 //! duplicate and its handler does not run — unless its handler failed the first time: then the event stays recorded with
 //! the error, the caller is told, and a redelivery runs the handler again. An event whose lease
@@ -14,7 +15,7 @@
 //! hears of it: an event answered 202 is kept even if Redis loses it, and any worker's
 //! [`EventProcessor::handle_unhandled`] sweep handles what waited too long.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::time::Duration;
@@ -99,12 +100,11 @@ impl EventProcessor {
 
     /// Records `events` and runs their handlers, each event once: the outcome of each, in order.
     ///
-    /// One transaction records the batch — its workspaces and devices upserted once, every new
-    /// event inserted in one statement with this worker's lease, the lease taken of those
-    /// recorded before and not handled — then the handlers run in stream order, except that the
-    /// `session.start` events that come first for their session go together in one statement
-    /// (when their handler can; one by one again if that statement fails), and one statement
-    /// marks the handled ones. A handler's failure stays its event's: the event keeps its error
+    /// One statement records the batch's new events with this worker's lease, their workspaces
+    /// and devices upserted once (another takes the lease of those recorded before and not
+    /// handled); then the handlers run in stream order, except that the `session.start` and
+    /// `session.end` events that come first for their session go together, a call for each
+    /// type (one by one again if that call fails), and one statement marks the handled ones. A handler's failure stays its event's: the event keeps its error
     /// for the operator and is offered again; the others go on.
     pub async fn process_batch(&self, events: &[Event]) -> Vec<Result<Processed, ProcessError>> {
         let outcomes = self.process_batch_inner(events).await;
@@ -161,7 +161,7 @@ impl EventProcessor {
             }
         }
 
-        let together = self.start_together(events, &payloads, &mine).await;
+        let together = self.together(events, &payloads, &mine).await;
         let mut handled: Vec<Result<Processed, String>> = Vec::with_capacity(events.len());
         handled.resize_with(events.len(), || Ok(Processed::Stored));
         for &i in &mine {
@@ -210,70 +210,81 @@ impl EventProcessor {
         finish(outcomes)
     }
 
-    /// Handles together, in one statement, the `session.start` events among `mine` that come
-    /// first for their session (so each session's events still apply in stream order). Returns
-    /// the events so handled: none when there are fewer than two, their handler cannot, or the
-    /// statement failed (they are then handled one by one).
-    async fn start_together(
+    /// Handles together the events among `mine` that come first for their session (so that
+    /// each session's events still apply in stream order), a handler call for each type whose
+    /// handler can take many (`session.start`, `session.end`). Returns the events so handled:
+    /// none of a type with fewer than two, or whose call failed (they are then handled one by
+    /// one).
+    async fn together(
         &self,
         events: &[Event],
         payloads: &[Option<Payload>],
         mine: &[usize],
     ) -> HashSet<usize> {
-        let Some(handler) = self.handlers.get("session.start") else {
-            return HashSet::new();
-        };
         let mut sessions = HashSet::new();
-        let mut starts = Vec::new();
+        let mut firsts: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for &i in mine {
             let event = &events[i];
             let first = event
                 .session_id
                 .as_deref()
                 .is_none_or(|s| sessions.insert(s));
-            if first && event.kind == "session.start" {
-                starts.push(i);
+            if first {
+                firsts.entry(event.kind.as_str()).or_default().push(i);
             }
         }
-        if starts.len() < 2 {
-            return HashSet::new();
-        }
-        let batch: Vec<(&Event, &Payload)> = starts
-            .iter()
-            .filter_map(|&i| payloads[i].as_ref().map(|p| (&events[i], p)))
-            .collect();
-        let Some(run) = handler.handle_many(&batch) else {
-            return HashSet::new();
-        };
-        match run.await {
-            Ok(()) => starts.into_iter().collect(),
-            Err(e) => {
-                tracing::warn!(
+        let mut done = HashSet::new();
+        for (kind, group) in firsts {
+            let Some(handler) = self.handlers.get(kind).filter(|_| group.len() >= 2) else {
+                continue;
+            };
+            let batch: Vec<(&Event, &Payload)> = group
+                .iter()
+                .filter_map(|&i| payloads[i].as_ref().map(|p| (&events[i], p)))
+                .collect();
+            let Some(run) = handler.handle_many(&batch) else {
+                continue;
+            };
+            match run.await {
+                Ok(()) => done.extend(group),
+                Err(e) => tracing::warn!(
                     events = batch.len(),
-                    "session.start events together failed, one by one now: {e}"
-                );
-                HashSet::new()
+                    "{kind} events together failed, one by one now: {e}"
+                ),
             }
         }
+        done
     }
 
-    /// Records the events `valid` points at in one transaction: the lease of those recorded
-    /// before and not handled (unless a live worker holds it: what the API of `serve` recorded,
-    /// or a redelivery), then the others with their workspaces and devices, with this worker's
-    /// lease. Returns the ids this worker now holds, and of the others those handled already.
+    /// Records the events `valid` points at: the new ones with their workspaces and devices and
+    /// this worker's lease, in one statement; then the lease of those recorded before and not
+    /// handled (unless a live worker holds it: what the API of `serve` recorded, or a
+    /// redelivery). Returns the ids this worker now holds, and of the others those handled
+    /// already.
     async fn take(&self, events: &[Event], valid: &[usize]) -> Result<Recorded, sqlx::Error> {
         if valid.is_empty() {
             return Ok(Recorded::default());
         }
         let chosen: Vec<&Event> = valid.iter().map(|&i| &events[i]).collect();
-        let ids: Vec<&str> = chosen.iter().map(|e| e.id.as_str()).collect();
-        let mut tx = self.pool.begin().await?;
+        let mut taken: HashSet<String> = insert(&self.pool, &chosen, Some(&self.worker))
+            .await?
+            .into_iter()
+            .collect();
+        let known: Vec<&str> = chosen
+            .iter()
+            .map(|e| e.id.as_str())
+            .filter(|id| !taken.contains(*id))
+            .collect();
+        let mut handled = HashSet::new();
+        if known.is_empty() {
+            return Ok(Recorded { taken, handled });
+        }
         // Not handled, written so that no plan reads the index of unhandled events
         // (`handled_at IS NULL` would match its predicate): that index keeps an entry for every
         // event handled since the table's last vacuum, and a plan that ANDs it with the primary
         // key reads them all (0.5 ms a call after a few thousand events, growing until the
         // vacuum); this way only the primary key is read (0.03 ms).
-        let mut taken: HashSet<String> = sqlx::query_scalar(
+        let leased: Vec<String> = sqlx::query_scalar(
             "UPDATE events SET leased_by = $2, \
                  leased_until = now() + $3 * interval '1 millisecond' \
              WHERE id = ANY($1) AND coalesce(handled_at, '-infinity') = '-infinity' \
@@ -282,72 +293,33 @@ impl EventProcessor {
                                          WHERE last_seen > now() - $4 * interval '1 millisecond')) \
              RETURNING id",
         )
-        .bind(&ids)
+        .bind(&known)
         .bind(&self.worker)
         .bind(LEASE.as_millis() as f64)
         .bind(SILENT_AFTER.as_millis() as f64)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
-        let others: Vec<&Event> = chosen
+        .fetch_all(&self.pool)
+        .await?;
+        taken.extend(leased);
+        let rest: Vec<&str> = known
             .into_iter()
-            .filter(|e| !taken.contains(&e.id))
+            .filter(|id| !taken.contains(*id))
             .collect();
-        let mut handled = HashSet::new();
-        if !others.is_empty() {
-            record_places(&mut tx, &others).await?;
-            let text =
-                |f: fn(&Event) -> Option<&str>| others.iter().map(|e| f(e)).collect::<Vec<_>>();
-            let data: Vec<sqlx::types::Json<&serde_json::Value>> =
-                others.iter().map(|e| sqlx::types::Json(&e.data)).collect();
-            let new: Vec<String> = sqlx::query_scalar(
-                "INSERT INTO events (id, type, \"timestamp\", device_id, workspace_id, \
-                     session_id, data, leased_by, leased_until) \
-                 SELECT u.*, $8, now() + $9 * interval '1 millisecond' \
-                 FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], \
-                             $5::text[], $6::text[], $7::jsonb[]) AS u \
-                 ON CONFLICT (id) DO NOTHING RETURNING id",
+        if !rest.is_empty() {
+            handled = sqlx::query_scalar(
+                "SELECT id FROM events WHERE id = ANY($1) AND handled_at IS NOT NULL",
             )
-            .bind(text(|e| Some(e.id.as_str())))
-            .bind(text(|e| Some(e.kind.as_str())))
-            .bind(others.iter().map(|e| e.timestamp).collect::<Vec<_>>())
-            .bind(text(|e| Some(e.device_id.as_str())))
-            .bind(text(|e| Some(e.workspace_id.as_str())))
-            .bind(text(|e| e.session_id.as_deref()))
-            .bind(&data)
-            .bind(&self.worker)
-            .bind(LEASE.as_millis() as f64)
-            .fetch_all(&mut *tx)
-            .await?;
-            taken.extend(new);
-            let rest: Vec<&str> = others
-                .iter()
-                .map(|e| e.id.as_str())
-                .filter(|id| !taken.contains(*id))
-                .collect();
-            if !rest.is_empty() {
-                handled = sqlx::query_scalar(
-                    "SELECT id FROM events WHERE id = ANY($1) AND handled_at IS NOT NULL",
-                )
-                .bind(&rest)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-            }
+            .bind(&rest)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .collect();
         }
-        tx.commit().await?;
         Ok(Recorded { taken, handled })
     }
 
     /// Marks `done` handled (once: a worker that lost its lease while handling does not mark
-    /// again what another marked) and records each of `failed`'s errors, in one transaction.
+    /// again what another marked) and records each of `failed`'s errors, a statement each.
     async fn mark(&self, done: &[&str], failed: &[(&str, &str)]) -> Result<(), sqlx::Error> {
-        if done.is_empty() && failed.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await?;
         if !done.is_empty() {
             // By the primary key only (see `take`).
             sqlx::query(
@@ -356,7 +328,7 @@ impl EventProcessor {
                  WHERE id = ANY($1) AND coalesce(handled_at, '-infinity') = '-infinity'",
             )
             .bind(done)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
         }
         if !failed.is_empty() {
@@ -368,10 +340,10 @@ impl EventProcessor {
             )
             .bind(&ids)
             .bind(&errors)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
         }
-        tx.commit().await
+        Ok(())
     }
 }
 
@@ -400,11 +372,14 @@ fn finish(
         .collect()
 }
 
-/// Upserts the workspaces and devices of `events`, each once.
-async fn record_places(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+/// Inserts those of `events` not recorded yet, with their workspaces and devices (each once),
+/// in one statement, leased to `worker` when given. Returns the ids that were new; the others
+/// were recorded before.
+async fn insert(
+    pool: &PgPool,
     events: &[&Event],
-) -> Result<(), sqlx::Error> {
+    worker: Option<&str>,
+) -> Result<Vec<String>, sqlx::Error> {
     let mut workspaces: Vec<&str> = events.iter().map(|e| e.workspace_id.as_str()).collect();
     workspaces.sort_unstable();
     workspaces.dedup();
@@ -414,29 +389,47 @@ async fn record_places(
         .collect();
     devices.sort_unstable();
     devices.dedup_by_key(|d| d.0);
-    sqlx::query(
-        "INSERT INTO workspaces (id) SELECT * FROM UNNEST($1::text[]) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&workspaces)
-    .execute(&mut **tx)
-    .await?;
     let (device_ids, device_workspaces): (Vec<&str>, Vec<&str>) = devices.into_iter().unzip();
-    // A known device's last sighting is kept to the minute: its row is then locked (until this
-    // transaction commits) by one batch a minute, not by every batch, which would make a
-    // device's batches wait for each other (a backfill sends from one device over many
-    // connections). A new device's row is not seen by the update: it was just written.
-    sqlx::query(
-        "WITH new AS ( \
+    let text = |f: fn(&Event) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+    let data: Vec<sqlx::types::Json<&serde_json::Value>> =
+        events.iter().map(|e| sqlx::types::Json(&e.data)).collect();
+    // A device's workspace is inserted by the same statement: foreign keys are checked at its
+    // end. A known device's last sighting is kept to the minute: its row is then locked by one
+    // statement a minute, not by every one, which would make a device's batches wait for each
+    // other (a backfill sends from one device over many connections). A new device's row is
+    // not seen by the update: the statement wrote it.
+    sqlx::query_scalar(
+        "WITH workspace AS ( \
+             INSERT INTO workspaces (id) SELECT * FROM UNNEST($8::text[]) \
+             ON CONFLICT (id) DO NOTHING), \
+         device AS ( \
              INSERT INTO devices (id, workspace_id) \
-             SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT (id) DO NOTHING) \
-         UPDATE devices SET last_seen_at = now() \
-         WHERE id = ANY($1) AND last_seen_at < now() - interval '1 minute'",
+             SELECT * FROM UNNEST($9::text[], $10::text[]) ON CONFLICT (id) DO NOTHING), \
+         seen AS ( \
+             UPDATE devices SET last_seen_at = now() \
+             WHERE id = ANY($9) AND last_seen_at < now() - interval '1 minute') \
+         INSERT INTO events (id, type, \"timestamp\", device_id, workspace_id, session_id, data, \
+             leased_by, leased_until) \
+         SELECT u.*, $11::text, \
+                CASE WHEN $11::text IS NOT NULL THEN now() + $12 * interval '1 millisecond' END \
+         FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
+                     $6::text[], $7::jsonb[]) AS u \
+         ON CONFLICT (id) DO NOTHING RETURNING id",
     )
+    .bind(text(|e| Some(e.id.as_str())))
+    .bind(text(|e| Some(e.kind.as_str())))
+    .bind(events.iter().map(|e| e.timestamp).collect::<Vec<_>>())
+    .bind(text(|e| Some(e.device_id.as_str())))
+    .bind(text(|e| Some(e.workspace_id.as_str())))
+    .bind(text(|e| e.session_id.as_deref()))
+    .bind(&data)
+    .bind(&workspaces)
     .bind(&device_ids)
     .bind(&device_workspaces)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .bind(worker)
+    .bind(LEASE.as_millis() as f64)
+    .fetch_all(pool)
+    .await
 }
 
 impl EventProcessor {
@@ -501,44 +494,9 @@ impl EventProcessor {
     }
 }
 
-/// Records events the API accepted, not yet handled, in one transaction (their workspaces and
-/// devices first, then every event in one statement). Returns the ids that were new; the others
-/// were already recorded (duplicates).
+/// Records events the API accepted, not yet handled, in one statement (their workspaces and
+/// devices with them). Returns the ids that were new; the others were already recorded
+/// (duplicates).
 pub async fn record_accepted(pool: &PgPool, events: &[Event]) -> Result<Vec<String>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    record_places(&mut tx, &events.iter().collect::<Vec<_>>()).await?;
-    let data: Vec<sqlx::types::Json<&serde_json::Value>> =
-        events.iter().map(|e| sqlx::types::Json(&e.data)).collect();
-    let new: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO events (id, type, \"timestamp\", device_id, workspace_id, session_id, data) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
-                              $6::text[], $7::jsonb[]) \
-         ON CONFLICT (id) DO NOTHING RETURNING id",
-    )
-    .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.timestamp).collect::<Vec<_>>())
-    .bind(
-        events
-            .iter()
-            .map(|e| e.device_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events
-            .iter()
-            .map(|e| e.workspace_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events
-            .iter()
-            .map(|e| e.session_id.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(&data)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(new)
+    insert(pool, &events.iter().collect::<Vec<_>>(), None).await
 }

@@ -80,7 +80,7 @@ impl Store {
         let column = |f: for<'s> fn(&'s Started<'s>) -> Option<&'s str>| {
             starts.iter().map(f).collect::<Vec<_>>()
         };
-        sqlx::query(
+        sqlx::query(concat!(
             "INSERT INTO sessions (id, workspace_id, device_id, lifecycle, started_at, source, \
                  model, git_branch, cwd, cc_version) \
              SELECT u.id, u.workspace_id, u.device_id, 'detected', u.at, u.source, u.model, \
@@ -89,18 +89,17 @@ impl Store {
                          $6::text[], $7::text[], $8::text[], $9::text[]) \
                   AS u(id, workspace_id, device_id, at, source, model, git_branch, cwd, \
                        cc_version) \
-             WHERE NOT (EXISTS (SELECT 1 FROM events \
-                                WHERE session_id = u.id AND type = 'session.deleted') \
-                        AND NOT EXISTS (SELECT 1 FROM sessions WHERE id = u.id)) \
-             ON CONFLICT (id) DO UPDATE SET \
+             WHERE NOT ",
+            tombstoned!("u.id"),
+            " ON CONFLICT (id) DO UPDATE SET \
                  started_at = COALESCE(sessions.started_at, EXCLUDED.started_at), \
                  source = COALESCE(sessions.source, EXCLUDED.source), \
                  model = COALESCE(sessions.model, EXCLUDED.model), \
                  git_branch = COALESCE(sessions.git_branch, EXCLUDED.git_branch), \
                  cwd = COALESCE(sessions.cwd, EXCLUDED.cwd), \
                  cc_version = COALESCE(sessions.cc_version, EXCLUDED.cc_version), \
-                 updated_at = now()",
-        )
+                 updated_at = now()"
+        ))
         .bind(column(|s| Some(s.id)))
         .bind(column(|s| Some(s.workspace_id)))
         .bind(column(|s| Some(s.device_id)))
@@ -119,17 +118,34 @@ impl Store {
     /// to run: it ended now and its transcript is already stored.
     /// Its workspace and device must be recorded, as for [`record_start`](Self::record_start).
     pub async fn record_end(&self, end: &Ended<'_>) -> Result<bool, StoreError> {
+        Ok(!self
+            .record_ends(std::slice::from_ref(end))
+            .await?
+            .is_empty())
+    }
+
+    /// [`record_end`](Self::record_end) of many sessions in one transaction (their rows locked
+    /// in id order, so that batches never wait on each other in a circle); each session at most
+    /// once. Returns the sessions these ends made ready to run.
+    pub async fn record_ends(&self, ends: &[Ended<'_>]) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<&str> = ends.iter().map(|e| e.id).collect();
         let mut tx = self.pool.begin().await?;
-        let before: Option<String> =
-            sqlx::query_scalar("SELECT lifecycle FROM sessions WHERE id = $1 FOR UPDATE")
-                .bind(end.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let ended: Option<(String, Option<String>)> = sqlx::query_as(concat!(
+        let before: std::collections::HashMap<String, String> = sqlx::query_as(
+            "SELECT id, lifecycle FROM sessions WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let ended: Vec<(String, String, Option<String>)> = sqlx::query_as(concat!(
             "INSERT INTO sessions (id, workspace_id, device_id, lifecycle, ended_at, \
                  end_reason, duration_ms) \
-             SELECT $1, $2, $3, 'ended', $4, $5, $6 WHERE NOT ",
-            tombstoned!(),
+             SELECT u.id, u.workspace_id, u.device_id, 'ended', u.at, u.reason, u.duration_ms \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], \
+                         $6::bigint[]) AS u(id, workspace_id, device_id, at, reason, duration_ms) \
+             WHERE NOT ",
+            tombstoned!("u.id"),
             " ON CONFLICT (id) DO UPDATE SET \
                  lifecycle = CASE WHEN sessions.lifecycle = ANY($7) \
                                   THEN 'ended' ELSE sessions.lifecycle END, \
@@ -137,24 +153,33 @@ impl Store {
                  end_reason = COALESCE(sessions.end_reason, EXCLUDED.end_reason), \
                  duration_ms = COALESCE(sessions.duration_ms, EXCLUDED.duration_ms), \
                  updated_at = now() \
-             RETURNING lifecycle, transcript_key"
+             RETURNING id, lifecycle, transcript_key"
         ))
-        .bind(end.id)
-        .bind(end.workspace_id)
-        .bind(end.device_id)
-        .bind(end.at)
-        .bind(end.reason)
-        .bind(end.duration_ms.map(|d| d as i64))
+        .bind(&ids)
+        .bind(ends.iter().map(|e| e.workspace_id).collect::<Vec<_>>())
+        .bind(ends.iter().map(|e| e.device_id).collect::<Vec<_>>())
+        .bind(ends.iter().map(|e| e.at).collect::<Vec<_>>())
+        .bind(ends.iter().map(|e| e.reason).collect::<Vec<_>>())
+        .bind(
+            ends.iter()
+                .map(|e| e.duration_ms.map(|d| d as i64))
+                .collect::<Vec<_>>(),
+        )
         .bind(may_end())
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        // Deleted for good: the end of a session no one holds any more.
-        let Some((lifecycle, key)) = ended else {
-            return Ok(false);
-        };
-        let ended_now = before.is_none_or(|b| may_end().contains(&b.as_str()));
-        Ok(ended_now && lifecycle == Lifecycle::Ended.as_str() && key.is_some())
+        // A session deleted for good returns no row: the end of a session no one holds.
+        Ok(ended
+            .into_iter()
+            .filter(|(id, lifecycle, key)| {
+                let ended_now = before
+                    .get(id)
+                    .is_none_or(|b| may_end().contains(&b.as_str()));
+                ended_now && lifecycle == Lifecycle::Ended.as_str() && key.is_some()
+            })
+            .map(|(id, ..)| id)
+            .collect())
     }
 
     /// Records a session known only from its file (`sessionflow process`): `detected`, source
@@ -187,18 +212,19 @@ impl Store {
         session_id: &str,
         transcript: Transcript<'_>,
     ) -> Result<bool, StoreError> {
-        self.ensure_workspace(workspace_id).await?;
         let mut tx = self.pool.begin().await?;
         let before: Option<Option<String>> =
             sqlx::query_scalar("SELECT transcript_key FROM sessions WHERE id = $1 FOR UPDATE")
                 .bind(session_id)
                 .fetch_optional(&mut *tx)
                 .await?;
+        // The workspace too (a new session's), checked at the statement's end.
         let recorded: Option<(String, String)> = sqlx::query_as(concat!(
-            "INSERT INTO sessions (id, workspace_id, transcript_key, transcript_size, \
+            "WITH workspace AS (INSERT INTO workspaces (id) VALUES ($2) ON CONFLICT (id) DO NOTHING) \
+             INSERT INTO sessions (id, workspace_id, transcript_key, transcript_size, \
                  transcript_sha256, transcript_parts) \
              SELECT $1, $2, $3, $4, $5, $6 WHERE NOT ",
-            tombstoned!(),
+            tombstoned!("$1"),
             " ON CONFLICT (id) DO UPDATE SET transcript_key = EXCLUDED.transcript_key, \
                  transcript_size = EXCLUDED.transcript_size, \
                  transcript_sha256 = EXCLUDED.transcript_sha256, \

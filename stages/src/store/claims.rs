@@ -88,18 +88,19 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records that `worker` queued the session (still waiting to be parsed), so that other
-    /// workers' sweeps leave it alone while `worker` lives. False if it was not waiting.
-    pub async fn mark_queued(&self, id: &str, worker: &str) -> Result<bool, StoreError> {
+    /// Records that `worker` queued the sessions `ids` (those still waiting to be parsed), so
+    /// that other workers' sweeps leave them alone while `worker` lives. Returns how many were
+    /// waiting.
+    pub async fn mark_queued(&self, ids: &[&str], worker: &str) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE sessions SET enqueued_at = now(), enqueued_by = $2 \
-             WHERE id = $1 AND parse_status = 'pending'",
+             WHERE id = ANY($1) AND parse_status = 'pending'",
         )
-        .bind(id)
+        .bind(ids)
         .bind(worker)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done.rows_affected())
     }
 
     /// Hands back the sessions `worker` queued (only those of `only`, if given) that no run of

@@ -19,12 +19,17 @@ use crate::blob::parsed_key;
 /// The event type of a tombstone.
 pub const DELETED_EVENT: &str = "session.deleted";
 
-/// True when session `$1` has no row and a tombstone: SQL for `concat!` into the capture
-/// writes, whose first argument is the session id.
+/// True when the session whose id is the SQL expression `$id` has no row and a tombstone: SQL
+/// for `concat!` into the capture writes.
 macro_rules! tombstoned {
-    () => {
-        "(EXISTS (SELECT 1 FROM events WHERE session_id = $1 AND type = 'session.deleted') \
-         AND NOT EXISTS (SELECT 1 FROM sessions WHERE id = $1))"
+    ($id:literal) => {
+        concat!(
+            "(EXISTS (SELECT 1 FROM events WHERE session_id = ",
+            $id,
+            " AND type = 'session.deleted') AND NOT EXISTS (SELECT 1 FROM sessions WHERE id = ",
+            $id,
+            "))"
+        )
     };
 }
 pub(super) use tombstoned;
