@@ -93,7 +93,8 @@ fn world_with(pool: PgPool, config: QueueConfig) -> World {
 }
 
 impl World {
-    async fn upload(&self, session: &str) -> bool {
+    /// Stores a transcript for `session`, as the API does before it records it: its key.
+    async fn put_transcript(&self, session: &str) -> String {
         let key = raw_transcript_key(
             &Id::parse("workspace_id", "w1").unwrap(),
             &Id::parse("session_id", session).unwrap(),
@@ -104,6 +105,11 @@ impl World {
             .put(&key, Bytes::from(std::fs::read(path).unwrap()))
             .await
             .unwrap();
+        key
+    }
+
+    async fn upload(&self, session: &str) -> bool {
+        let key = self.put_transcript(session).await;
         let upload = Transcript {
             key: &key,
             size: None,
@@ -551,6 +557,61 @@ async fn sessions_ready_beyond_the_queues_room_wait_for_the_sweep_and_run_once(p
     }
     done.sort();
     assert_eq!(done, sessions, "each once");
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn an_event_the_server_raises_is_recorded_and_handled_in_one_commit(pool: PgPool) {
+    let mut w = world(pool.clone());
+    w.processor.process(&start("s1")).await.unwrap();
+    w.processor.process(&end("s1")).await.unwrap();
+    let key = w.put_transcript("s1").await;
+    let uploaded = event(
+        "transcript.uploaded",
+        "s1",
+        json!({"key": key, "size": 1, "sha256": "ab"}),
+    );
+    assert_eq!(
+        w.processor.process_own(&uploaded).await.unwrap(),
+        Processed::Handled
+    );
+    let recorded: (bool, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT handled_at IS NOT NULL, handler_error, leased_by FROM events WHERE id = $1",
+    )
+    .bind(&uploaded.id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        recorded,
+        (true, None, None),
+        "recorded handled, leased to no one"
+    );
+    let (id, outcome) = w.ended().await;
+    assert_eq!(id, "s1");
+    assert!(
+        outcome.unwrap().summarized,
+        "the upload came last: it started the run"
+    );
+    assert_eq!(
+        w.processor.process_own(&uploaded).await.unwrap(),
+        Processed::Duplicate
+    );
+    assert_eq!(w.queue.metrics().snapshot().enqueued, 1, "started once");
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM events WHERE type = 'transcript.uploaded'"
+        )
+        .await,
+        1
+    );
+    // A type whose handler cannot act inside the transaction goes the usual way.
+    let reparse = event("session.reparse", "s1", json!({}));
+    assert_eq!(
+        w.processor.process_own(&reparse).await.unwrap(),
+        Processed::Handled,
+        "a type without handling inside the transaction goes the usual way"
+    );
 }
 
 /// A session.start handler whose batch statement always fails: each start then goes alone.

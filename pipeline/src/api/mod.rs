@@ -207,7 +207,7 @@ async fn announce(
     let event = Event::from_typed(typed, kind)
         .map_err(|e| ApiError::Unavailable(format!("cannot encode {kind}: {e}")))?;
     match &state.ingest {
-        Ingest::Embedded(processor) => match processor.process(&event).await {
+        Ingest::Embedded(processor) => match processor.process_own(&event).await {
             Ok(_) | Err(ProcessError::Handler { .. }) => Ok(()),
             Err(e) => Err(ApiError::Unavailable(e.to_string())),
         },

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use sessionflow_stages::store::{Ended, Started, Store, StoreError, Transcript};
+use sqlx::PgConnection;
 
 use super::envelope::{Event, Payload};
 use crate::queue::PipelineQueue;
@@ -47,6 +48,24 @@ pub trait Handler: Send + Sync {
         _events: &'a [(&'a Event, &'a Payload)],
     ) -> Option<BoxFuture<'a, Result<(), HandlerError>>> {
         None
+    }
+
+    /// Acts on the event inside `tx`, the transaction that records it handled (an event this
+    /// server raised: recorded and handled with one commit). Returns the sessions it made
+    /// ready to run, for [`start`](Self::start) once `tx` commits; `None` when it cannot, and
+    /// the event is handled as any other.
+    fn handle_in<'a>(
+        &'a self,
+        _tx: &'a mut PgConnection,
+        _event: &'a Event,
+        _payload: &'a Payload,
+    ) -> Option<BoxFuture<'a, Result<Vec<String>, HandlerError>>> {
+        None
+    }
+
+    /// Starts the runs of the sessions [`handle_in`](Self::handle_in) made ready.
+    fn start<'a>(&'a self, _sessions: &'a [String]) -> BoxFuture<'a, Result<(), HandlerError>> {
+        async { Ok(()) }.boxed()
     }
 }
 
@@ -300,6 +319,26 @@ impl TranscriptUploadedHandler {
     }
 }
 
+/// The session and transcript a `transcript.uploaded` event tells of.
+fn uploaded<'a>(
+    event: &'a Event,
+    payload: &'a Payload,
+) -> Result<(&'a str, Transcript<'a>), HandlerError> {
+    let Payload::TranscriptUploaded(upload) = payload else {
+        return Err(HandlerError(format!(
+            "{} is not a transcript.uploaded",
+            event.id
+        )));
+    };
+    let transcript = Transcript {
+        key: &upload.key,
+        size: Some(upload.size),
+        sha256: Some(&upload.sha256),
+        parts: upload.parts.as_ref(),
+    };
+    Ok((event.session_id.as_deref().unwrap_or_default(), transcript))
+}
+
 impl Handler for TranscriptUploadedHandler {
     fn handle<'a>(
         &'a self,
@@ -307,22 +346,41 @@ impl Handler for TranscriptUploadedHandler {
         payload: &'a Payload,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         async move {
-            let Payload::TranscriptUploaded(upload) = payload else {
-                return Err(HandlerError(format!(
-                    "{} is not a transcript.uploaded",
-                    event.id
-                )));
-            };
-            let transcript = Transcript {
-                key: &upload.key,
-                size: Some(upload.size),
-                sha256: Some(&upload.sha256),
-                parts: upload.parts.as_ref(),
-            };
-            let session = event.session_id.as_deref().unwrap_or_default();
+            let (session, transcript) = uploaded(event, payload)?;
             transcript_uploaded(&self.runs, &event.workspace_id, session, transcript)
                 .await
                 .map(|_| ())
+        }
+        .boxed()
+    }
+
+    fn handle_in<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        event: &'a Event,
+        payload: &'a Payload,
+    ) -> Option<BoxFuture<'a, Result<Vec<String>, HandlerError>>> {
+        Some(
+            async move {
+                let (session, transcript) = uploaded(event, payload)?;
+                let ready =
+                    Store::record_transcript_in(tx, &event.workspace_id, session, transcript)
+                        .await?;
+                Ok(if ready {
+                    vec![session.to_owned()]
+                } else {
+                    Vec::new()
+                })
+            }
+            .boxed(),
+        )
+    }
+
+    fn start<'a>(&'a self, sessions: &'a [String]) -> BoxFuture<'a, Result<(), HandlerError>> {
+        async move {
+            let sessions: Vec<&str> = sessions.iter().map(String::as_str).collect();
+            self.runs.start_many(&sessions).await?;
+            Ok(())
         }
         .boxed()
     }

@@ -90,6 +90,48 @@ impl EventProcessor {
         &self.pool
     }
 
+    /// Records and handles an event this server raised (a new id, in no stream): when its
+    /// handler can act inside the transaction that records it ([`Handler::handle_in`]), the
+    /// event is inserted handled and both commit at once — one commit where
+    /// [`process`](Self::process) takes three; otherwise, or if that handler fails, as
+    /// [`process`](Self::process) (which records a failure for the operator and offers the
+    /// event again).
+    pub async fn process_own(&self, event: &Event) -> Result<Processed, ProcessError> {
+        let payload = event.validate()?;
+        let Some(handler) = self.handlers.get(&event.kind) else {
+            return self.process(event).await;
+        };
+        let db = |e: sqlx::Error| database(&event.id, &e);
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let Some(handling) = handler.handle_in(&mut tx, event, &payload) else {
+            return self.process(event).await;
+        };
+        let ready = match handling.await {
+            Ok(ready) => ready,
+            Err(e) => {
+                drop(tx);
+                tracing::warn!(event = %event.id, kind = %event.kind, "handler failed: {e}; recorded alone now");
+                return self.process(event).await;
+            }
+        };
+        if insert(&mut *tx, &[event], Recording::Handled)
+            .await
+            .map_err(db)?
+            .is_empty()
+        {
+            // Recorded before (an id reused): what this handling wrote is rolled back.
+            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            return Ok(Processed::Duplicate);
+        }
+        tx.commit().await.map_err(db)?;
+        self.stats.processed.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = handler.start(&ready).await {
+            // Recorded and handled; the recovery sweep runs what could not be queued.
+            tracing::warn!(event = %event.id, "sessions made ready not queued: {e}");
+        }
+        Ok(Processed::Handled)
+    }
+
     /// Records and handles one event ([`process_batch`](Self::process_batch) of one).
     pub async fn process(&self, event: &Event) -> Result<Processed, ProcessError> {
         self.process_batch(std::slice::from_ref(event))
@@ -266,10 +308,11 @@ impl EventProcessor {
             return Ok(Recorded::default());
         }
         let chosen: Vec<&Event> = valid.iter().map(|&i| &events[i]).collect();
-        let mut taken: HashSet<String> = insert(&self.pool, &chosen, Some(&self.worker))
-            .await?
-            .into_iter()
-            .collect();
+        let mut taken: HashSet<String> =
+            insert(&self.pool, &chosen, Recording::Leased(&self.worker))
+                .await?
+                .into_iter()
+                .collect();
         let known: Vec<&str> = chosen
             .iter()
             .map(|e| e.id.as_str())
@@ -372,13 +415,24 @@ fn finish(
         .collect()
 }
 
+/// How [`insert`] records events.
+#[derive(Debug, Clone, Copy)]
+enum Recording<'a> {
+    /// Accepted by the API of `serve`: for a worker to handle.
+    Accepted,
+    /// Leased to this worker, which handles them next.
+    Leased(&'a str),
+    /// Handled by the transaction that records them.
+    Handled,
+}
+
 /// Inserts those of `events` not recorded yet, with their workspaces and devices (each once),
-/// in one statement, leased to `worker` when given. Returns the ids that were new; the others
-/// were recorded before.
-async fn insert(
-    pool: &PgPool,
+/// in one statement, as `recording` says. Returns the ids that were new; the others were
+/// recorded before.
+async fn insert<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
     events: &[&Event],
-    worker: Option<&str>,
+    recording: Recording<'_>,
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut workspaces: Vec<&str> = events.iter().map(|e| e.workspace_id.as_str()).collect();
     workspaces.sort_unstable();
@@ -409,9 +463,10 @@ async fn insert(
              UPDATE devices SET last_seen_at = now() \
              WHERE id = ANY($9) AND last_seen_at < now() - interval '1 minute') \
          INSERT INTO events (id, type, \"timestamp\", device_id, workspace_id, session_id, data, \
-             leased_by, leased_until) \
+             leased_by, leased_until, handled_at) \
          SELECT u.*, $11::text, \
-                CASE WHEN $11::text IS NOT NULL THEN now() + $12 * interval '1 millisecond' END \
+                CASE WHEN $11::text IS NOT NULL THEN now() + $12 * interval '1 millisecond' END, \
+                CASE WHEN $13 THEN now() END \
          FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
                      $6::text[], $7::jsonb[]) AS u \
          ON CONFLICT (id) DO NOTHING RETURNING id",
@@ -426,9 +481,13 @@ async fn insert(
     .bind(&workspaces)
     .bind(&device_ids)
     .bind(&device_workspaces)
-    .bind(worker)
+    .bind(match recording {
+        Recording::Leased(worker) => Some(worker),
+        Recording::Accepted | Recording::Handled => None,
+    })
     .bind(LEASE.as_millis() as f64)
-    .fetch_all(pool)
+    .bind(matches!(recording, Recording::Handled))
+    .fetch_all(executor)
     .await
 }
 
@@ -498,5 +557,10 @@ impl EventProcessor {
 /// devices with them). Returns the ids that were new; the others were already recorded
 /// (duplicates).
 pub async fn record_accepted(pool: &PgPool, events: &[Event]) -> Result<Vec<String>, sqlx::Error> {
-    insert(pool, &events.iter().collect::<Vec<_>>(), None).await
+    insert(
+        pool,
+        &events.iter().collect::<Vec<_>>(),
+        Recording::Accepted,
+    )
+    .await
 }

@@ -213,6 +213,20 @@ impl Store {
         transcript: Transcript<'_>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let ready =
+            Self::record_transcript_in(&mut tx, workspace_id, session_id, transcript).await?;
+        tx.commit().await?;
+        Ok(ready)
+    }
+
+    /// [`record_transcript`](Self::record_transcript) inside the caller's transaction `tx`
+    /// (which records the upload's event with it: one commit for both).
+    pub async fn record_transcript_in(
+        tx: &mut sqlx::PgConnection,
+        workspace_id: &str,
+        session_id: &str,
+        transcript: Transcript<'_>,
+    ) -> Result<bool, StoreError> {
         let before: Option<Option<String>> =
             sqlx::query_scalar("SELECT transcript_key FROM sessions WHERE id = $1 FOR UPDATE")
                 .bind(session_id)
@@ -239,7 +253,6 @@ impl Store {
         .bind(transcript.parts.map(sqlx::types::Json))
         .fetch_optional(&mut *tx)
         .await?;
-        tx.commit().await?;
         // Deleted for good: the API removes what it stored.
         let Some((lifecycle, parse_status)) = recorded else {
             return Ok(false);
