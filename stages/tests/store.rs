@@ -656,7 +656,10 @@ async fn late_events_and_uploads_do_not_bring_a_deleted_session_back_unless_revi
         .unwrap();
 
     store.record_start(&start).await.unwrap();
-    assert!(!store.record_end(&end).await.unwrap());
+    assert_eq!(
+        store.record_ends(std::slice::from_ref(&end)).await.unwrap(),
+        Vec::<String>::new()
+    );
     assert!(
         !store
             .record_transcript("w1", "s1", transcript)
@@ -675,8 +678,9 @@ async fn late_events_and_uploads_do_not_bring_a_deleted_session_back_unless_revi
             .unwrap()
     );
     store.record_start(&start).await.unwrap();
-    assert!(
-        store.record_end(&end).await.unwrap(),
+    assert_eq!(
+        store.record_ends(std::slice::from_ref(&end)).await.unwrap(),
+        ["s1"],
         "ended with its transcript: ready"
     );
     let cwd: Option<String> = sqlx::query_scalar("SELECT cwd FROM sessions WHERE id = 's1'")

@@ -252,19 +252,24 @@ pub async fn upload(
         .rename(&staging, &key)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    if let Err(e) = state.store.unstage_upload(&staging).await {
-        tracing::warn!("could not forget the staged upload {staging}: {e}");
-    }
     // Deleted while it streamed in: what was stored goes too (its deletion may have removed
     // the blobs before the rename).
     if was_known || !query.force {
-        if deleted(&state, &id).await? {
+        let deleted = state
+            .store
+            .unstage_upload_of(&staging, id.as_str())
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        if deleted {
             if let Err(e) = state.blobs.delete(&key).await {
                 tracing::warn!("could not remove {key} of a session deleted meanwhile: {e}");
             }
             return Err(gone(&id));
         }
     } else {
+        if let Err(e) = state.store.unstage_upload(&staging).await {
+            tracing::warn!("could not forget the staged upload {staging}: {e}");
+        }
         state
             .store
             .revive(id.as_str(), workspace.as_str())

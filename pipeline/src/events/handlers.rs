@@ -4,7 +4,7 @@
 //! session.start creates the session (`detected`); session.end moves it to `ended` (creating an
 //! `ended` session if none exists). The pipeline starts when a session is both ended and has its
 //! transcript: whichever of session.end and the transcript upload comes last starts it, exactly
-//! once (see the store's `record_end` and `record_transcript`).
+//! once (see the store's `record_ends` and `record_transcript`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,13 +3,14 @@
 //!
 //! It takes each event's lease (`leased_by`, `leased_until`) — inserting the new ones with
 //! `ON CONFLICT (id) DO NOTHING`, their workspaces and devices upserted by the same statement —
-//! runs
-//! the handler registered for each type and marks the events handled. An event seen again is a
-//! duplicate and its handler does not run — unless its handler failed the first time: then the event stays recorded with
-//! the error, the caller is told, and a redelivery runs the handler again. An event whose lease
-//! another live worker holds is left to it: the stream and the sweep of unhandled events may
-//! offer the same event to two workers, and only one runs its handler; a dead worker's lease
-//! lapses with its heartbeat.
+//! runs the handler registered for each type and marks the events handled. An event seen again
+//! is a duplicate and its handler does not run — unless its handler failed the first time: then
+//! the event stays recorded with the error, the caller is told, and a redelivery runs the
+//! handler again. An event whose lease another live worker holds is left to it: the stream and
+//! the sweep of unhandled events may offer the same event to two workers, and only one runs its
+//! handler; a dead worker's lease lapses with its heartbeat. An event the server raises itself
+//! is recorded handled by the transaction its handler writes in, when the handler can
+//! ([`EventProcessor::process_own`]).
 //!
 //! The API of `serve` only records what it accepts ([`record_accepted`]), before the stream
 //! hears of it: an event answered 202 is kept even if Redis loses it, and any worker's
@@ -146,8 +147,9 @@ impl EventProcessor {
     /// and devices upserted once (another takes the lease of those recorded before and not
     /// handled); then the handlers run in stream order, except that the `session.start` and
     /// `session.end` events that come first for their session go together, a call for each
-    /// type (one by one again if that call fails), and one statement marks the handled ones. A handler's failure stays its event's: the event keeps its error
-    /// for the operator and is offered again; the others go on.
+    /// type (one by one again if that call fails), and one statement marks the handled ones. A
+    /// handler's failure stays its event's: the event keeps its error for the operator and is
+    /// offered again; the others go on.
     pub async fn process_batch(&self, events: &[Event]) -> Vec<Result<Processed, ProcessError>> {
         let outcomes = self.process_batch_inner(events).await;
         for outcome in &outcomes {

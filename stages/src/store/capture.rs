@@ -114,19 +114,11 @@ impl Store {
         Ok(())
     }
 
-    /// Ends the session (creating it `ended` if it is new). True when this end made it ready
-    /// to run: it ended now and its transcript is already stored.
-    /// Its workspace and device must be recorded, as for [`record_start`](Self::record_start).
-    pub async fn record_end(&self, end: &Ended<'_>) -> Result<bool, StoreError> {
-        Ok(!self
-            .record_ends(std::slice::from_ref(end))
-            .await?
-            .is_empty())
-    }
-
-    /// [`record_end`](Self::record_end) of many sessions in one transaction (their rows locked
-    /// in id order, so that batches never wait on each other in a circle); each session at most
-    /// once. Returns the sessions these ends made ready to run.
+    /// Ends the sessions (creating those that are new `ended`), in one transaction (their rows
+    /// locked in id order, so that batches never wait on each other in a circle); each session
+    /// at most once. Returns the sessions these ends made ready to run: ended now, with their
+    /// transcript already stored. Their workspaces and devices must be recorded, as for
+    /// [`record_start`](Self::record_start).
     pub async fn record_ends(&self, ends: &[Ended<'_>]) -> Result<Vec<String>, StoreError> {
         let ids: Vec<&str> = ends.iter().map(|e| e.id).collect();
         let mut tx = self.pool.begin().await?;
@@ -278,6 +270,20 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Forgets the staged upload `key`, renamed into place as session `id`'s transcript, and
+    /// tells in the same round trip whether the session was deleted for good meanwhile (its
+    /// deletion may have removed its blobs before the rename).
+    pub async fn unstage_upload_of(&self, key: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(concat!(
+            "WITH unstaged AS (DELETE FROM staged_uploads WHERE key = $1) SELECT ",
+            tombstoned!("$2")
+        ))
+        .bind(key)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Staged uploads older than `older_than` (their writer died), at most `limit`.
