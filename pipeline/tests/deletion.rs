@@ -354,6 +354,68 @@ async fn a_deleted_session_is_gone_everywhere_and_comes_back_only_when_forced(po
 }
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
+async fn a_session_deleted_while_its_transcript_streams_in_keeps_nothing_of_it(pool: PgPool) {
+    use futures::SinkExt;
+    let (url, _queue, dir) = daemon(&pool).await;
+    ingest(
+        &url,
+        vec![event(
+            "session.start",
+            "s1",
+            "w1",
+            json!({"cc_session_id": "s1", "source": "startup"}),
+        )],
+    )
+    .await;
+    let transcript = fixture("cc2.1.14-headless-hello-world-script.jsonl");
+    let (head, tail) = transcript.split_at(transcript.len() / 2);
+    let (mut body, stream) = futures::channel::mpsc::channel::<std::io::Result<Vec<u8>>>(1);
+    let upload = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("{url}/api/sessions/s1/transcript/upload"))
+            .bearer_auth(KEY)
+            .header("content-type", "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send(),
+    );
+    body.send(Ok(head.to_vec())).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let staged: i64 = sqlx::query_scalar("SELECT count(*) FROM staged_uploads")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if staged == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never staged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body_json) =
+        json_call(reqwest::Method::DELETE, &url, "/api/sessions/s1", KEY).await;
+    assert_eq!(status, 200, "{body_json}");
+    body.send(Ok(tail.to_vec())).await.unwrap();
+    drop(body);
+    let response = upload.await.unwrap().unwrap();
+    assert_eq!(response.status().as_u16(), 410);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("deleted for good"), "{text}");
+    assert!(
+        walk(dir.path()).is_empty(),
+        "nothing of the upload is kept: {:?}",
+        walk(dir.path())
+    );
+    let left: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM staged_uploads), (SELECT count(*) FROM sessions), \
+                (SELECT count(*) FROM events WHERE type = 'transcript.uploaded')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(left, (0, 0, 0), "staged uploads, sessions, upload events");
+}
+
+#[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn only_an_admin_or_a_key_scoped_to_the_workspace_deletes(pool: PgPool) {
     let (url, _queue, dir) = daemon(&pool).await;
     captured(
