@@ -116,18 +116,23 @@ async fn ingest(url: &str, events: Vec<Value>) {
     assert_eq!(response.status(), 202);
 }
 
-/// Starts, uploads and ends `session` of workspace `w1`, and waits until it is summarized.
-async fn captured(url: &str, session: &str, transcript: &[u8]) {
+/// Sends the start of `session` of workspace `w1` (`source` as Claude Code names it).
+async fn start(url: &str, session: &str, source: &str) {
     ingest(
         url,
         vec![event(
             "session.start",
             session,
             "w1",
-            json!({"cc_session_id": session, "source": "startup"}),
+            json!({"cc_session_id": session, "source": source}),
         )],
     )
     .await;
+}
+
+/// Starts, uploads and ends `session` of workspace `w1`, and waits until it is summarized.
+async fn captured(url: &str, session: &str, transcript: &[u8]) {
+    start(url, session, "startup").await;
     let (status, _, body) = call(
         reqwest::Method::POST,
         url,
@@ -305,16 +310,7 @@ async fn a_deleted_session_is_gone_everywhere_and_comes_back_only_when_forced(po
 
     // Late capture does not bring it back: events are recorded and change nothing, an upload
     // is refused and leaves nothing behind.
-    ingest(
-        &url,
-        vec![event(
-            "session.start",
-            "s1",
-            "w1",
-            json!({"cc_session_id": "s1", "source": "resume"}),
-        )],
-    )
-    .await;
+    start(&url, "s1", "resume").await;
     let (status, _) = json_call(reqwest::Method::GET, &url, "/api/sessions/s1", KEY).await;
     assert_eq!(status, 410, "a late start does not make the session again");
     let (status, _, body) = call(
@@ -357,16 +353,7 @@ async fn a_deleted_session_is_gone_everywhere_and_comes_back_only_when_forced(po
 async fn a_session_deleted_while_its_transcript_streams_in_keeps_nothing_of_it(pool: PgPool) {
     use futures::SinkExt;
     let (url, _queue, dir) = daemon(&pool).await;
-    ingest(
-        &url,
-        vec![event(
-            "session.start",
-            "s1",
-            "w1",
-            json!({"cc_session_id": "s1", "source": "startup"}),
-        )],
-    )
-    .await;
+    start(&url, "s1", "startup").await;
     let transcript = fixture("cc2.1.14-headless-hello-world-script.jsonl");
     let (head, tail) = transcript.split_at(transcript.len() / 2);
     let (mut body, stream) = futures::channel::mpsc::channel::<std::io::Result<Vec<u8>>>(1);

@@ -141,6 +141,11 @@ async fn count(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
+/// Events recorded and not handled.
+async fn unhandled(pool: &PgPool) -> i64 {
+    count(pool, "SELECT count(*) FROM events WHERE handled_at IS NULL").await
+}
+
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
 async fn an_event_is_recorded_once_and_session_start_creates_the_session(pool: PgPool) {
     let w = world(pool.clone());
@@ -264,14 +269,7 @@ async fn other_types_are_stored_and_invalid_events_are_refused(pool: PgPool) {
         "{err}"
     );
     assert_eq!(count(&pool, "SELECT count(*) FROM events").await, 2);
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM events WHERE handled_at IS NULL"
-        )
-        .await,
-        0
-    );
+    assert_eq!(unhandled(&pool).await, 0);
 }
 
 /// A handler that fails a set number of times, then succeeds.
@@ -442,14 +440,7 @@ async fn starts_go_together_and_each_session_keeps_its_order(pool: PgPool) {
         (source.as_deref(), branch.as_deref()),
         (Some("startup"), Some("main"))
     );
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM events WHERE handled_at IS NULL"
-        )
-        .await,
-        0
-    );
+    assert_eq!(unhandled(&pool).await, 0);
 }
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]
@@ -497,14 +488,7 @@ async fn ends_go_together_and_start_each_ready_session_once(pool: PgPool) {
     );
     assert!(w.upload("s25").await, "s25 ended: its upload starts it");
     assert_eq!(w.ended().await.0, "s25");
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM events WHERE handled_at IS NULL"
-        )
-        .await,
-        0
-    );
+    assert_eq!(unhandled(&pool).await, 0);
 }
 
 #[sqlx::test(migrator = "sessionflow_stages::store::MIGRATOR")]

@@ -169,6 +169,17 @@ impl SessionStartHandler {
     }
 }
 
+/// What each of `events` tells, as `read` reads it: all of them, or the first error.
+fn read_all<'a, T>(
+    events: &'a [(&'a Event, &'a Payload)],
+    read: fn(&'a Event, &'a Payload) -> Result<T, HandlerError>,
+) -> Result<Vec<T>, HandlerError> {
+    events
+        .iter()
+        .map(|(event, payload)| read(event, payload))
+        .collect()
+}
+
 /// What a `session.start` event tells of its session.
 fn started<'a>(event: &'a Event, payload: &'a Payload) -> Result<Started<'a>, HandlerError> {
     let Payload::SessionStart(start) = payload else {
@@ -206,11 +217,9 @@ impl Handler for SessionStartHandler {
     ) -> Option<BoxFuture<'a, Result<(), HandlerError>>> {
         Some(
             async move {
-                let starts = events
-                    .iter()
-                    .map(|(event, payload)| started(event, payload))
-                    .collect::<Result<Vec<_>, _>>()?;
-                self.store.record_starts(&starts).await?;
+                self.store
+                    .record_starts(&read_all(events, started)?)
+                    .await?;
                 Ok(())
             }
             .boxed(),
@@ -267,16 +276,7 @@ impl Handler for SessionEndHandler {
         &'a self,
         events: &'a [(&'a Event, &'a Payload)],
     ) -> Option<BoxFuture<'a, Result<(), HandlerError>>> {
-        Some(
-            async move {
-                let ends = events
-                    .iter()
-                    .map(|(event, payload)| ended(event, payload))
-                    .collect::<Result<Vec<_>, _>>()?;
-                self.end(&ends).await
-            }
-            .boxed(),
-        )
+        Some(async move { self.end(&read_all(events, ended)?).await }.boxed())
     }
 }
 
