@@ -127,8 +127,8 @@ impl Runs {
         }
     }
 
-    /// Queues `session`, marked as this worker's. False when the queue had no room: the mark is
-    /// taken back and the recovery sweep finds the session.
+    /// Queues `session`, marked as this worker's. False when the queue had no room: the
+    /// session is left unmarked, and the recovery sweep finds it.
     pub async fn start(&self, session: &str) -> Result<bool, StoreError> {
         Ok(self.start_many(&[session]).await? == 1)
     }
