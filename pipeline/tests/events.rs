@@ -129,6 +129,18 @@ impl World {
             .map(|s| s.lifecycle)
     }
 
+    /// The sessions of the next `n` runs to end, each of which must have succeeded, sorted.
+    async fn succeeded(&mut self, n: usize) -> Vec<String> {
+        let mut done = Vec::new();
+        for _ in 0..n {
+            let (id, outcome) = self.ended().await;
+            assert!(outcome.is_ok(), "{id}: {outcome:?}");
+            done.push(id);
+        }
+        done.sort();
+        done
+    }
+
     async fn ended(&mut self) -> (String, Result<RunReport, RunEnd>) {
         tokio::time::timeout(Duration::from_secs(30), self.outcomes.recv())
             .await
@@ -139,6 +151,11 @@ impl World {
 
 async fn count(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+/// Two text columns of the one row `sql` selects.
+async fn texts(pool: &PgPool, sql: &'static str) -> (Option<String>, Option<String>) {
+    sqlx::query_as(sql).fetch_one(pool).await.unwrap()
 }
 
 /// Events recorded and not handled.
@@ -226,13 +243,7 @@ async fn racing_end_and_upload_start_each_pipeline_exactly_once(pool: PgPool) {
     for (processed, _) in futures::future::join_all(races).await {
         processed.unwrap();
     }
-    let mut done = Vec::new();
-    for _ in 0..20 {
-        let (id, outcome) = w.ended().await;
-        assert!(outcome.is_ok(), "{id}: {outcome:?}");
-        done.push(id);
-    }
-    done.sort();
+    let done = w.succeeded(20).await;
     assert_eq!(done, sessions);
     assert_eq!(
         w.queue.metrics().snapshot().enqueued,
@@ -431,14 +442,13 @@ async fn starts_go_together_and_each_session_keeps_its_order(pool: PgPool) {
         ("ended", Some("/src/app")),
         "ended by its end, filled in by its start"
     );
-    let (source, branch): (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT source, git_branch FROM sessions WHERE id = 's33'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
     assert_eq!(
-        (source.as_deref(), branch.as_deref()),
-        (Some("startup"), Some("main"))
+        texts(
+            &pool,
+            "SELECT source, git_branch FROM sessions WHERE id = 's33'"
+        )
+        .await,
+        (Some("startup".into()), Some("main".into()))
     );
     assert_eq!(unhandled(&pool).await, 0);
 }
@@ -466,25 +476,18 @@ async fn ends_go_together_and_start_each_ready_session_once(pool: PgPool) {
         20,
         "each session with its transcript, once"
     );
-    let mut done = Vec::new();
-    for _ in 0..20 {
-        let (id, outcome) = w.ended().await;
-        assert!(outcome.is_ok(), "{id}: {outcome:?}");
-        done.push(id);
-    }
-    done.sort();
+    let done = w.succeeded(20).await;
     assert_eq!(done, sessions[..20]);
     for s in sessions[20..].iter().map(String::as_str).chain(["s40"]) {
         assert_eq!(w.lifecycle(s).await, Some(Lifecycle::Ended), "{s}");
     }
-    let (source, reason): (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT source, end_reason FROM sessions WHERE id = 's40'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
     assert_eq!(
-        (source.as_deref(), reason.as_deref()),
-        (Some("startup"), Some("exit"))
+        texts(
+            &pool,
+            "SELECT source, end_reason FROM sessions WHERE id = 's40'"
+        )
+        .await,
+        (Some("startup".into()), Some("exit".into()))
     );
     assert!(w.upload("s25").await, "s25 ended: its upload starts it");
     assert_eq!(w.ended().await.0, "s25");

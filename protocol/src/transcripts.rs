@@ -115,7 +115,7 @@ impl Parts {
                         part.name, part.lines
                     ));
                 }
-                match memchr(b'\n', &body[at..]) {
+                match memchr::memchr(b'\n', &body[at..]) {
                     Some(n) => at += n + 1,
                     None => at = body.len(),
                 }
@@ -151,10 +151,6 @@ pub fn is_subagent_name(name: &str) -> bool {
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
             })
-}
-
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|b| *b == needle)
 }
 
 /// How many newlines `bytes` holds (vectorized: a transcript's bytes are counted as they stream

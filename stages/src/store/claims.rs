@@ -89,10 +89,9 @@ impl Store {
     }
 
     /// Records that `worker` queued the sessions `ids` (those still waiting to be parsed), so
-    /// that other workers' sweeps leave them alone while `worker` lives. Returns how many were
-    /// waiting.
-    pub async fn mark_queued(&self, ids: &[&str], worker: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(
+    /// that other workers' sweeps leave them alone while `worker` lives.
+    pub async fn mark_queued(&self, ids: &[&str], worker: &str) -> Result<(), StoreError> {
+        sqlx::query(
             "UPDATE sessions SET enqueued_at = now(), enqueued_by = $2 \
              WHERE id = ANY($1) AND parse_status = 'pending'",
         )
@@ -100,7 +99,7 @@ impl Store {
         .bind(worker)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(())
     }
 
     /// Hands back the sessions `worker` queued (only those of `only`, if given) that no run of
