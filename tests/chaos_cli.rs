@@ -469,6 +469,10 @@ async fn chaos(seed: u64) {
             while unread(&db).await <= before && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            assert!(
+                unread(&db).await > before,
+                "no event arrived while the workers were paused (the backfill ended too soon?)"
+            );
             redis.restart();
             for pid in &paused {
                 signal(*pid, libc::SIGCONT);
@@ -479,21 +483,27 @@ async fn chaos(seed: u64) {
     let sessions = sent["discovered"].as_i64().unwrap();
     assert_eq!(sent["upload_failures"], 0, "{sent}");
 
-    // Every session ends, each summarized or failed with its reason.
+    // Every session ends, each summarized or failed with its reason, and every event is
+    // handled (those Redis lost by the sweep, which may come after their sessions ended: a
+    // session's end does not need its start or upload event).
     let deadline = Instant::now() + Duration::from_secs(300);
     let last_kill = *kills.last().unwrap();
     loop {
         let e = ends(&db).await;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
-            .fetch_one(&db)
-            .await
-            .unwrap();
-        if e.other == 0 && total == sessions {
+        let (total, unhandled): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM sessions), \
+                    (SELECT count(*) FROM events WHERE handled_at IS NULL)",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if e.other == 0 && total == sessions && unhandled == 0 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "sessions still not done {} s after the last kill: {} summarized, {} other",
+            "not done {} s after the last kill: {} summarized, {} other, {unhandled} events \
+             unhandled",
             last_kill.elapsed().as_secs(),
             e.summarized,
             e.other

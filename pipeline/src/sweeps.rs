@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::EventProcessor;
+use crate::health::EVENTS_LATE;
 use crate::queue::PipelineQueue;
 
 /// How long a live worker's run may sit `parsing` before it is presumed hung.
@@ -24,8 +25,10 @@ pub const STUCK_PARSING: Duration = Duration::from_secs(10 * 60);
 /// How often the recovery, unhandled-event and summary retry sweeps run.
 pub const RECOVER_EVERY: Duration = Duration::from_secs(15);
 /// How long an accepted event may wait for the stream to bring it before any worker handles
-/// it from Postgres.
-pub const UNHANDLED_AFTER: Duration = Duration::from_secs(30);
+/// it from Postgres: longer than health's [`EVENTS_LATE`], so that events the stream lost are
+/// reported (for 15 s at least) before a sweep quietly makes up for them.
+pub const UNHANDLED_AFTER: Duration = Duration::from_secs(45);
+const _: () = assert!(UNHANDLED_AFTER.as_secs() >= EVENTS_LATE.as_secs() + 15);
 /// Events the unhandled-event sweep takes at once.
 const UNHANDLED_BATCH: i64 = 200;
 /// How old an upload staged and never renamed or discarded must be before it is removed (its
