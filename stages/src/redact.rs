@@ -124,14 +124,15 @@ static COMPILED: LazyLock<Compiled> = LazyLock::new(|| Compiled {
 });
 
 /// `text` with every secret replaced by `[REDACTED:kind]`, counting each in `counts`; `None`
-/// when nothing was found (the common case costs one pass of the set). A marker is never
-/// taken for a secret, so redacting twice changes nothing.
+/// when nothing was found (the common case costs one pass of the set, asked only whether any
+/// rule matches: that search stops at the first match and need not track which rules do). A
+/// marker is never taken for a secret, so redacting twice changes nothing.
 pub fn redact(text: &str, counts: &mut Counts) -> Option<String> {
     let compiled = &*COMPILED;
-    let matched = compiled.set.matches(text);
-    if !matched.matched_any() {
+    if !compiled.set.is_match(text) {
         return None;
     }
+    let matched = compiled.set.matches(text);
     let mut out = text.to_owned();
     let mut changed = false;
     for at in matched.iter() {
