@@ -77,7 +77,7 @@ install_ccusage() {
   if [ -x "$CCUSAGE" ]; then return; fi
   say "installing ccusage 20.0.24 into $dir (once per machine)"
   mkdir -p "$dir"
-  npm install --silent --no-audit --no-fund --prefix "$dir" ccusage@20.0.24 @ccusage/ccusage-linux-x64@20.0.24 >&2
+  npm install --loglevel=error --no-audit --no-fund --prefix "$dir" ccusage@20.0.24 @ccusage/ccusage-linux-x64@20.0.24 >&2
   chmod +x "$CCUSAGE"
 }
 
@@ -90,7 +90,7 @@ install_claude_code() {
   fi
   say "installing Claude Code $version into $dir (once per machine)"
   mkdir -p "$dir"
-  npm install --silent --no-audit --no-fund --prefix "$dir" "@anthropic-ai/claude-code@$version" >&2
+  npm install --loglevel=error --no-audit --no-fund --prefix "$dir" "@anthropic-ai/claude-code@$version" >&2
 }
 
 start_postgres
